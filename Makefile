@@ -1,0 +1,36 @@
+# The two commands a fresh machine needs (Python 3.11+): `make demo` and `make test`.
+# Each creates .venv on first use, installs the package into it, then does its job.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SCENARIO ?=
+RUNBOOK ?= email_provider_failure
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+## demo: run a runbook against a simulated incident (SCENARIO=name to pick one; see `runbook list`)
+demo: $(VENV)/.installed
+	$(BIN)/runbook demo $(RUNBOOK) $(if $(SCENARIO),--scenario $(SCENARIO),)
+
+## test: lint, type-check, the whole test suite (starts its own PostgreSQL and Redis), then nbval
+test: $(VENV)/.installed-test
+	$(BIN)/ruff check lib tests notebooks
+	$(BIN)/mypy
+	$(BIN)/pytest
+	$(BIN)/pytest --nbval-lax notebooks/ -p no:cacheprovider -W ignore::DeprecationWarning
+
+clean:
+	rm -rf $(VENV) runs

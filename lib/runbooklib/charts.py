@@ -1,0 +1,136 @@
+"""Charts of the failure data: each `plot_*` returns a matplotlib Figure (never `plt.show()`).
+
+Figures are built with the object API (no pyplot state). So that a Figure returned as a cell's last
+value shows as an image in Jupyter and in papermill output, a PNG formatter for Figure is registered
+with IPython the first time a chart is made inside a kernel.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.figure import Figure
+
+from runbooklib.redact import REDACTOR
+
+STATUS_COLOURS = {"FAILED": "#cf222e", "BOUNCED": "#bc4c00", "RETRYING": "#d4a72c", "QUEUED": "#8c959f",
+                  "SENT": "#54aeff", "DELIVERED": "#1a7f37"}
+_registered = False
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _register_formatter() -> None:
+    global _registered
+    if _registered:
+        return
+    try:
+        from IPython import get_ipython
+    except ImportError:  # charts used outside IPython: nothing to register
+        _registered = True
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, _png)
+    _registered = True
+
+
+def _figure(width: float = 9.0, height: float = 3.6) -> Figure:
+    _register_formatter()
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _empty(fig: Figure, title: str, message: str) -> Figure:
+    ax = fig.subplots()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#57606a")
+    ax.set_axis_off()
+    return fig
+
+
+def plot_status_over_time(frame: pd.DataFrame, bucket_seconds: int, *, title: str,
+                          statuses: tuple[str, ...] = ("FAILED", "BOUNCED", "RETRYING")) -> Figure:
+    """Stacked bars of messages per time bucket for the given statuses.
+
+    `frame` has the columns of `queries.status_over_time`: `bucket`, `status`, `count`.
+    """
+    fig = _figure()
+    data = frame[frame["status"].isin(statuses)] if not frame.empty else frame
+    if data.empty:
+        return _empty(fig, title, "no failing, bounced or retrying messages in the window")
+    pivot = data.pivot_table(index="bucket", columns="status", values="count", aggfunc="sum", fill_value=0)
+    times = mdates.date2num([datetime.fromtimestamp(int(b) * bucket_seconds, UTC) for b in pivot.index])  # type: ignore[no-untyped-call]
+    ax = fig.subplots()
+    bottom = [0] * len(times)
+    width = bucket_seconds / 86400 * 0.9
+    for status in [s for s in statuses if s in pivot.columns]:
+        values = pivot[status].tolist()
+        ax.bar(times, values, width=width, bottom=bottom, label=status, color=STATUS_COLOURS.get(status),
+               align="edge")
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.xaxis_date()
+    ax.set_title(title)
+    ax.set_ylabel(f"messages per {bucket_seconds // 60 or 1} min" if bucket_seconds >= 60 else "messages")
+    ax.set_xlabel("UTC")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.autofmt_xdate()
+    return fig
+
+
+def plot_top_errors(frame: pd.DataFrame, *, title: str = "Top errors", max_label: int = 60) -> Figure:
+    """Horizontal bars of the most common errors (`queries.top_errors` columns: `error`, `count`)."""
+    fig = _figure(height=max(2.4, 0.45 * len(frame) + 1.2))
+    if frame.empty:
+        return _empty(fig, title, "no errors recorded in the window")
+    ax = fig.subplots()
+    labels = [_short(REDACTOR.text(str(e)), max_label) for e in frame["error"]][::-1]
+    ax.barh(labels, frame["count"].tolist()[::-1], color="#cf222e")
+    ax.set_title(title)
+    ax.set_xlabel("messages")
+    return fig
+
+
+def plot_tenant_split(frame: pd.DataFrame, *, title: str = "Failures by tenant") -> Figure:
+    """Failed vs other messages per tenant (`queries.tenant_split` columns: `tenant_id`, `total`, `failed`)."""
+    fig = _figure(height=max(2.4, 0.4 * len(frame) + 1.2))
+    if frame.empty:
+        return _empty(fig, title, "no messages in the window")
+    ax = fig.subplots()
+    labels = [str(t) for t in frame["tenant_id"]][::-1]
+    failed = frame["failed"].tolist()[::-1]
+    other = (frame["total"] - frame["failed"]).tolist()[::-1]
+    ax.barh(labels, failed, color="#cf222e", label="failed")
+    ax.barh(labels, other, left=failed, color="#8c959f", label="other statuses")
+    for i, (f, t) in enumerate(zip(failed, frame["total"].tolist()[::-1], strict=True)):
+        ax.text(f + (t - f), i, f"  {f / t:.0%}" if t else "", va="center", fontsize="small")
+    ax.set_title(title)
+    ax.set_xlabel("messages in window")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def plot_samples(values: list[float], times: list[datetime], *, title: str, ylabel: str) -> Figure:
+    """A small line chart of sampled values (e.g. queue depth during recovery)."""
+    fig = _figure(height=2.8)
+    if not values:
+        return _empty(fig, title, "no samples")
+    ax = fig.subplots()
+    ax.plot(mdates.date2num(times), values, marker="o")  # type: ignore[no-untyped-call]
+    ax.xaxis_date()
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    fig.autofmt_xdate()
+    return fig
+
+
+def _short(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

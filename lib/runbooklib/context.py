@@ -1,0 +1,229 @@
+"""The run context a notebook builds in its second cell: validated parameters, endpoints, clients,
+the gate, the audit log and the record of findings that becomes `summary.json`.
+
+`start(slug, globals())` is the notebook's entry point. It validates the parameters strictly (a name
+in the namespace that is not a declared parameter is an error: that is how a misspelled `-p windw
+2h` is caught), resolves the environment profile and, for the demo environment without a sandbox
+description, starts an in-kernel sandbox so that the notebook runs as-is in Jupyter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from runbooklib import catalog
+from runbooklib.audit import AuditLog
+from runbooklib.checks import CheckResult
+from runbooklib.db import Database
+from runbooklib.diagnosis import Diagnosis
+from runbooklib.errors import ConfigError
+from runbooklib.gates import UNDO_PREFIX, Gate, GateOutcome
+from runbooklib.params import CommonParams, format_duration, validate
+from runbooklib.platform_api import PlatformAPI
+from runbooklib.redact import REDACTOR
+from runbooklib.settings import DEMO, Profile, demo_profile, load_profiles, register_profile_secrets, secret
+
+SUMMARY = "summary.json"
+AUDIT = "audit.jsonl"
+_IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
+
+
+def namespace_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameter-like names of a notebook namespace: public, not modules, functions or classes."""
+    hidden: set[str] = set()
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            hidden = set(shell.user_ns_hidden)
+    except ImportError:
+        pass
+    out = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or name in _IGNORED_GLOBALS or name in hidden:
+            continue
+        if isinstance(value, types.ModuleType | types.FunctionType | types.BuiltinFunctionType | type):
+            continue
+        out[name] = value
+    return out
+
+
+def default_runs_dir() -> Path:
+    env = os.environ.get("RUNBOOK_RUNS_DIR")
+    if env:
+        return Path(env)
+    try:
+        return catalog.project_root() / "runs"
+    except ConfigError:
+        return Path.cwd() / "runs"
+
+
+def bundle_name(slug: str, when: datetime) -> str:
+    return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{slug}"
+
+
+class RunContext:
+    """One run of one runbook: parameters, endpoints, clients, gate, audit and findings."""
+
+    def __init__(self, spec: catalog.RunbookSpec, params: CommonParams, profile: Profile, *,
+                 run_dir: Path, sandbox: Any = None, now: datetime | None = None) -> None:
+        self.spec = spec
+        self.slug = spec.slug
+        self.params = params
+        self.profile = profile
+        self.sandbox = sandbox
+        self.started_at = now or datetime.now(UTC)
+        self.until = self.started_at
+        self.since = self.until - params.window_delta
+        self.baseline_since = self.since - params.baseline_delta
+        self.run_dir = run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.audit = AuditLog(run_dir / AUDIT, incident=params.incident, runbook=spec.slug, operator=params.operator)
+        self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
+                         audit=self.audit,
+                         known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions])
+        self.findings: dict[str, CheckResult] = {}
+        self.facts: dict[str, Any] = {}
+        self.diagnosis: Diagnosis | None = None
+        self.extra: dict[str, Any] = {}
+        """JSON-ready additions to summary.json (e.g. the filled post-incident checklist)."""
+        self.state: dict[str, Any] = {}
+        """In-memory working state shared between cells (frames, clients, samples); never saved."""
+        self._register_secrets()
+        self.write_summary()
+
+    # -- clients -------------------------------------------------------------------------------
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.profile.resolve_database_url(), statement_timeout=self.profile.statement_timeout,
+                        row_cap=self.profile.row_cap, connect_timeout=self.profile.connect_timeout)
+
+    @cached_property
+    def api(self) -> PlatformAPI:
+        token = secret(self.profile.platform_api_token_env, what="Lineup API token")
+        return PlatformAPI(self.profile.platform_api_url, token, connect_timeout=self.profile.connect_timeout,
+                           read_timeout=self.profile.read_timeout)
+
+    def _register_secrets(self) -> None:
+        """Register every secret the profile names, so that none can reach an output even by accident."""
+        register_profile_secrets(self.profile)
+
+    # -- window ---------------------------------------------------------------------------------
+    def window_params(self, *, by_tenant: bool | None = None, **extra: Any) -> dict[str, Any]:
+        """Bound values for a query over the incident window (tenant-scoped if a tenant was given)."""
+        out: dict[str, Any] = {"since": self.since, "until": self.until, **extra}
+        if by_tenant if by_tenant is not None else bool(self.params.tenant_id):
+            out["tenant_id"] = self.params.tenant_id
+        return out
+
+    def baseline_params(self, **extra: Any) -> dict[str, Any]:
+        out = self.window_params(**extra)
+        out.update(since=self.baseline_since, until=self.since)
+        return out
+
+    @property
+    def by_tenant(self) -> bool:
+        return bool(self.params.tenant_id)
+
+    # -- record -------------------------------------------------------------------------------------
+    def record(self, result: CheckResult) -> CheckResult:
+        """Keep a check result as a finding (by name) and update summary.json."""
+        self.findings[result.name] = result
+        self.write_summary()
+        return result
+
+    def record_outcome(self, outcome: GateOutcome) -> GateOutcome:
+        self.write_summary()
+        return outcome
+
+    def approve(self, action: str, *, operator: str, plan: str) -> str:
+        """Approve one action from Jupyter, bound to the plan digest its dry run showed; re-run its cell."""
+        approval = self.gate.approve(action, operator=operator, plan=plan)
+        return f"approved {approval.action} (plan {approval.plan_digest}) by {operator}; re-run its cell to apply"
+
+    def summary(self, status: str = "running") -> dict[str, Any]:
+        p = self.params
+        parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(p).items()}
+        return REDACTOR.mapping({
+            "runbook": self.slug,
+            "title": self.spec.title,
+            "incident": p.incident,
+            "environment": p.environment,
+            "operator": p.operator or None,
+            "status": status,
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "window": {"since": self.since.isoformat(timespec="seconds"), "until": self.until.isoformat(timespec="seconds"),
+                       "length": format_duration(p.window_delta), "baseline": format_duration(p.baseline_delta)},
+            "parameters": parameters,
+            "scenario": getattr(self.sandbox, "scenario_name", None) or (p.scenario or None),
+            "findings": {name: r.to_json() for name, r in self.findings.items()},
+            "facts": {k: v for k, v in self.facts.items() if isinstance(v, str | int | float | bool | type(None))},
+            "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
+            "actions": [o.to_json() for o in self.gate.outcomes],
+            **self.extra,
+        })
+
+    def write_summary(self, status: str = "running") -> None:
+        path = self.run_dir / SUMMARY
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.summary(status), indent=2, default=str), encoding="utf-8")
+        tmp.replace(path)
+
+    def finish(self) -> str:
+        """Write the final summary; returns the one-line diagnosis for the notebook's last cell."""
+        self.write_summary("completed")
+        cause = self.diagnosis.headline if self.diagnosis else "no diagnosis was made"
+        applied = [o.action for o in self.gate.outcomes if o.changed]
+        return REDACTOR.text(f"{self.slug} · {self.params.incident}: {cause}"
+                             + (f" · applied: {', '.join(applied)}" if applied else " · nothing changed")
+                             + f" · record: {self.run_dir}")
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.close()
+        if "api" in self.__dict__:
+            self.api.close()
+
+
+def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = None) -> RunContext:
+    """Validate a notebook's parameters and build its run context (the notebook's second cell)."""
+    spec = catalog.get(slug)
+    raw = namespace_parameters(namespace)
+    environments_file = raw.get("environments_file") or ""
+    profiles = load_profiles(str(environments_file)) if isinstance(environments_file, str) else {DEMO: None}
+    params = validate(spec.params_cls, raw, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
+                      environments=profiles, scenarios=spec.scenarios())
+    sandbox = None
+    if params.environment == DEMO:
+        if params.sandbox:
+            path = Path(params.sandbox)
+            if not path.is_file():
+                raise ConfigError(f"sandbox description {params.sandbox!r} does not exist; "
+                                  "it is written by `runbook demo` while its sandbox runs", parameter="sandbox")
+            profile = demo_profile(json.loads(path.read_text()))
+        else:
+            from runbooklib.sandbox import Sandbox
+
+            scenario = params.scenario or spec.default_scenario
+            sandbox = Sandbox.from_scenario(spec.scenario_path(scenario)).start()
+            profile = demo_profile(sandbox.describe())
+    else:
+        found = profiles[params.environment]
+        assert found is not None
+        profile = found
+    when = now or datetime.now(UTC)
+    run_dir = Path(params.run_dir) if params.run_dir else (
+        default_runs_dir() / params.incident / (bundle_name(slug, when) + "-interactive"))
+    return RunContext(spec, params, profile, run_dir=run_dir, sandbox=sandbox, now=when)
+
+
+def minutes(delta: timedelta) -> float:
+    return delta.total_seconds() / 60

@@ -1,0 +1,102 @@
+"""The one error tree of comms-runbooks.
+
+```
+RunbookError
+ ├── ConfigError             bad parameters, unknown environment, missing secret variable
+ ├── QueryError              a database query failed, timed out or hit the row cap
+ ├── PlatformAPIError        the Lineup API could not be used
+ │    ├── PlatformUnreachable
+ │    ├── PlatformAuthError
+ │    └── PlatformResponseError
+ ├── ProviderError           an email/SMS/WhatsApp provider call failed
+ │    ├── ProviderTimeout
+ │    ├── ProviderAuthError
+ │    └── ProviderResponseError
+ ├── MitigationError
+ │    ├── MitigationNotAllowed  the gate refused: not approved, or approval bound to another plan
+ │    └── MitigationFailed      apply or verify did not succeed
+ └── RunFailed               a headless run stopped at a failing cell
+```
+
+Checks never raise these for a failing provider: they return a `CheckResult` that says so.
+Third-party errors are mapped at the boundary (`raise ... from exc`).
+"""
+
+from __future__ import annotations
+
+
+class RunbookError(Exception):
+    """Base class of every error raised by runbooklib."""
+
+
+class ConfigError(RunbookError):
+    """A parameter, setting or environment variable is wrong or missing."""
+
+    def __init__(self, message: str, *, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+class QueryError(RunbookError):
+    """A database query failed, was interrupted by the time limit, or exceeded the row cap."""
+
+
+class PlatformAPIError(RunbookError):
+    """The Lineup platform API could not be used."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class PlatformUnreachable(PlatformAPIError):
+    """The Lineup API did not answer (connection refused, DNS, timeout)."""
+
+
+class PlatformAuthError(PlatformAPIError):
+    """The Lineup API rejected the token (401/403)."""
+
+
+class PlatformResponseError(PlatformAPIError):
+    """The Lineup API answered with an error status or a body we cannot read."""
+
+
+class ProviderError(RunbookError):
+    """A provider (SMTP, SES, Twilio, Graph) call failed."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ProviderTimeout(ProviderError):
+    """A provider did not answer in time or could not be reached."""
+
+
+class ProviderAuthError(ProviderError):
+    """A provider rejected our credentials or permissions."""
+
+
+class ProviderResponseError(ProviderError):
+    """A provider answered with an error."""
+
+
+class MitigationError(RunbookError):
+    """A mitigation could not be carried out."""
+
+
+class MitigationNotAllowed(MitigationError):
+    """The gate refused the mitigation."""
+
+
+class MitigationFailed(MitigationError):
+    """A mitigation's apply or verify step failed."""
+
+
+class RunFailed(RunbookError):
+    """A headless run stopped at a failing cell; the bundle was still written."""
+
+    def __init__(self, message: str, *, cell_index: int | None = None, bundle: str | None = None) -> None:
+        super().__init__(message)
+        self.cell_index = cell_index
+        self.bundle = bundle

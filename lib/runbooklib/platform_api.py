@@ -1,0 +1,92 @@
+"""Client for the Lineup platform API (httpx, bearer token, timeouts on every call).
+
+Endpoints from the runbook spec:
+- `GET /api/v1/system-metrics/queues` → a JSON array of `{"queue": name, ...counts}`.
+- `PATCH /api/v1/communication/channels/{channel}` with `{"provider": ...}`.
+
+Assumed endpoints (not in the spec; see docs/assumed-endpoints.md):
+- `GET /api/v1/communication/channels/{channel}` → `{"channel", "provider", "tenant_id", ...}`,
+  read before a change so that it can be undone.
+- both channel calls take the tenant as the query parameter `tenant_id`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from runbooklib.errors import PlatformAPIError, PlatformAuthError, PlatformResponseError, PlatformUnreachable
+
+QUEUES_PATH = "/api/v1/system-metrics/queues"
+CHANNEL_PATH = "/api/v1/communication/channels/{channel}"
+CHANNELS = ("email", "sms", "whatsapp")
+
+
+class PlatformAPI:
+    """A thin, typed client over the Lineup API; every error becomes a `PlatformAPIError`."""
+
+    def __init__(self, base_url: str, token: str, *, connect_timeout: float = 5.0, read_timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                     "User-Agent": "comms-runbooks"},
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise PlatformUnreachable(f"{method} {path}: timed out ({exc.__class__.__name__})") from exc
+        except httpx.TransportError as exc:
+            raise PlatformUnreachable(f"{method} {path}: cannot connect to {self.base_url} "
+                                      f"({exc.__class__.__name__})") from exc
+        if response.status_code in (401, 403):
+            raise PlatformAuthError(f"{method} {path}: HTTP {response.status_code}, token rejected",
+                                    status=response.status_code)
+        if response.status_code >= 400:
+            raise PlatformResponseError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}",
+                                        status=response.status_code)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise PlatformResponseError(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
+
+    def queue_metrics(self) -> list[dict[str, Any]]:
+        """All queues' metrics, as the API returns them."""
+        data = self._request("GET", QUEUES_PATH)
+        if not isinstance(data, list) or not all(isinstance(q, dict) and "queue" in q for q in data):
+            raise PlatformResponseError(f"GET {QUEUES_PATH}: expected a JSON array of objects with 'queue'")
+        return data
+
+    def queue(self, name: str) -> dict[str, Any] | None:
+        """One queue's metrics (`None` if the API does not list it)."""
+        return next((q for q in self.queue_metrics() if q["queue"] == name), None)
+
+    def get_channel(self, channel: str, tenant_id: str) -> dict[str, Any]:
+        """A tenant's channel configuration (assumed endpoint)."""
+        data = self._request("GET", CHANNEL_PATH.format(channel=_channel(channel)), params={"tenant_id": tenant_id})
+        if not isinstance(data, dict) or "provider" not in data:
+            raise PlatformResponseError("channel configuration has no 'provider'")
+        return data
+
+    def set_channel_provider(self, channel: str, tenant_id: str, provider: str) -> dict[str, Any] | None:
+        """Switch a tenant's channel to `provider` (the spec's PATCH)."""
+        result = self._request("PATCH", CHANNEL_PATH.format(channel=_channel(channel)),
+                               params={"tenant_id": tenant_id}, json={"provider": provider})
+        return result if isinstance(result, dict) else None
+
+
+def _channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        raise PlatformAPIError(f"unknown channel {channel!r}; channels: {', '.join(CHANNELS)}")
+    return channel

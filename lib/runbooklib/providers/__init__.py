@@ -1,0 +1,1 @@
+"""Provider clients and checks: SMTP (smtplib) and AWS SES (boto3)."""

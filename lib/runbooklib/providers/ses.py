@@ -1,0 +1,178 @@
+"""AWS SES checks through boto3 (`ses` v1 and `sesv2`), with retries off and timeouts set.
+
+botocore retries throttling and 5xx five times by default (about 8 s against a local stand-in, 13 s
+on a refused connection); a runbook wants the first answer, so `total_max_attempts=1`. Errors are
+classified by `Error.Code`: AccessDenied-style codes are `permission_denied`, bad keys are
+`credentials_invalid`, `Throttling` is `throttled`, connection problems are `unreachable`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import botocore.exceptions as bx
+from botocore.config import Config
+from botocore.parsers import ResponseParserError
+
+from runbooklib.checks import CheckResult, timed
+from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
+from runbooklib.settings import SesEndpoint, optional_secret, secret
+
+PERMISSION_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")
+CREDENTIAL_CODES = ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
+                    "ExpiredToken", "ExpiredTokenException", "IncompleteSignature")
+THROTTLE_CODES = ("Throttling", "ThrottlingException", "TooManyRequestsException")
+UNLIMITED = -1.0
+QUOTA_WARN, QUOTA_FAIL = 0.8, 0.995
+# AWS reviews accounts at a 5% bounce rate (shut down near 10%) and 0.1% complaints (0.5%).
+BOUNCE_WARN, BOUNCE_FAIL = 0.05, 0.10
+COMPLAINT_WARN, COMPLAINT_FAIL = 0.001, 0.005
+
+
+def clients(endpoint: SesEndpoint, *, connect_timeout: float, read_timeout: float) -> tuple[Any, Any]:
+    """(ses, sesv2) clients: one attempt per call, timeouts set, credentials from the named variables."""
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"},
+                    connect_timeout=connect_timeout, read_timeout=read_timeout)
+    kwargs: dict[str, Any] = {"region_name": endpoint.region, "config": config}
+    if endpoint.endpoint_url:
+        kwargs["endpoint_url"] = endpoint.endpoint_url
+    if endpoint.access_key_id_env:
+        kwargs["aws_access_key_id"] = secret(endpoint.access_key_id_env, what="AWS access key id")
+        kwargs["aws_secret_access_key"] = secret(endpoint.secret_access_key_env, what="AWS secret access key")
+        token = optional_secret(endpoint.session_token_env)
+        if token:
+            kwargs["aws_session_token"] = token
+    session = boto3.session.Session()
+    return session.client("ses", **kwargs), session.client("sesv2", **kwargs)
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """Map a botocore/boto3 exception to (classification, detail)."""
+    if isinstance(exc, bx.ClientError):
+        err = exc.response.get("Error", {})
+        code, message = str(err.get("Code", "")), str(err.get("Message", ""))
+        if code in PERMISSION_CODES:
+            return "permission_denied", f"{code}: {message}"
+        if code in CREDENTIAL_CODES:
+            return "credentials_invalid", f"{code}: {message}"
+        if code in THROTTLE_CODES:
+            return "throttled", f"{code}: {message}"
+        if code in ("AccountSendingPausedException", "SendingPausedException"):
+            return "sending_disabled", f"{code}: {message}"
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return "provider_error", f"{code or f'HTTP {status}'}: {message}"
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return "config", "no AWS credentials found"
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError
+                  | bx.ConnectionClosedError):
+        return "unreachable", f"{exc.__class__.__name__}: {exc}"
+    if isinstance(exc, ResponseParserError):
+        return "bad_response", "SES answered with something boto3 cannot parse"
+    if isinstance(exc, ConfigError):
+        return "config", str(exc)
+    return "provider_error", f"{exc.__class__.__name__}: {exc}"
+
+
+def _failed(name: str, title: str, exc: BaseException, ms: float, facts: dict[str, Any] | None = None) -> CheckResult:
+    classification, detail = classify(exc)
+    status = "error" if classification == "config" else "fail"
+    return CheckResult(name, title, status, detail, classification=classification, facts=facts or {}, duration_ms=ms)
+
+
+def check_quota(ses: Any, *, name: str = "ses_quota") -> CheckResult:
+    """GetSendQuota: 24-hour quota use and the maximum send rate (-1 means unlimited)."""
+    title = "SES sending quota"
+    with timed() as ms:
+        try:
+            q = ses.get_send_quota()
+        except Exception as exc:  # classified below; a failing check is a result
+            return _failed(name, title, exc, ms())
+    max24, rate, sent = float(q["Max24HourSend"]), float(q["MaxSendRate"]), float(q["SentLast24Hours"])
+    facts: dict[str, Any] = {"max_24_hour_send": max24, "max_send_rate": rate, "sent_last_24_hours": sent}
+    if max24 == UNLIMITED or max24 <= 0:
+        facts["quota_used"] = None
+        return CheckResult(name, title, "ok", f"unlimited daily quota; max send rate {rate:g}/s", facts=facts,
+                           duration_ms=ms())
+    used = sent / max24
+    facts["quota_used"] = round(used, 4)
+    text = f"{sent:,.0f} of {max24:,.0f} sent in 24 h ({used:.1%}); max send rate {rate:g}/s"
+    if used >= QUOTA_FAIL:
+        return CheckResult(name, title, "fail", "daily quota exhausted: " + text, classification="quota_exhausted",
+                           facts=facts, duration_ms=ms())
+    status = "warn" if used >= QUOTA_WARN else "ok"
+    return CheckResult(name, title, status, text, facts=facts, duration_ms=ms())
+
+
+def check_account(ses: Any, sesv2: Any, *, name: str = "ses_account") -> CheckResult:
+    """Account sending switch (v1) and enforcement status / production access (v2 GetAccount)."""
+    title = "SES account status"
+    facts: dict[str, Any] = {}
+    with timed() as ms:
+        try:
+            facts["sending_enabled"] = bool(ses.get_account_sending_enabled()["Enabled"])
+            account = sesv2.get_account()
+        except Exception as exc:
+            return _failed(name, title, exc, ms(), facts)
+    facts["enforcement_status"] = str(account.get("EnforcementStatus", "UNKNOWN"))
+    facts["production_access"] = bool(account.get("ProductionAccessEnabled", False))
+    facts["v2_sending_enabled"] = bool(account.get("SendingEnabled", True))
+    enforcement = facts["enforcement_status"]
+    if not facts["sending_enabled"] or not facts["v2_sending_enabled"] or enforcement == "SHUTDOWN":
+        why = "sending is paused for the account" if enforcement != "SHUTDOWN" else "AWS shut down sending (SHUTDOWN)"
+        return CheckResult(name, title, "fail", f"{why}; enforcement status {enforcement}",
+                           classification="sending_disabled", facts=facts, duration_ms=ms())
+    notes = []
+    if enforcement == "PROBATION":
+        notes.append("account is on PROBATION (under review)")
+    if not facts["production_access"]:
+        notes.append("account is in the SES sandbox (verified recipients only)")
+    if notes:
+        return CheckResult(name, title, "warn", "; ".join(notes), classification="account_review", facts=facts,
+                           duration_ms=ms())
+    return CheckResult(name, title, "ok", f"sending enabled; enforcement {enforcement}; production access",
+                       facts=facts, duration_ms=ms())
+
+
+def check_reputation(ses: Any, *, now: datetime | None = None, name: str = "ses_reputation") -> CheckResult:
+    """Bounce and complaint rates from GetSendStatistics (15-minute points over two weeks)."""
+    title = "SES bounce and complaint rates"
+    now = now or datetime.now(UTC)
+    with timed() as ms:
+        try:
+            points = ses.get_send_statistics().get("SendDataPoints", [])
+        except Exception as exc:
+            return _failed(name, title, exc, ms())
+    points = sorted(points, key=lambda p: p["Timestamp"])  # AWS does not document the order
+    facts: dict[str, Any] = {"data_points": len(points)}
+    for label, since in (("24h", now - timedelta(hours=24)), ("14d", now - timedelta(days=14))):
+        recent = [p for p in points if p["Timestamp"] >= since]
+        attempts = sum(int(p.get("DeliveryAttempts", 0)) for p in recent)
+        facts[f"delivery_attempts_{label}"] = attempts
+        facts[f"bounce_rate_{label}"] = round(sum(int(p.get("Bounces", 0)) for p in recent) / attempts, 5) if attempts else None
+        facts[f"complaint_rate_{label}"] = (
+            round(sum(int(p.get("Complaints", 0)) for p in recent) / attempts, 5) if attempts else None)
+        facts[f"rejects_{label}"] = sum(int(p.get("Rejects", 0)) for p in recent)
+    bounce, complaint = facts["bounce_rate_14d"] or 0.0, facts["complaint_rate_14d"] or 0.0
+    text = f"14-day bounce rate {bounce:.2%}, complaint rate {complaint:.3%}"
+    if bounce >= BOUNCE_FAIL or complaint >= COMPLAINT_FAIL:
+        return CheckResult(name, title, "fail", text + " — at the level where AWS pauses sending",
+                           classification="reputation", facts=facts, duration_ms=ms())
+    if bounce >= BOUNCE_WARN or complaint >= COMPLAINT_WARN:
+        return CheckResult(name, title, "warn", text + " — above the level AWS reviews",
+                           classification="reputation", facts=facts, duration_ms=ms())
+    return CheckResult(name, title, "ok", text, facts=facts, duration_ms=ms())
+
+
+def send_email(ses: Any, *, source: str, to: str, subject: str, body: str) -> dict[str, Any]:
+    """SendEmail through the SES API; returns {"message_id": ...}. Raises ProviderError subclasses."""
+    try:
+        out = ses.send_email(Source=source, Destination={"ToAddresses": [to]},
+                             Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}})
+    except Exception as exc:
+        classification, detail = classify(exc)
+        error = {"unreachable": ProviderTimeout, "permission_denied": ProviderAuthError,
+                 "credentials_invalid": ProviderAuthError}.get(classification, ProviderResponseError)
+        raise error(detail, code=classification) from exc
+    return {"message_id": out.get("MessageId")}

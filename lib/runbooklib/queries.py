@@ -1,0 +1,190 @@
+"""Query builders over `message_logs`: each returns a SQLAlchemy Core statement and never executes it.
+
+Every statement binds its window as `:since` / `:until` (`created_at >= :since AND created_at <
+:until`) and its channel as `:channel`; with `by_tenant=True` it also binds `:tenant_id`. JSON is
+read with SQLAlchemy's portable JSON operators (`->>` on PostgreSQL, `json_extract` on SQLite), and
+time buckets with `epoch_bucket`, so one statement runs unchanged on both. All aggregation happens
+in the database; only `failure_sample` returns rows, and it is capped by `:limit`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+from runbooklib.schema import FAILED_STATUSES, message_logs
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Query: TypeAlias = sa.Select[*tuple[Any, ...]]
+
+T = message_logs
+ERROR = T.c["metadata"]["error"].as_string()
+ERROR_CODE = T.c["metadata"]["error_code"].as_string()
+PROBLEM_STATUSES = ("FAILED", "BOUNCED", "RETRYING")
+
+
+class epoch_bucket(FunctionElement[int]):  # noqa: N801 - reads like the SQL function it renders
+    """Integer bucket index: floor(epoch seconds of `col` / `size`). Multiply by `size` for the start."""
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+    def __init__(self, col: ColumnElement[Any], size: int) -> None:
+        self.size = int(size)
+        super().__init__(col)
+
+
+@compiles(epoch_bucket, "postgresql")
+def _bucket_pg(element: epoch_bucket, compiler: Any, **kw: Any) -> str:
+    col = compiler.process(list(element.clauses)[0], **kw)
+    return f"CAST(floor(extract(epoch FROM {col}) / {element.size}) AS BIGINT)"
+
+
+@compiles(epoch_bucket, "sqlite")
+def _bucket_sqlite(element: epoch_bucket, compiler: Any, **kw: Any) -> str:
+    col = compiler.process(list(element.clauses)[0], **kw)
+    return f"(CAST(strftime('%s', {col}) AS INTEGER) / {element.size})"
+
+
+def _where(by_tenant: bool) -> list[ColumnElement[bool]]:
+    clauses = [
+        T.c.channel == sa.bindparam("channel"),
+        T.c.created_at >= sa.bindparam("since"),
+        T.c.created_at < sa.bindparam("until"),
+    ]
+    if by_tenant:
+        clauses.append(T.c.tenant_id == sa.bindparam("tenant_id"))
+    return clauses
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
+
+
+def status_counts(*, by_tenant: bool = False) -> Query:
+    """The spec's check: messages by status in the window.
+
+    Columns: `status`, `count`, `retries` (sum of retry_count), `sample_error` (one error text).
+    """
+    return (
+        sa.select(
+            T.c.status,
+            sa.func.count().label("count"),
+            sa.func.coalesce(sa.func.sum(T.c.retry_count), 0).label("retries"),
+            sa.func.max(ERROR).label("sample_error"),
+        )
+        .where(*_where(by_tenant))
+        .group_by(T.c.status)
+        .order_by(sa.desc("count"), T.c.status)
+    )
+
+
+def failure_totals(*, by_tenant: bool = False) -> Query:
+    """One row for the window: `total`, `failed`, `bounced`, `retrying`, `delivered`, `sent`."""
+    return sa.select(
+        sa.func.count().label("total"),
+        _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed"),
+        _count_if(T.c.status == "BOUNCED").label("bounced"),
+        _count_if(T.c.status == "RETRYING").label("retrying"),
+        _count_if(T.c.status == "DELIVERED").label("delivered"),
+        _count_if(T.c.status == "SENT").label("sent"),
+    ).where(*_where(by_tenant))
+
+
+def status_over_time(bucket_seconds: int, *, by_tenant: bool = False) -> Query:
+    """Messages per time bucket and status.
+
+    Columns: `bucket` (integer; bucket start = bucket × bucket_seconds since the epoch), `status`, `count`.
+    """
+    bucket = epoch_bucket(T.c.created_at, bucket_seconds).label("bucket")
+    return (
+        sa.select(bucket, T.c.status, sa.func.count().label("count"))
+        .where(*_where(by_tenant))
+        .group_by(bucket, T.c.status)
+        .order_by(bucket, T.c.status)
+    )
+
+
+def top_errors(*, by_tenant: bool = False) -> Query:
+    """The most common errors of failing, bounced and retrying messages; binds `:limit`.
+
+    Columns: `error`, `error_code` (one code seen with it), `count`, `tenants` (distinct),
+    `first_seen`, `last_seen`.
+    """
+    error = sa.func.coalesce(ERROR, "(no error recorded)").label("error")
+    return (
+        sa.select(
+            error,
+            sa.func.max(ERROR_CODE).label("error_code"),
+            sa.func.count().label("count"),
+            sa.func.count(sa.distinct(T.c.tenant_id)).label("tenants"),
+            sa.func.min(T.c.created_at).label("first_seen"),
+            sa.func.max(T.c.created_at).label("last_seen"),
+        )
+        .where(*_where(by_tenant), T.c.status.in_(PROBLEM_STATUSES))
+        .group_by(error)
+        .order_by(sa.desc("count"), error)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def tenant_split() -> Query:
+    """Per tenant in the window, most failures first; binds `:limit`.
+
+    Columns: `tenant_id`, `total`, `failed`.
+    """
+    tenant = sa.func.coalesce(T.c.tenant_id, "(none)").label("tenant_id")
+    failed = _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed")
+    return (
+        sa.select(tenant, sa.func.count().label("total"), failed)
+        .where(*_where(False))
+        .group_by(tenant)
+        .order_by(sa.desc("failed"), sa.desc("total"), tenant)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def tenant_count() -> Query:
+    """Columns: `tenants` (distinct tenants with messages), `failing_tenants` (with a failure), `total`, `failed`."""
+    return sa.select(
+        sa.func.count().label("total"),
+        _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed"),
+        sa.func.count(sa.distinct(T.c.tenant_id)).label("tenants"),
+        sa.func.count(sa.distinct(sa.case((T.c.status.in_(FAILED_STATUSES), T.c.tenant_id)))).label(
+            "failing_tenants"
+        ),
+    ).where(*_where(False))
+
+
+def peak_rate(bucket_seconds: int = 60, *, by_tenant: bool = False) -> Query:
+    """The busiest bucket of the window. Columns: `bucket`, `count`."""
+    bucket = epoch_bucket(T.c.created_at, bucket_seconds).label("bucket")
+    return (
+        sa.select(bucket, sa.func.count().label("count"))
+        .where(*_where(by_tenant))
+        .group_by(bucket)
+        .order_by(sa.desc("count"), bucket)
+        .limit(1)
+    )
+
+
+def failure_sample(*, by_tenant: bool = False) -> Query:
+    """A capped sample of the newest failures; binds `:limit`.
+
+    Columns: `id`, `tenant_id`, `status`, `provider`, `recipient`, `created_at`, `retry_count`,
+    `error`, `error_code`.
+    """
+    return (
+        sa.select(
+            T.c.id, T.c.tenant_id, T.c.status, T.c.provider, T.c.recipient, T.c.created_at,
+            T.c.retry_count, ERROR.label("error"), ERROR_CODE.label("error_code"),
+        )
+        .where(*_where(by_tenant), T.c.status.in_(FAILED_STATUSES))
+        .order_by(sa.desc(T.c.created_at), T.c.id)
+        .limit(sa.bindparam("limit"))
+    )

@@ -1,0 +1,1 @@
+"""One module per runbook: its parameters, checks, diagnosis rules and mitigations."""

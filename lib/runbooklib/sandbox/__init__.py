@@ -1,0 +1,158 @@
+"""The embedded default: a simulated incident on this machine, no credentials, no servers to install.
+
+`Sandbox.from_scenario(path).start()` seeds `message_logs` (SQLite by default, or any database URL
+given), starts the stand-ins on loopback — SMTP primary and backup (aiosmtpd, STARTTLS + AUTH), SES
+(HTTP stand-in speaking the AWS wire format), the Lineup API — and puts freshly generated secrets in
+the environment under the demo profile's variable names. `describe()` is what a notebook needs to
+reach them (endpoints and variable *names*, never values). `stop()` stops everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from runbooklib.sandbox import seed
+from runbooklib.sandbox.scenario import Scenario
+from runbooklib.sandbox.smtp import SmtpServer, make_certificate
+from runbooklib.sandbox.standins import PlatformStandIn, SesStandIn
+
+SECRET_ENV = {
+    "api_token": "RUNBOOK_DEMO_API_TOKEN",
+    "smtp_username": "RUNBOOK_DEMO_SMTP_USERNAME",
+    "smtp_password": "RUNBOOK_DEMO_SMTP_PASSWORD",
+    "smtp_backup_username": "RUNBOOK_DEMO_SMTP_BACKUP_USERNAME",
+    "smtp_backup_password": "RUNBOOK_DEMO_SMTP_BACKUP_PASSWORD",
+    "aws_access_key_id": "RUNBOOK_DEMO_AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "RUNBOOK_DEMO_AWS_SECRET_ACCESS_KEY",
+}
+
+
+class Sandbox:
+    """Stand-ins and a seeded database for one scenario."""
+
+    def __init__(self, scenario: Scenario, *, workdir: Path | None = None, database_url: str | None = None,
+                 secret_values: dict[str, str] | None = None) -> None:
+        self.scenario = scenario
+        self.scenario_name = scenario.name
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.database_url = database_url or f"sqlite:///{self.workdir / 'message_logs.db'}"
+        self.secrets = {k: (secret_values or {}).get(k) or _generate(k) for k in SECRET_ENV}
+        self.smtp_primary: SmtpServer | None = None
+        self.smtp_backup: SmtpServer | None = None
+        self.platform: PlatformStandIn | None = None
+        self.ses: SesStandIn | None = None
+        self.rows = 0
+        self._writer: Any = None
+        self._previous_env: dict[str, str | None] = {}
+
+    @classmethod
+    def from_scenario(cls, path: Path, **kwargs: Any) -> Sandbox:
+        return cls(Scenario.load(path), **kwargs)
+
+    def start(self) -> Sandbox:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        self.rows = seed.seed(self.database_url, self.scenario)
+        self._writer = seed.writable_engine(self.database_url)
+        certs = {name: make_certificate(self.workdir, name) for name in ("trusted", "untrusted")}
+        smtp = self.scenario.section("smtp")
+        self.smtp_primary = SmtpServer(smtp["primary"], username=self.secrets["smtp_username"],
+                                       password=self.secrets["smtp_password"], certs=certs).start()
+        self.smtp_backup = SmtpServer(smtp["backup"], username=self.secrets["smtp_backup_username"],
+                                      password=self.secrets["smtp_backup_password"], certs=certs).start()
+        self.ses = SesStandIn(scenario=self.scenario.section("ses")).start()  # type: ignore[assignment]
+        logs = self.scenario.section("message_logs")
+        self.platform = PlatformStandIn(  # type: ignore[assignment]
+            token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
+            tenants=list(logs["tenants"]), on_switch=self._on_switch,
+        ).start()
+        for key, env in SECRET_ENV.items():
+            self._previous_env[env] = os.environ.get(env)
+            os.environ[env] = self.secrets[key]
+
+    def _on_switch(self, tenant: str, channel: str, provider: str) -> None:
+        """A tenant moved off the failing provider: its new mail is delivered (recovery is visible)."""
+        platform = self.scenario.section("platform")
+        if channel == "email" and provider != platform["providers"].get("email"):
+            seed.add_delivered(self._writer, tenant=tenant, count=int(platform["recovered_per_switch"]),
+                               provider=provider)
+
+    def describe(self) -> dict[str, Any]:
+        """Endpoints and secret variable names for the demo profile (no secret values)."""
+        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup
+        ca = str(self.workdir / "trusted.crt")
+
+        def smtp(server: SmtpServer, user_env: str, password_env: str) -> dict[str, Any]:
+            return {"host": "127.0.0.1", "port": server.port, "security": "starttls", "verify_tls": True,
+                    "ca_file": ca, "username_env": user_env, "password_env": password_env,
+                    "from_address": "runbook@lineup.app"}
+
+        return {
+            "scenario": self.scenario.name,
+            "expect": self.scenario.expect,
+            "database_url": self.database_url,
+            "profile": {
+                "database_url_env": "",
+                "platform_api": {"url": self.platform.url, "token_env": SECRET_ENV["api_token"]},
+                "smtp": smtp(self.smtp_primary, SECRET_ENV["smtp_username"], SECRET_ENV["smtp_password"]),
+                "smtp_backup": smtp(self.smtp_backup, SECRET_ENV["smtp_backup_username"],
+                                    SECRET_ENV["smtp_backup_password"]),
+                "ses": {"region": "us-east-1", "endpoint_url": self.ses.url,
+                        "access_key_id_env": SECRET_ENV["aws_access_key_id"],
+                        "secret_access_key_env": SECRET_ENV["aws_secret_access_key"],
+                        "from_address": "runbook@lineup.app"},
+                "providers": {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"},
+                "timeouts": {"connect": 3, "read": 5},
+            },
+        }
+
+    def write_description(self, path: Path | None = None) -> Path:
+        path = path or self.workdir / "sandbox.json"
+        path.write_text(json.dumps(self.describe(), indent=2))
+        return path
+
+    def stop(self) -> None:
+        for server in (self.smtp_primary, self.smtp_backup):
+            if server is not None:
+                server.stop()
+        for standin in (self.platform, self.ses):
+            if standin is not None:
+                standin.stop()
+        if self._writer is not None:
+            self._writer.dispose()
+        for env, value in self._previous_env.items():
+            if value is None:
+                os.environ.pop(env, None)
+            else:
+                os.environ[env] = value
+        self._previous_env = {}
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _generate(key: str) -> str:
+    if key.endswith("username"):
+        return f"sandbox-{secrets.token_hex(4)}"
+    if key == "aws_access_key_id":
+        return "AKIA" + secrets.token_hex(8).upper()
+    return secrets.token_urlsafe(24)

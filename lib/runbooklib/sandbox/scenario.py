@@ -1,0 +1,134 @@
+"""Sandbox scenarios: YAML files describing a simulated incident (documented in docs/scenarios.md).
+
+A scenario file only says what differs from a healthy system; everything else comes from
+`DEFAULTS`. Unknown keys are errors (with the allowed keys named), so a typo in a drill file is
+caught before anything starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runbooklib.errors import ConfigError
+
+SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
+FREE_FORM = {"tenants", "queues", "errors", "providers"}
+"""Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...)."""
+
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "runbook": "email_provider_failure",
+    "description": "",
+    "expect": "healthy",
+    "message_logs": {
+        "seed": 1,
+        "channel": "EMAIL",
+        "provider": "ses",
+        "tenants": {"acme": 4, "globex": 3, "initech": 2, "umbrella": 1},
+        "baseline": {"hours": 24, "per_hour": 300, "failure_rate": 0.01, "bounce_rate": 0.005},
+        "window": {"minutes": 60, "per_minute": 30},
+        "incident": {"started_minutes_ago": 0, "failure_rate": 0.0, "tenants": [], "errors": []},
+    },
+    "platform": {
+        "providers": {"email": "ses"},
+        "queues": {
+            "email": {"waiting": 40, "active": 3, "delayed": 2, "failed": 12, "completed": 52000, "paused": False},
+            "sms": {"waiting": 5, "active": 1, "delayed": 0, "failed": 3, "completed": 8100, "paused": False},
+            "whatsapp": {"waiting": 2, "active": 1, "delayed": 0, "failed": 1, "completed": 2300, "paused": False},
+            "communication-dlq": {"waiting": 14, "active": 0, "delayed": 0, "failed": 0, "completed": 0,
+                                  "paused": False},
+        },
+        "email_backlog_per_sample": -10,
+        "email_backlog_per_sample_mitigated": -300,
+        "recovered_per_switch": 40,
+    },
+    "smtp": {"primary": "ok", "backup": "ok"},
+    "ses": {
+        "max_24_hour_send": 50000.0,
+        "max_send_rate": 14.0,
+        "sent_last_24_hours": 9100.0,
+        "sending_enabled": True,
+        "enforcement_status": "HEALTHY",
+        "production_access": True,
+        "access_denied": False,
+        "bounce_rate": 0.01,
+        "complaint_rate": 0.0003,
+    },
+}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key not in base:
+            raise ConfigError(f"scenario {where}: unknown key {key!r}; allowed: {', '.join(base)}")
+        if isinstance(base[key], dict) and key not in FREE_FORM:
+            if not isinstance(value, dict):
+                raise ConfigError(f"scenario {where}.{key}: expected a mapping")
+            out[key] = _merge(base[key], value, f"{where}.{key}")
+        elif key == "queues" and isinstance(value, dict):
+            merged = copy.deepcopy(base[key])
+            for queue, counts in value.items():
+                merged[queue] = {**merged.get(queue, {}), **(counts or {})}
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A loaded, validated scenario (the merged mapping plus where it came from)."""
+
+    name: str
+    data: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def expect(self) -> str:
+        return str(self.data["expect"])
+
+    @property
+    def description(self) -> str:
+        return str(self.data["description"])
+
+    def section(self, key: str) -> dict[str, Any]:
+        section: dict[str, Any] = self.data[key]
+        return section
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], *, name: str, path: Path | None = None) -> Scenario:
+        merged = _merge(DEFAULTS, data, name)
+        merged["name"] = merged["name"] or name
+        for role in ("primary", "backup"):
+            if merged["smtp"][role] not in SMTP_MODES:
+                raise ConfigError(f"scenario {name}.smtp.{role}: {merged['smtp'][role]!r}; "
+                                  f"allowed: {', '.join(SMTP_MODES)}")
+        incident = merged["message_logs"]["incident"]
+        if incident["failure_rate"] and not incident["errors"]:
+            raise ConfigError(f"scenario {name}.message_logs.incident: a failure_rate needs errors to record")
+        for i, err in enumerate(incident["errors"]):
+            if not isinstance(err, dict) or "error" not in err:
+                raise ConfigError(f"scenario {name}.message_logs.incident.errors[{i}]: needs 'error' "
+                                  "(and optional 'error_code', 'weight')")
+        for key in ("failure_rate",):
+            if not 0 <= float(incident[key]) <= 1:
+                raise ConfigError(f"scenario {name}.message_logs.incident.{key}: must be between 0 and 1")
+        return cls(name=str(merged["name"]), data=merged, path=path)
+
+    @classmethod
+    def load(cls, path: Path) -> Scenario:
+        if not path.is_file():
+            raise ConfigError(f"scenario file {str(path)!r} does not exist", parameter="scenario")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"scenario file {path} is not valid YAML: {exc}", parameter="scenario") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"scenario file {path} must be a mapping", parameter="scenario")
+        return cls.from_mapping(data, name=path.stem, path=path)

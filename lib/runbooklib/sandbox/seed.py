@@ -1,0 +1,123 @@
+"""Seed `message_logs` from a scenario: deterministic rows over a baseline and an incident window."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from runbooklib.db import normalise_url
+from runbooklib.sandbox.scenario import Scenario
+from runbooklib.schema import message_logs, metadata_obj
+
+BASELINE_FAILURES = (
+    ("421 4.4.2 Connection dropped by remote host", "421"),
+    ("Timeout waiting for SMTP response", "ETIMEDOUT"),
+)
+BOUNCES = (("550 5.1.1 Recipient address rejected: User unknown", "550"),
+           ("552 5.2.2 Mailbox full", "552"))
+_BATCH = 2000
+
+
+def writable_engine(url: str) -> sa.Engine:
+    return sa.create_engine(normalise_url(url))
+
+
+def create_table(engine: sa.Engine, *, reset: bool = True) -> None:
+    if reset:
+        metadata_obj.drop_all(engine, tables=[message_logs])
+    metadata_obj.create_all(engine, tables=[message_logs])
+
+
+def _store_time(engine: sa.Engine, value: datetime) -> datetime:
+    return value.replace(tzinfo=None) if engine.dialect.name == "sqlite" else value
+
+
+def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
+    """Every row the scenario seeds, oldest first. Same scenario and `now` → same rows."""
+    logs = scenario.section("message_logs")
+    rng = random.Random(int(logs["seed"]))
+    tenants = list(logs["tenants"].keys())
+    weights = [float(w) for w in logs["tenants"].values()]
+    window = timedelta(minutes=float(logs["window"]["minutes"]))
+    baseline = timedelta(hours=float(logs["baseline"]["hours"]))
+    incident = logs["incident"]
+    onset = now - timedelta(minutes=float(incident["started_minutes_ago"]))
+    failing_tenants = set(incident["tenants"]) or set(tenants)
+    errors = [(e["error"], str(e.get("error_code", "")) or None) for e in incident["errors"]]
+    error_weights = [float(e.get("weight", 1)) for e in incident["errors"]]
+
+    times: list[datetime] = []
+    baseline_start = now - window - baseline
+    n_baseline = int(float(logs["baseline"]["per_hour"]) * baseline.total_seconds() / 3600)
+    times += [baseline_start + (baseline * rng.random()) for _ in range(n_baseline)]
+    n_window = int(float(logs["window"]["per_minute"]) * window.total_seconds() / 60)
+    times += [now - window + (window * rng.random()) for _ in range(n_window)]
+    times.sort()
+
+    rows = []
+    for i, created in enumerate(times):
+        tenant = rng.choices(tenants, weights)[0]
+        error: tuple[str, str | None] | None = None
+        retry = 0
+        in_incident = incident["failure_rate"] and created >= onset and tenant in failing_tenants
+        roll = rng.random()
+        if in_incident and roll < float(incident["failure_rate"]):
+            error = rng.choices(errors, error_weights)[0]
+            status = "FAILED" if rng.random() < 0.75 else "RETRYING"
+            retry = 3 if status == "FAILED" else rng.randint(1, 2)
+        elif roll < float(logs["baseline"]["failure_rate"]):
+            error, status, retry = rng.choice(BASELINE_FAILURES), "FAILED", 3
+        elif roll < float(logs["baseline"]["failure_rate"]) + float(logs["baseline"]["bounce_rate"]):
+            error, status = rng.choice(BOUNCES), "BOUNCED"
+        elif created > now - timedelta(minutes=1):
+            status = "QUEUED"
+        else:
+            status = "DELIVERED" if rng.random() < 0.85 else "SENT"
+        meta: dict[str, Any] = {"job_id": str(100000 + i), "queue": "email"}
+        if error:
+            meta["error"], meta["error_code"] = error[0], error[1]
+        else:
+            meta["provider_message_id"] = f"0100018c-{i:08x}"
+        rows.append({
+            "id": f"{scenario.name}-{i:06d}", "tenant_id": tenant, "channel": logs["channel"], "status": status,
+            "provider": logs["provider"], "recipient": f"user{rng.randint(1000, 99999)}@example.com",
+            "template": rng.choice(["booking_confirmation", "password_reset", "weekly_digest", "invoice"]),
+            "created_at": created, "updated_at": created + timedelta(seconds=rng.randint(1, 90)),
+            "retry_count": retry, "metadata": meta,
+        })
+    return rows
+
+
+def seed(url: str, scenario: Scenario, now: datetime | None = None) -> int:
+    """(Re)create `message_logs` at `url` and fill it from the scenario; returns the row count."""
+    now = now or datetime.now(UTC)
+    engine = writable_engine(url)
+    try:
+        create_table(engine)
+        rows = generate_rows(scenario, now)
+        for row in rows:
+            row["created_at"] = _store_time(engine, row["created_at"])
+            row["updated_at"] = _store_time(engine, row["updated_at"])
+        with engine.begin() as conn:
+            for start in range(0, len(rows), _BATCH):
+                conn.execute(message_logs.insert(), rows[start:start + _BATCH])
+        return len(rows)
+    finally:
+        engine.dispose()
+
+
+def add_delivered(engine: sa.Engine, *, tenant: str, count: int, provider: str, channel: str = "EMAIL") -> None:
+    """Simulate a recovered tenant: `count` delivered messages created now."""
+    now = datetime.now(UTC)
+    rows = [{
+        "id": f"recovered-{tenant}-{now.timestamp():.6f}-{i}", "tenant_id": tenant, "channel": channel,
+        "status": "DELIVERED", "provider": provider, "recipient": f"user{i}@example.com", "template": "booking_confirmation",
+        "created_at": _store_time(engine, now + timedelta(milliseconds=i)),
+        "updated_at": _store_time(engine, now + timedelta(milliseconds=i)), "retry_count": 0,
+        "metadata": {"provider_message_id": f"recovered-{i}"},
+    } for i in range(count)]
+    with engine.begin() as conn:
+        conn.execute(message_logs.insert(), rows)

@@ -1,0 +1,109 @@
+"""Local SMTP servers (aiosmtpd) with STARTTLS and AUTH, in the modes a scenario asks for.
+
+Modes: `ok` (trusted certificate, credentials accepted), `down` (nothing listens on the port),
+`bad_tls` (a certificate the client does not trust), `auth_reject` (every login gets 535).
+Certificates are made at start-up with `cryptography`; the trusted one is the client's CA file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed EC certificate for 127.0.0.1 and localhost; returns (cert, key) paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"comms-runbooks sandbox {name}")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def free_port() -> int:
+    """A free loopback port (aiosmtpd's Controller cannot take port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd hook
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                              "data": (envelope.content or b"").decode(errors="replace")
+                              if isinstance(envelope.content, bytes) else str(envelope.content)})
+        return "250 OK"
+
+
+class SmtpServer:
+    """One sandbox SMTP server on 127.0.0.1."""
+
+    def __init__(self, mode: str, *, username: str, password: str, certs: dict[str, tuple[Path, Path]]) -> None:
+        self.mode = mode
+        self.username, self.password = username, password
+        self.port = free_port()
+        self.recorder = _Recorder()
+        self.controller: Controller | None = None
+        self.certs = certs
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.recorder.messages
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = (self.mode != "auth_reject" and isinstance(auth_data, LoginPassword)
+              and auth_data.login.decode() == self.username and auth_data.password.decode() == self.password)
+        return AuthResult(success=ok, handled=False)
+
+    def start(self) -> SmtpServer:
+        # aiosmtpd logs a deprecation line per AUTH and a traceback per refused TLS handshake; the
+        # client side is what the runbook reports, so the server's own log is kept quiet.
+        logging.getLogger("mail.log").setLevel(logging.CRITICAL)
+        if self.mode == "down":
+            return self  # the port was free when chosen and nothing listens on it: connection refused
+        cert, key = self.certs["untrusted" if self.mode == "bad_tls" else "trusted"]
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(str(cert), str(key))
+        self.controller = Controller(
+            self.recorder, hostname="127.0.0.1", port=self.port, ready_timeout=5,
+            server_hostname="sandbox.smtp.local", tls_context=tls, require_starttls=True,
+            authenticator=self._authenticate, auth_required=True, auth_require_tls=True,
+        )
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None

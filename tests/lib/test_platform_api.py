@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from runbooklib.errors import PlatformAuthError, PlatformResponseError, PlatformUnreachable
+from runbooklib.platform_api import PlatformAPI
+from runbooklib.sandbox.scenario import DEFAULTS
+from runbooklib.sandbox.smtp import free_port
+from runbooklib.sandbox.standins import PlatformStandIn
+
+TOKEN = "platform-token-for-tests"
+
+
+@pytest.fixture
+def standin() -> Iterator[PlatformStandIn]:
+    srv = PlatformStandIn(token=TOKEN, scenario=DEFAULTS["platform"], tenants=["acme", "globex"]).start()
+    yield srv
+    srv.stop()
+
+
+def test_queue_metrics_and_one_queue(standin: PlatformStandIn) -> None:
+    api = PlatformAPI(standin.url, TOKEN)
+    names = [q["queue"] for q in api.queue_metrics()]
+    assert names == ["email", "sms", "whatsapp", "communication-dlq"]
+    assert api.queue("communication-dlq") is not None and api.queue("nope") is None
+
+
+def test_channel_read_and_switch(standin: PlatformStandIn) -> None:
+    api = PlatformAPI(standin.url, TOKEN)
+    assert api.get_channel("email", "acme")["provider"] == "ses"
+    api.set_channel_provider("email", "acme", "smtp_backup")
+    assert api.get_channel("email", "acme")["provider"] == "smtp_backup"
+    assert api.get_channel("email", "globex")["provider"] == "ses"
+    assert [m["query"] for m in standin.mutations()] == [{"tenant_id": "acme"}]
+
+
+def test_bad_token_is_an_auth_error(standin: PlatformStandIn) -> None:
+    with pytest.raises(PlatformAuthError) as info:
+        PlatformAPI(standin.url, "wrong").queue_metrics()
+    assert info.value.status == 401
+
+
+def test_unknown_tenant_is_a_response_error(standin: PlatformStandIn) -> None:
+    with pytest.raises(PlatformResponseError, match="404"):
+        PlatformAPI(standin.url, TOKEN).get_channel("email", "nobody")
+
+
+def test_nothing_listening_is_unreachable() -> None:
+    with pytest.raises(PlatformUnreachable, match="cannot connect"):
+        PlatformAPI(f"http://127.0.0.1:{free_port()}", TOKEN, connect_timeout=1).queue_metrics()
+
+
+@pytest.mark.parametrize(("exc", "expected"), [
+    (httpx.ConnectTimeout("t"), PlatformUnreachable), (httpx.ReadTimeout("t"), PlatformUnreachable),
+    (httpx.PoolTimeout("t"), PlatformUnreachable), (httpx.WriteTimeout("t"), PlatformUnreachable),
+    (httpx.ConnectError("c"), PlatformUnreachable), (httpx.ReadError("r"), PlatformUnreachable),
+    (httpx.RemoteProtocolError("p"), PlatformUnreachable), (httpx.ProxyError("p"), PlatformUnreachable),
+])
+def test_every_transport_error_is_mapped(exc: Exception, expected: type[Exception]) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise exc
+
+    with pytest.raises(expected):
+        PlatformAPI("http://lineup.test", TOKEN, transport=httpx.MockTransport(handler)).queue_metrics()
+
+
+@pytest.mark.parametrize(("status", "body", "expected"), [
+    (200, b"not json", PlatformResponseError), (200, b'{"queue": "email"}', PlatformResponseError),
+    (500, b"oops", PlatformResponseError), (403, b"{}", PlatformAuthError),
+])
+def test_bad_answers_are_mapped(status: int, body: bytes, expected: type[Exception]) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+    with pytest.raises(expected):
+        PlatformAPI("http://lineup.test", TOKEN, transport=transport).queue_metrics()
