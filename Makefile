@@ -30,7 +30,9 @@ test: $(VENV)/.installed-test
 	$(BIN)/ruff check lib tests notebooks
 	$(BIN)/mypy
 	$(BIN)/pytest
-	$(BIN)/pytest --nbval-lax notebooks/ -p no:cacheprovider -W ignore::DeprecationWarning
+	# nbval runs each notebook with its defaults (the demo sandbox, nothing approved); its run records
+	# go to a throwaway folder.
+	RUNBOOK_RUNS_DIR=$$(mktemp -d) $(BIN)/pytest --nbval-lax notebooks/ -p no:cacheprovider -W ignore::DeprecationWarning
 
 clean:
 	rm -rf $(VENV) runs

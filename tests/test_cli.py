@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from runbooklib.cli import main
 from runbooklib.runs import EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED
+from tests.conftest import SandboxFactory
 
 ENVS = Path(__file__).resolve().parents[1] / "params" / "environments.example.yaml"
 
@@ -70,3 +73,53 @@ def test_demo_runs_a_drill_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "diagnosis: smtp_tls_failure" in out and "scenario expects: smtp_tls_failure ✓" in out
     bundles = list((tmp_path / "DRILL-smtp-tls-failure").iterdir())
     assert len(bundles) == 1 and (bundles[0] / "summary.json").exists()
+
+
+@pytest.mark.notebook
+def test_scenario_file_of_your_own(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    drill = tmp_path / "my-drill.yaml"
+    drill.write_text("description: Only initech is failing, its SMTP login was changed.\nexpect: tenant_specific\n"
+                     "message_logs:\n  incident:\n    started_minutes_ago: 30\n    failure_rate: 0.9\n"
+                     "    tenants: [initech]\n    errors: [{error: 'Invalid login: 535 5.7.8 bad', error_code: EAUTH}]\n")
+    code = main(["demo", "--scenario-file", str(drill), "--no-progress", "--output", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == EXIT_DIAGNOSED and "diagnosis: tenant_specific: tenant initech" in out
+
+
+@pytest.mark.notebook
+def test_run_against_a_configured_environment(make_sandbox: SandboxFactory, postgres_url: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`runbook run` with a profile of its own: database URL, token and passwords from its variables."""
+    box = make_sandbox("smtp_unreachable", database_url=postgres_url)
+    profile = box.describe()["profile"]
+    names = {"STAGING_API_TOKEN": "api_token", "STAGING_SMTP_USER": "smtp_username",
+             "STAGING_SMTP_PASSWORD": "smtp_password", "STAGING_BACKUP_USER": "smtp_backup_username",
+             "STAGING_BACKUP_PASSWORD": "smtp_backup_password", "STAGING_AWS_KEY": "aws_access_key_id",
+             "STAGING_AWS_SECRET": "aws_secret_access_key"}
+    for env, key in names.items():
+        monkeypatch.setenv(env, box.secrets[key])
+    monkeypatch.setenv("STAGING_DATABASE_URL", postgres_url.replace("+psycopg", ""))
+    profile.update(database_url_env="STAGING_DATABASE_URL",
+                   platform_api={"url": profile["platform_api"]["url"], "token_env": "STAGING_API_TOKEN"})
+    profile["smtp"].update(username_env="STAGING_SMTP_USER", password_env="STAGING_SMTP_PASSWORD")
+    profile["smtp_backup"].update(username_env="STAGING_BACKUP_USER", password_env="STAGING_BACKUP_PASSWORD")
+    profile["ses"].update(access_key_id_env="STAGING_AWS_KEY", secret_access_key_env="STAGING_AWS_SECRET")
+    envs = tmp_path / "environments.yaml"
+    envs.write_text(yaml.safe_dump({"staging": profile}))
+    params = tmp_path / "staging.yaml"
+    params.write_text(yaml.safe_dump({"environment": "staging", "environments_file": str(envs),
+                                      "recovery_samples": 1, "tenant_id": "acme"}))
+
+    code = main(["run", "email_provider_failure", "--incident", "INC-77", "-f", str(params), "--no-progress",
+                 "--output", str(tmp_path / "runs")])
+    out = capsys.readouterr().out
+    assert code == EXIT_DIAGNOSED, out
+    assert "diagnosis: smtp_unreachable" in out
+    bundle = next((tmp_path / "runs" / "INC-77").iterdir())
+    summary = json.loads((bundle / "summary.json").read_text())
+    assert summary["environment"] == "staging" and summary["parameters"]["tenant_id"] == "acme"
+    assert box.platform is not None and box.platform.mutations() == []
+    for path in bundle.iterdir():
+        text = path.read_text()
+        assert all(box.secrets[key] not in text for key in names.values()), path.name

@@ -155,7 +155,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if raw.get("environment", DEMO) != DEMO:
         raise ConfigError("bad parameters:\n  - environment: `runbook demo` always uses the demo environment; "
                           "use `runbook run` for a real one", parameter="environment")
-    prepare(args.slug, {**raw, "scenario": str(path) if args.scenario_file else scenario.name}, incident=incident)
+    scenario_param = str(Path(path).resolve()) if args.scenario_file else scenario.name
+    prepare(args.slug, {**raw, "scenario": scenario_param}, incident=incident)
     _progress(f"scenario {scenario.name}: {scenario.description.strip()}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
@@ -166,7 +167,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             description = sandbox.write_description()
             _progress(f"{sandbox.rows:,} rows seeded; running the notebook")
             _, typed = prepare(args.slug, {**raw, "sandbox": str(description)}, incident=incident)
-            typed.update(environment=DEMO, sandbox=str(description), scenario=scenario.name)
+            typed.update(environment=DEMO, sandbox=str(description), scenario=scenario_param)
             result = execute(args.slug, typed, output_root=args.output, incident=incident,
                              progress=not args.no_progress)
     _progress(f"done in {time.monotonic() - started:.1f}s")

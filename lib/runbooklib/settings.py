@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -120,31 +120,23 @@ def register_profile_secrets(profile: Profile) -> None:
         REDACTOR.add_secret(str(password) if password else None)
 
 
-def _smtp(data: Mapping[str, Any] | None, where: str) -> SmtpEndpoint | None:
+E = TypeVar("E", SmtpEndpoint, SesEndpoint)
+
+
+def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required: str) -> E | None:
+    """Build an endpoint from its YAML mapping, rejecting unknown keys and naming what is missing."""
     if not data:
         return None
-    known = {f for f in SmtpEndpoint.__dataclass_fields__}
+    known = set(cls.__dataclass_fields__)
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-    if "host" not in data:
-        raise ConfigError(f"{where}: 'host' is required")
-    ep = SmtpEndpoint(**data)
-    if ep.security not in SMTP_SECURITY:
-        raise ConfigError(f"{where}.security: {ep.security!r}; allowed: {', '.join(SMTP_SECURITY)}")
-    return ep
-
-
-def _ses(data: Mapping[str, Any] | None, where: str) -> SesEndpoint | None:
-    if not data:
-        return None
-    known = {f for f in SesEndpoint.__dataclass_fields__}
-    unknown = set(data) - known
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-    if "region" not in data:
-        raise ConfigError(f"{where}: 'region' is required")
-    return SesEndpoint(**data)
+    if required not in data:
+        raise ConfigError(f"{where}: {required!r} is required")
+    endpoint = cls(**data)
+    if isinstance(endpoint, SmtpEndpoint) and endpoint.security not in SMTP_SECURITY:
+        raise ConfigError(f"{where}.security: {endpoint.security!r}; allowed: {', '.join(SMTP_SECURITY)}")
+    return endpoint
 
 
 def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profile") -> Profile:
@@ -163,9 +155,9 @@ def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profi
         database_url_env=str(data.get("database_url_env", "")),
         platform_api_url=str(api["url"]).rstrip("/"),
         platform_api_token_env=str(api["token_env"]),
-        smtp=_smtp(data.get("smtp"), f"{where}.smtp"),
-        smtp_backup=_smtp(data.get("smtp_backup"), f"{where}.smtp_backup"),
-        ses=_ses(data.get("ses"), f"{where}.ses"),
+        smtp=_endpoint(SmtpEndpoint, data.get("smtp"), f"{where}.smtp", "host"),
+        smtp_backup=_endpoint(SmtpEndpoint, data.get("smtp_backup"), f"{where}.smtp_backup", "host"),
+        ses=_endpoint(SesEndpoint, data.get("ses"), f"{where}.ses", "region"),
         providers=dict(data.get("providers") or {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}),
         connect_timeout=float(timeouts.get("connect", DEFAULT_CONNECT_TIMEOUT)),
         read_timeout=float(timeouts.get("read", DEFAULT_READ_TIMEOUT)),

@@ -155,6 +155,7 @@ def check_failure_rate(ctx: RunContext) -> CheckResult:
     facts = {"window_total": int(window.get("total") or 0), "window_failed": failed, "window_rate": round(rate, 4),
              "baseline_total": int(base.get("total") or 0), "baseline_failed": int(base.get("failed") or 0),
              "baseline_rate": round(base_rate, 4), "bounced": int(window.get("bounced") or 0),
+             "failures_per_minute": round(failed / (ctx.params.window_delta.total_seconds() / 60), 2),
              "retrying": int(window.get("retrying") or 0)}
     text = (f"{failed:,} of {int(window.get('total') or 0):,} failed in the last {ctx.params.window} "
             f"({rate:.1%}) vs {base_rate:.1%} in the {ctx.params.baseline} before")
@@ -347,42 +348,23 @@ def _log_evidence(ctx: RunContext) -> list[str]:
     return out
 
 
-def _ses_denied(ctx: RunContext) -> Match | None:
-    for name in ("ses_quota", "ses_account", "ses_reputation"):
+def _from_check(ctx: RunContext, names: tuple[str, ...], classifications: tuple[str, ...], lead: str) -> Match | None:
+    """Holds when one of the named checks failed with one of the classifications."""
+    for name in names:
         f = _finding(ctx, name)
-        if f is not None and f.classification in ("permission_denied", "credentials_invalid"):
-            return Match(f"SES refuses our calls ({f.classification.replace('_', ' ')}): {f.summary}",
-                         [f"{f.title}: {f.summary}", *_log_evidence(ctx)])
-    if _class_share(ctx, "ses_permission") >= DOMINANT_SHARE and ctx.facts.get("incident_present"):
-        return Match("most failures in message_logs are SES AccessDenied errors", _log_evidence(ctx))
+        if f is not None and f.status == "fail" and f.classification in classifications:
+            return Match(f"{lead}: {f.summary}", [f"{f.title}: {f.summary}", *_log_evidence(ctx)])
     return None
 
 
-def _ses_disabled(ctx: RunContext) -> Match | None:
-    f = _finding(ctx, "ses_account")
-    if f is not None and f.classification == "sending_disabled":
-        return Match(f"SES sending is paused for the account: {f.summary}", [f"{f.title}: {f.summary}", *_log_evidence(ctx)])
-    if _class_share(ctx, "ses_sending_paused") >= DOMINANT_SHARE and ctx.facts.get("incident_present"):
-        return Match("most failures in message_logs say SES sending is paused", _log_evidence(ctx))
+def _from_logs(ctx: RunContext, error_class: str, explanation: str) -> Match | None:
+    """Holds when failures are elevated and one error class dominates them in message_logs."""
+    if ctx.facts.get("incident_present") and _class_share(ctx, error_class) >= DOMINANT_SHARE:
+        return Match(explanation, _log_evidence(ctx))
     return None
 
 
-def _ses_quota(ctx: RunContext) -> Match | None:
-    f = _finding(ctx, "ses_quota")
-    if f is not None and f.classification == "quota_exhausted":
-        return Match(f"the SES 24-hour quota is used up: {f.summary}", [f"{f.title}: {f.summary}", *_log_evidence(ctx)])
-    if _class_share(ctx, "ses_daily_quota") >= DOMINANT_SHARE and ctx.facts.get("incident_present"):
-        return Match("most failures in message_logs are 'Daily message quota exceeded'", _log_evidence(ctx))
-    return None
-
-
-def _smtp(classification: str, what: str) -> Any:
-    def test(ctx: RunContext) -> Match | None:
-        f = _finding(ctx, "smtp_primary")
-        if f is not None and f.failed and f.classification == classification:
-            return Match(f"the primary SMTP server {what}: {f.summary}", [f"{f.title}: {f.summary}", *_log_evidence(ctx)])
-        return None
-    return test
+SES_CHECKS = ("ses_quota", "ses_account", "ses_reputation")
 
 
 def _ses_rate(ctx: RunContext) -> Match | None:
@@ -419,12 +401,20 @@ def _tenant(ctx: RunContext) -> Match | None:
 def diagnose_email(ctx: RunContext) -> Diagnosis:
     """Name one cause from the findings (rules in priority order; others that hold are listed)."""
     rules = [
-        Rule("ses_permission_denied", lambda: _ses_denied(ctx)),
-        Rule("ses_sending_disabled", lambda: _ses_disabled(ctx)),
-        Rule("ses_daily_quota_exceeded", lambda: _ses_quota(ctx)),
-        Rule("smtp_unreachable", lambda: _smtp("unreachable", "cannot be reached")(ctx)),
-        Rule("smtp_tls_failure", lambda: _smtp("tls", "fails TLS")(ctx)),
-        Rule("smtp_auth_failure", lambda: _smtp("auth_rejected", "rejects our credentials")(ctx)),
+        Rule("ses_permission_denied", lambda: (
+            _from_check(ctx, SES_CHECKS, ("permission_denied", "credentials_invalid"), "SES refuses our calls")
+            or _from_logs(ctx, "ses_permission", "most failures in message_logs are SES AccessDenied errors"))),
+        Rule("ses_sending_disabled", lambda: (
+            _from_check(ctx, ("ses_account",), ("sending_disabled",), "SES sending is paused for the account")
+            or _from_logs(ctx, "ses_sending_paused", "most failures in message_logs say SES sending is paused"))),
+        Rule("ses_daily_quota_exceeded", lambda: (
+            _from_check(ctx, ("ses_quota",), ("quota_exhausted",), "the SES 24-hour quota is used up")
+            or _from_logs(ctx, "ses_daily_quota", "most failures in message_logs are 'Daily message quota exceeded'"))),
+        Rule("smtp_unreachable", lambda: _from_check(ctx, ("smtp_primary",), ("unreachable",),
+                                                      "the primary SMTP server cannot be reached")),
+        Rule("smtp_tls_failure", lambda: _from_check(ctx, ("smtp_primary",), ("tls",), "the primary SMTP server fails TLS")),
+        Rule("smtp_auth_failure", lambda: _from_check(ctx, ("smtp_primary",), ("auth_rejected",),
+                                                       "the primary SMTP server rejects our credentials")),
         Rule("ses_rate_throttled", lambda: _ses_rate(ctx)),
         Rule("tenant_specific", lambda: _tenant(ctx)),
     ]
