@@ -30,6 +30,9 @@ from runbooklib.platform_api import PlatformAPI
 from runbooklib.redact import REDACTOR
 from runbooklib.settings import DEMO, Profile, demo_profile, load_profiles, register_profile_secrets, secret
 
+_KERNEL_SANDBOXES: dict[str, Any] = {}
+"""Sandboxes started by notebooks in this process, by scenario file: re-running the first cell in
+Jupyter reuses the running sandbox (its state, e.g. a switched provider, is what the world now is)."""
 SUMMARY = "summary.json"
 AUDIT = "audit.jsonl"
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
@@ -212,8 +215,10 @@ def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = Non
         else:
             from runbooklib.sandbox import Sandbox
 
-            scenario = params.scenario or spec.default_scenario
-            sandbox = Sandbox.from_scenario(spec.scenario_path(scenario)).start()
+            path = spec.scenario_path(params.scenario or spec.default_scenario).resolve()
+            sandbox = _KERNEL_SANDBOXES.get(str(path))
+            if sandbox is None:
+                sandbox = _KERNEL_SANDBOXES[str(path)] = Sandbox.from_scenario(path).start()
             profile = demo_profile(sandbox.describe())
     else:
         found = profiles[params.environment]
