@@ -92,6 +92,8 @@ class CommonParams:
     tenant_id: str = param("", "tenant to examine and mitigate (empty: all tenants)")
     dry_run: bool = param(True, "plan mitigations only; change nothing", declared="bool")
     approve: tuple[str, ...] = param([], "actions approved for this run, e.g. [switch_email_provider]", declared="list")
+    recovery_samples: int = param(3, "queue-depth samples taken in recovery confirmation (1-60)", declared="int")
+    recovery_interval: str = param("5s", "time between recovery samples, e.g. 5s, 1m")
     scenario: str = param("", "demo only: sandbox scenario when the notebook starts its own sandbox")
     sandbox: str = param("", "set by `runbook demo`: file describing a running sandbox")
     run_dir: str = param("", "set by `runbook run`: the run bundle folder")
@@ -250,6 +252,13 @@ def validate(
     for p in declared.values():
         if p.name in values and isinstance(values[p.name], list):
             values[p.name] = tuple(values[p.name])
+    if not 1 <= int(values["recovery_samples"]) <= 60:
+        problems.append(("recovery_samples", f"must be between 1 and 60, got {values['recovery_samples']}"))
+    try:
+        if parse_duration(str(values["recovery_interval"])) > timedelta(minutes=10):
+            problems.append(("recovery_interval", "must be at most 10m"))
+    except ValueError as exc:
+        problems.append(("recovery_interval", str(exc)))
     extra = _extra_checks(cls, values)
     problems.extend(extra)
     if problems:

@@ -1,0 +1,358 @@
+"""What every channel runbook does the same way, parameterised by channel and queue.
+
+`ChannelChecks` holds the `message_logs` checks and charts (failure rate against the baseline,
+counts by status, failures over time, top errors with their class, the tenant split), the queue
+checks (metrics API, recovery trend), the recovery failure rate, and the diagnosis helpers the
+runbooks' rules share. A runbook module binds one instance to its channel and exposes its methods
+under the names its notebook uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from runbooklib import charts, queries
+from runbooklib.checks import CheckResult, timed
+from runbooklib.context import RunContext
+from runbooklib.diagnosis import Match
+from runbooklib.errors import ConfigError, PlatformAPIError, QueryError
+from runbooklib.params import parse_duration
+from runbooklib.redact import REDACTOR
+
+MIN_FAILURES = 10
+"""Fewer failures than this in the window is never an incident by itself."""
+DOMINANT_SHARE = 0.5
+TENANT_SHARE = 0.8
+TOP_ERRORS = 10
+TOP_TENANTS = 15
+SAMPLE_ROWS = 20
+RECOVERY_WINDOW = timedelta(minutes=10)
+MITIGATED_AT = "mitigated_at"
+"""ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
+
+
+def rate(row: dict[str, Any]) -> float:
+    total = int(row.get("total") or 0)
+    return (int(row.get("failed") or 0) / total) if total else 0.0
+
+
+def elevated(failure_rate: float, baseline: float, failed: int) -> bool:
+    """A failure rate counts as elevated at twice the baseline and at least 5 points above it."""
+    return failed >= MIN_FAILURES and failure_rate >= max(2 * baseline, baseline + 0.05)
+
+
+def bucket_seconds(ctx: RunContext) -> int:
+    """About 60 buckets over the window, never below one minute."""
+    return max(60, int(ctx.params.window_delta.total_seconds() // 60) // 60 * 60)
+
+
+def db_error(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
+    status = "error" if isinstance(exc, ConfigError) else "fail"
+    return ctx.record(CheckResult(name, title, status, str(exc), classification="database"))
+
+
+def finding(ctx: RunContext, name: str) -> CheckResult | None:
+    return ctx.findings.get(name)
+
+
+def from_check(ctx: RunContext, names: tuple[str, ...], classifications: tuple[str, ...], lead: str) -> Match | None:
+    """Holds when one of the named checks failed with one of the classifications."""
+    for name in names:
+        f = finding(ctx, name)
+        if f is not None and f.status == "fail" and f.classification in classifications:
+            return Match(f"{lead}: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
+    return None
+
+
+def class_share(ctx: RunContext, cls: str) -> float:
+    """The share of the window's errors in class `cls` (from the top-errors check)."""
+    shares: dict[str, float] = ctx.facts.get("error_class_shares") or {}
+    return float(shares.get(cls, 0.0))
+
+
+def from_logs(ctx: RunContext, error_class: str, explanation: str) -> Match | None:
+    """Holds when failures are elevated and one error class dominates them in message_logs."""
+    if ctx.facts.get("incident_present") and class_share(ctx, error_class) >= DOMINANT_SHARE:
+        return Match(explanation, log_evidence(ctx))
+    return None
+
+
+def log_evidence(ctx: RunContext) -> list[str]:
+    out = []
+    failure_rate = finding(ctx, "failure_rate")
+    if failure_rate is not None:
+        out.append(f"message_logs: {failure_rate.summary}")
+    errors = finding(ctx, "top_errors")
+    if errors is not None and ctx.facts.get("dominant_error_class"):
+        out.append(f"message_logs: {errors.summary}")
+    return out
+
+
+def tenant_rule(ctx: RunContext, noun: str) -> Match | None:
+    """One tenant carries most failures while the others are near the baseline."""
+    share = float(ctx.facts.get("top_tenant_share") or 0.0)
+    top_rate = float(ctx.facts.get("top_tenant_rate") or 0.0)
+    rest_rate = float(ctx.facts.get("rest_rate") or 0.0)
+    base = float(ctx.facts.get("baseline_rate") or 0.0)
+    if (int(ctx.facts.get("tenants") or 0) >= 2 and int(ctx.facts.get("window_failed") or 0) >= MIN_FAILURES
+            and share >= TENANT_SHARE and top_rate >= 0.3 and rest_rate < max(2 * base, base + 0.05)):
+        split = finding(ctx, "tenant_split")
+        errors = finding(ctx, "top_errors")
+        evidence = [f"{f.title}: {f.summary}" for f in (split, errors) if f is not None]
+        return Match(f"tenant {ctx.facts['top_tenant']} has {share:.0%} of the failures ({top_rate:.0%} of its "
+                     f"{noun}) while the other tenants fail at {rest_rate:.1%}", evidence)
+    return None
+
+
+def affected_tenants(ctx: RunContext) -> list[str]:
+    """`tenant_id` if given, else the tenants with failures in the window (from the tenant split)."""
+    if ctx.params.tenant_id:
+        return [ctx.params.tenant_id]
+    frame = ctx.state.get("tenant_frame")
+    if frame is None or frame.empty:
+        return []
+    return [str(t) for t in frame[frame["failed"] > 0]["tenant_id"] if str(t) != "(none)"]
+
+
+@dataclass(frozen=True)
+class ChannelChecks:
+    """The shared checks of one channel (`EMAIL`, `SMS`, `WHATSAPP`) and its queue."""
+
+    channel: str
+    queue: str
+    label: str
+    noun: str
+    classify: Callable[[str | None, str | None], str]
+
+    # -- Symptoms --------------------------------------------------------------------------------
+    def check_queue(self, ctx: RunContext) -> CheckResult:
+        """The channel's entry of GET /api/v1/system-metrics/queues."""
+        name, title = f"{self.queue}_queue", f"{self.label} queue (Lineup metrics API)"
+        with timed() as ms:
+            try:
+                entry = ctx.api.queue(self.queue)
+            except (PlatformAPIError, ConfigError) as exc:
+                cls = "config" if isinstance(exc, ConfigError) else "platform_api"
+                return ctx.record(CheckResult(name, title, "error" if cls == "config" else "fail", str(exc),
+                                              classification=cls, duration_ms=ms()))
+        if entry is None:
+            return ctx.record(CheckResult(name, title, "warn", f"the metrics API does not list a {self.queue!r} queue",
+                                          duration_ms=ms()))
+        facts = {k: v for k, v in entry.items() if k != "queue"}
+        waiting = int(entry.get("waiting", 0) or 0)
+        failed = int(entry.get("failed", 0) or 0)
+        ctx.facts["queue_waiting"] = waiting
+        status = "warn" if waiting >= 1000 or failed >= 100 else "ok"
+        summary = f"{waiting:,} waiting, {int(entry.get('active', 0) or 0):,} active, {failed:,} failed"
+        if entry.get("paused"):
+            summary += "; queue is PAUSED"
+            status = "warn"
+        return ctx.record(CheckResult(name, title, status, summary, facts=facts, duration_ms=ms()))
+
+    def check_failure_rate(self, ctx: RunContext) -> CheckResult:
+        """Failure rate in the window against the baseline window before it."""
+        name, title = "failure_rate", f"{self.label} failure rate vs baseline"
+        stmt = queries.failure_totals(by_tenant=ctx.by_tenant)
+        with timed() as ms:
+            try:
+                window = ctx.db.one(stmt, ctx.window_params(channel=self.channel))
+                base = ctx.db.one(stmt, ctx.baseline_params(channel=self.channel))
+            except (QueryError, ConfigError) as exc:
+                return db_error(ctx, name, title, exc)
+        now_rate, base_rate = rate(window), rate(base)
+        failed, total = int(window.get("failed") or 0), int(window.get("total") or 0)
+        ctx.facts.update(window_total=total, window_failed=failed, failure_rate=now_rate, baseline_rate=base_rate,
+                         baseline_total=int(base.get("total") or 0), window_delivered=int(window.get("delivered") or 0),
+                         baseline_delivered=int(base.get("delivered") or 0))
+        facts = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
+                 "baseline_total": int(base.get("total") or 0), "baseline_failed": int(base.get("failed") or 0),
+                 "baseline_rate": round(base_rate, 4), "bounced": int(window.get("bounced") or 0),
+                 "failures_per_minute": round(failed / (ctx.params.window_delta.total_seconds() / 60), 2),
+                 "retrying": int(window.get("retrying") or 0), "delivered": int(window.get("delivered") or 0)}
+        text = (f"{failed:,} of {total:,} failed in the last {ctx.params.window} ({now_rate:.1%}) vs "
+                f"{base_rate:.1%} in the {ctx.params.baseline} before")
+        if elevated(now_rate, base_rate, failed):
+            ctx.facts["incident_present"] = True
+            return ctx.record(CheckResult(name, title, "fail", "elevated: " + text, classification="elevated",
+                                          facts=facts, duration_ms=ms()))
+        ctx.facts["incident_present"] = False
+        status = "warn" if failed >= MIN_FAILURES and now_rate > base_rate + 0.02 else "ok"
+        return ctx.record(CheckResult(name, title, status, text, facts=facts, duration_ms=ms()))
+
+    # -- Checks: message_logs -------------------------------------------------------------------------
+    def check_status_counts(self, ctx: RunContext) -> CheckResult:
+        """The spec's query: the channel's messages by status in the window, with one sample error each."""
+        name, title = "status_counts", f"{self.label} messages by status"
+        with timed() as ms:
+            try:
+                frame = ctx.db.fetch(queries.status_counts(by_tenant=ctx.by_tenant),
+                                     ctx.window_params(channel=self.channel))
+            except (QueryError, ConfigError) as exc:
+                return db_error(ctx, name, title, exc)
+        counts = dict(zip(frame["status"], frame["count"], strict=True)) if not frame.empty else {}
+        summary = ", ".join(f"{s} {int(c):,}" for s, c in counts.items()) or f"no {self.noun} in the window"
+        return ctx.record(CheckResult(name, title, "ok" if counts else "warn", summary,
+                                      facts={"by_status": {k: int(v) for k, v in counts.items()}}, table=frame,
+                                      duration_ms=ms()))
+
+    def plot_failures_over_time(self, ctx: RunContext) -> Figure:
+        """Failed, bounced and retrying messages per time bucket over the window."""
+        size = bucket_seconds(ctx)
+        try:
+            frame = ctx.db.fetch(queries.status_over_time(size, by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=self.channel))
+        except (QueryError, ConfigError) as exc:
+            frame = pd.DataFrame(columns=["bucket", "status", "count"])
+            db_error(ctx, "failures_over_time", "Failures over time", exc)
+        failed = frame[frame["status"] == "FAILED"]["count"] if not frame.empty else pd.Series(dtype=int)
+        ctx.facts["peak_failures_per_minute"] = float(failed.max() / (size / 60)) if len(failed) else 0.0
+        return charts.plot_status_over_time(frame, size,
+                                            title=f"{self.label} failures over the last {ctx.params.window} (UTC)")
+
+    def check_top_errors(self, ctx: RunContext) -> CheckResult:
+        """The most common errors, each with its class."""
+        name, title = "top_errors", f"Top {self.label.lower()} errors"
+        with timed() as ms:
+            try:
+                frame = ctx.db.fetch(queries.top_errors(by_tenant=ctx.by_tenant),
+                                     ctx.window_params(channel=self.channel, limit=TOP_ERRORS))
+            except (QueryError, ConfigError) as exc:
+                return db_error(ctx, name, title, exc)
+        if frame.empty:
+            ctx.facts.update(dominant_error_class=None, error_class_shares={})
+            return ctx.record(CheckResult(name, title, "ok", "no errors recorded in the window", table=frame,
+                                          duration_ms=ms()))
+        frame["class"] = [self.classify(e, c) for e, c in zip(frame["error"], frame["error_code"], strict=True)]
+        by_class = frame.groupby("class")["count"].sum().sort_values(ascending=False)
+        total = int(frame["count"].sum())
+        shares = {str(k): int(v) / total for k, v in by_class.items()}
+        top_class = str(by_class.index[0])
+        ctx.facts.update(dominant_error_class=top_class, dominant_error_share=shares[top_class], error_total=total,
+                         error_class_shares=shares)
+        facts = {"classes": {str(k): int(v) for k, v in by_class.items()}, "dominant_class": top_class,
+                 "dominant_share": round(shares[top_class], 3)}
+        summary = (f"{total:,} errors; most common class {top_class} ({shares[top_class]:.0%}): "
+                   f"{REDACTOR.text(str(frame['error'].iloc[0]))}")
+        ctx.state["top_errors_frame"] = frame
+        return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary, facts=facts,
+                                      table=frame[["error", "error_code", "class", "count", "tenants", "last_seen"]],
+                                      duration_ms=ms()))
+
+    def plot_top_errors(self, ctx: RunContext) -> Figure:
+        """The top errors as bars."""
+        frame = ctx.state.get("top_errors_frame")
+        return charts.plot_top_errors(frame if frame is not None else pd.DataFrame(columns=["error", "count"]),
+                                      title=f"Top {self.label.lower()} errors in the window")
+
+    def check_tenant_split(self, ctx: RunContext) -> CheckResult:
+        """Is it one tenant or all? Failures per tenant, most first."""
+        name, title = "tenant_split", "Failures by tenant"
+        with timed() as ms:
+            try:
+                frame = ctx.db.fetch(queries.tenant_split(), ctx.window_params(by_tenant=False, channel=self.channel,
+                                                                               limit=TOP_TENANTS))
+                counts = ctx.db.one(queries.tenant_count(), ctx.window_params(by_tenant=False, channel=self.channel))
+            except (QueryError, ConfigError) as exc:
+                return db_error(ctx, name, title, exc)
+        frame["rate"] = (frame["failed"] / frame["total"]).round(4) if not frame.empty else []
+        ctx.state["tenant_frame"] = frame
+        tenants, failing = int(counts.get("tenants") or 0), int(counts.get("failing_tenants") or 0)
+        total_failed, total = int(counts.get("failed") or 0), int(counts.get("total") or 0)
+        facts: dict[str, Any] = {"tenants": tenants, "failing_tenants": failing}
+        if frame.empty or total_failed == 0:
+            return ctx.record(CheckResult(name, title, "ok", f"{tenants} tenants, none failing", facts=facts,
+                                          table=frame, duration_ms=ms()))
+        top = frame.iloc[0]
+        share = int(top["failed"]) / total_failed
+        rest_total, rest_failed = total - int(top["total"]), total_failed - int(top["failed"])
+        rest_rate = rest_failed / rest_total if rest_total else 0.0
+        facts.update(top_tenant=str(top["tenant_id"]), top_tenant_share=round(share, 3),
+                     top_tenant_rate=round(float(top["rate"]), 4), rest_rate=round(rest_rate, 4))
+        ctx.facts.update(top_tenant=str(top["tenant_id"]), top_tenant_share=share, top_tenant_rate=float(top["rate"]),
+                         rest_rate=rest_rate, tenants=tenants, failing_tenants=failing)
+        summary = (f"{failing} of {tenants} tenants have failures; {top['tenant_id']} has {share:.0%} of them "
+                   f"({float(top['rate']):.0%} of its {self.noun} fail; the rest {rest_rate:.1%})")
+        return ctx.record(CheckResult(name, title, "ok", summary, facts=facts, table=frame, duration_ms=ms()))
+
+    def plot_tenant_split(self, ctx: RunContext) -> Figure:
+        """Failed vs other messages per tenant."""
+        frame = ctx.state.get("tenant_frame")
+        empty = pd.DataFrame(columns=["tenant_id", "total", "failed"])
+        return charts.plot_tenant_split(frame if frame is not None else empty,
+                                        title=f"{self.label} failures by tenant (window)")
+
+    def failure_sample(self, ctx: RunContext) -> pd.DataFrame:
+        """A capped sample of the newest failures (recipients masked)."""
+        try:
+            frame = ctx.db.fetch(queries.failure_sample(by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=self.channel, limit=SAMPLE_ROWS))
+        except (QueryError, ConfigError) as exc:
+            return pd.DataFrame({"error": [str(exc)]})
+        return frame.map(lambda v: REDACTOR.text(v) if isinstance(v, str) else v)
+
+    # -- Recovery confirmation ------------------------------------------------------------------------
+    def check_queue_trend(self, ctx: RunContext) -> CheckResult:
+        """Sample the queue depth a few times: is the backlog draining?"""
+        name, title = "queue_trend", f"{self.label} queue depth trend"
+        interval = parse_duration(ctx.params.recovery_interval).total_seconds()
+        samples: list[tuple[datetime, int]] = []
+        with timed() as ms:
+            for i in range(ctx.params.recovery_samples):
+                if i:
+                    time.sleep(interval)
+                try:
+                    entry = ctx.api.queue(self.queue) or {}
+                except (PlatformAPIError, ConfigError) as exc:
+                    return ctx.record(CheckResult(name, title, "fail", f"sample {i + 1}: {exc}",
+                                                  classification="platform_api", duration_ms=ms()))
+                samples.append((datetime.now(UTC), int(entry.get("waiting", 0) or 0) + int(entry.get("delayed", 0) or 0)))
+        ctx.state["queue_samples"] = samples
+        depths = [d for _, d in samples]
+        facts = {"samples": depths, "interval_seconds": interval}
+        if len(depths) < 2:
+            return ctx.record(CheckResult(name, title, "warn", f"one sample only: {depths[0]:,} waiting", facts=facts,
+                                          duration_ms=ms()))
+        change = depths[-1] - depths[0]
+        if depths[-1] < 10 or change < 0:
+            return ctx.record(CheckResult(name, title, "ok", f"backlog draining: {depths[0]:,} → {depths[-1]:,}",
+                                          facts=facts, duration_ms=ms()))
+        status = "warn" if change == 0 else "fail"
+        return ctx.record(CheckResult(name, title, status, f"backlog not draining: {depths[0]:,} → {depths[-1]:,}",
+                                      classification="backlog", facts=facts, duration_ms=ms()))
+
+    def plot_queue_trend(self, ctx: RunContext) -> Figure:
+        """The sampled backlog."""
+        samples = ctx.state.get("queue_samples") or []
+        return charts.plot_samples([d for _, d in samples], [t for t, _ in samples],
+                                   title=f"{self.label} queue backlog (waiting + delayed)", ylabel="jobs")
+
+    def check_recovery(self, ctx: RunContext) -> CheckResult:
+        """Failure rate of messages created since the mitigation (or in the last 10 minutes) against the baseline."""
+        name, title = "recovery_failure_rate", "Failure rate since mitigation vs baseline"
+        mitigated_at = ctx.state.get(MITIGATED_AT)
+        since = mitigated_at or datetime.now(UTC) - RECOVERY_WINDOW
+        label = "since the mitigation" if mitigated_at else "in the last 10 minutes"
+        try:
+            row = ctx.db.one(queries.failure_totals(by_tenant=ctx.by_tenant),
+                             ctx.window_params(channel=self.channel, since=since,
+                                               until=datetime.now(UTC) + timedelta(seconds=1)))
+        except (QueryError, ConfigError) as exc:
+            return db_error(ctx, name, title, exc)
+        now_rate, base = rate(row), float(ctx.facts.get("baseline_rate") or 0.0)
+        total, failed = int(row.get("total") or 0), int(row.get("failed") or 0)
+        facts = {"since": since.isoformat(timespec="seconds"), "total": total, "failed": failed,
+                 "delivered": int(row.get("delivered") or 0), "rate": round(now_rate, 4), "baseline_rate": round(base, 4)}
+        if total == 0:
+            return ctx.record(CheckResult(name, title, "warn", f"no {self.noun} created {label} yet", facts=facts))
+        text = f"{failed:,} of {total:,} failed {label} ({now_rate:.1%}) vs baseline {base:.1%}"
+        if elevated(now_rate, base, failed) or (failed >= MIN_FAILURES and now_rate > base + 0.02):
+            return ctx.record(CheckResult(name, title, "fail", "not recovered: " + text,
+                                          classification="not_recovered", facts=facts))
+        return ctx.record(CheckResult(name, title, "ok", "back to normal: " + text, facts=facts))
