@@ -64,8 +64,8 @@ def make_sandbox(tmp_path: Path) -> Iterator[SandboxFactory]:
     def factory(scenario: str, *, slug: str = "email_provider_failure", database_url: str | None = None,
                 secret_values: dict[str, str] | None = None) -> Sandbox:
         spec = catalog.get(slug)
-        box = Sandbox.from_scenario(spec.scenario_path(scenario), workdir=tmp_path / f"sandbox-{len(started)}",
-                                    database_url=database_url, secret_values=secret_values)
+        box = Sandbox(spec.load_scenario(scenario), workdir=tmp_path / f"sandbox-{len(started)}",
+                      database_url=database_url, secret_values=secret_values)
         started.append(box.start())
         return box
 

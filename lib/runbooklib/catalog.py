@@ -7,13 +7,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from runbooklib.errors import ConfigError
 from runbooklib.params import CommonParams
 
+if TYPE_CHECKING:
+    from runbooklib.sandbox.scenario import Scenario
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCENARIOS_DIR = PACKAGE_DIR / "sandbox" / "scenarios"
-SLUGS = ("email_provider_failure",)
+SLUGS = ("email_provider_failure", "sms_delivery_failure")
 """Runbooks implemented so far (the spec has four; see DESIGN.md)."""
 
 
@@ -55,6 +59,17 @@ class RunbookSpec:
     def default_scenario(self) -> str:
         name: str = self.module.DEFAULT_SCENARIO
         return name
+
+    @property
+    def scenario_defaults(self) -> dict[str, Any]:
+        """What this runbook's scenarios share (channel, provider, queues), under each scenario file."""
+        return dict(getattr(self.module, "SCENARIO_DEFAULTS", {}))
+
+    def load_scenario(self, name_or_path: str | Path) -> Scenario:
+        """A scenario by name, or from a file, with this runbook's scenario defaults."""
+        from runbooklib.sandbox.scenario import Scenario
+
+        return Scenario.load(self.scenario_path(str(name_or_path)), defaults=self.scenario_defaults)
 
     @property
     def demo_parameters(self) -> dict[str, object]:

@@ -55,24 +55,34 @@ def _empty(fig: Figure, title: str, message: str) -> Figure:
     return fig
 
 
+CLASS_COLOURS = {"transient": "#d4a72c", "permanent": "#cf222e", "consent": "#8250df", "config": "#0969da"}
+
+
 def plot_status_over_time(frame: pd.DataFrame, bucket_seconds: int, *, title: str,
                           statuses: tuple[str, ...] = ("FAILED", "BOUNCED", "RETRYING")) -> Figure:
     """Stacked bars of messages per time bucket for the given statuses.
 
     `frame` has the columns of `queries.status_over_time`: `bucket`, `status`, `count`.
     """
-    fig = _figure()
     data = frame[frame["status"].isin(statuses)] if not frame.empty else frame
-    if data.empty:
-        return _empty(fig, title, "no failing, bounced or retrying messages in the window")
-    pivot = data.pivot_table(index="bucket", columns="status", values="count", aggfunc="sum", fill_value=0)
+    return plot_over_time(data, bucket_seconds, key="status", order=statuses, colours=STATUS_COLOURS, title=title,
+                          empty="no failing, bounced or retrying messages in the window")
+
+
+def plot_over_time(frame: pd.DataFrame, bucket_seconds: int, *, key: str, order: tuple[str, ...],
+                   colours: dict[str, str], title: str, empty: str = "nothing in the window") -> Figure:
+    """Stacked bars per time bucket, one colour per value of `key` (columns `bucket`, `key`, `count`)."""
+    fig = _figure()
+    if frame.empty:
+        return _empty(fig, title, empty)
+    pivot = frame.pivot_table(index="bucket", columns=key, values="count", aggfunc="sum", fill_value=0)
     times = mdates.date2num([datetime.fromtimestamp(int(b) * bucket_seconds, UTC) for b in pivot.index])  # type: ignore[no-untyped-call]
     ax = fig.subplots()
     bottom = [0] * len(times)
     width = bucket_seconds / 86400 * 0.9
-    for status in [s for s in statuses if s in pivot.columns]:
-        values = pivot[status].tolist()
-        ax.bar(times, values, width=width, bottom=bottom, label=status, color=STATUS_COLOURS.get(status),
+    for value in [v for v in order if v in pivot.columns] + [v for v in pivot.columns if v not in order]:
+        values = pivot[value].tolist()
+        ax.bar(times, values, width=width, bottom=bottom, label=str(value), color=colours.get(str(value)),
                align="edge")
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     ax.xaxis_date()

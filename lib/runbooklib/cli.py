@@ -145,11 +145,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from runbooklib.sandbox import Sandbox
-    from runbooklib.sandbox.scenario import Scenario
 
     spec = catalog.get(args.slug)
     path = args.scenario_file or spec.scenario_path(args.scenario or spec.default_scenario)
-    scenario = Scenario.load(Path(path))
+    scenario = spec.load_scenario(Path(path))
     incident = args.incident or f"DRILL-{scenario.name}".replace("_", "-")[:64]
     raw = {**spec.demo_parameters, **_raw_parameters(args)}
     if raw.get("environment", DEMO) != DEMO:

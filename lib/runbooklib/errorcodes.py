@@ -9,6 +9,7 @@ exceeded."), RFC 5321/4954 reply codes (535 authentication, 454 TLS), Node.js er
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 EMAIL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (cls, re.compile(pattern, re.IGNORECASE))
@@ -36,3 +37,73 @@ def classify_email_error(error: str | None, code: str | None = None) -> str:
         if pattern.search(text):
             return cls
     return "other"
+
+
+# -- Twilio (SMS) -----------------------------------------------------------------------------------
+# Source: Twilio's error dictionary, https://www.twilio.com/docs/api/errors/<code> (titles as
+# published; 21211/21610/30003/30005/30006/30008 as widely quoted). "Sync" codes come back as REST
+# errors on create; 30xxx codes arrive later on the Message (status failed/undelivered).
+# Category says what a retry can do: transient (retry later), permanent (never, fix the data or
+# content), consent (never, the recipient said no), config (never until our setup is fixed).
+TRANSIENT, PERMANENT, CONSENT, CONFIG = "transient", "permanent", "consent", "config"
+SMS_CATEGORIES = (TRANSIENT, PERMANENT, CONSENT, CONFIG)
+
+
+class TwilioCode(NamedTuple):
+    cls: str
+    category: str
+    title: str
+
+
+TWILIO_CODES: dict[int, TwilioCode] = {
+    20003: TwilioCode("auth", CONFIG, "Permission denied / authentication failed"),
+    20404: TwilioCode("config", CONFIG, "Resource not found"),
+    20429: TwilioCode("rate_limited", TRANSIENT, "Too many requests (REST concurrency)"),
+    20500: TwilioCode("provider_error", TRANSIENT, "Internal server error"),
+    20503: TwilioCode("provider_error", TRANSIENT, "Service unavailable"),
+    14107: TwilioCode("rate_limited", TRANSIENT, "SMS send rate limit exceeded (reply loop)"),
+    21211: TwilioCode("invalid_number", PERMANENT, "Invalid 'To' phone number"),
+    21217: TwilioCode("invalid_number", PERMANENT, "Phone number does not appear to be valid"),
+    21614: TwilioCode("invalid_number", PERMANENT, "'To' number is not a valid mobile number"),
+    21612: TwilioCode("invalid_number", PERMANENT, "'To' number is not currently reachable via SMS"),
+    21610: TwilioCode("opted_out", CONSENT, "Attempt to send to unsubscribed recipient"),
+    21408: TwilioCode("config", CONFIG, "Permission to send an SMS has not been enabled for the region"),
+    21608: TwilioCode("config", CONFIG, "'To' number not verified (trial account)"),
+    21212: TwilioCode("sender", CONFIG, "Invalid 'From' number"),
+    21606: TwilioCode("sender", CONFIG, "'From' number is not a valid, SMS-capable number for this account"),
+    21611: TwilioCode("queue_overflow", TRANSIENT, "'From' number exceeded the maximum queued messages"),
+    30001: TwilioCode("queue_overflow", TRANSIENT, "Queue overflow"),
+    30002: TwilioCode("account_suspended", CONFIG, "Account suspended"),
+    30003: TwilioCode("carrier_transient", TRANSIENT, "Unreachable destination handset"),
+    30004: TwilioCode("carrier_blocked", CONSENT, "Message blocked"),
+    30005: TwilioCode("invalid_number", PERMANENT, "Unknown destination handset"),
+    30006: TwilioCode("invalid_number", PERMANENT, "Landline or unreachable carrier"),
+    30007: TwilioCode("carrier_filtered", PERMANENT, "Message filtered (carrier or Twilio spam filtering)"),
+    30008: TwilioCode("carrier_unknown", TRANSIENT, "Unknown error from the carrier"),
+    30022: TwilioCode("rate_limited", TRANSIENT, "US A2P 10DLC rate limits exceeded"),
+    30032: TwilioCode("sender", CONFIG, "Toll-free number has not been verified"),
+    30034: TwilioCode("sender", CONFIG, "Message from an unregistered 10DLC number"),
+    30036: TwilioCode("queue_overflow", TRANSIENT, "Validity period expired"),
+}
+UNKNOWN_TWILIO = TwilioCode("other", TRANSIENT, "Unknown error")
+
+
+def twilio_code(code: str | int | None) -> int | None:
+    """The Twilio code as an int (`"30007"`, `30007`, `"30007.0"`), or None."""
+    if code is None:
+        return None
+    try:
+        return int(float(str(code).strip()))
+    except ValueError:
+        return None
+
+
+def classify_twilio(code: str | int | None) -> TwilioCode:
+    """The class, retry category and title of a Twilio error code."""
+    number = twilio_code(code)
+    return TWILIO_CODES.get(number, UNKNOWN_TWILIO) if number is not None else UNKNOWN_TWILIO
+
+
+def classify_sms_error(error: str | None, code: str | None = None) -> str:
+    """The class of one SMS error: by Twilio code when there is one, else `other`."""
+    return classify_twilio(code).cls

@@ -4,10 +4,14 @@ Endpoints from the runbook spec:
 - `GET /api/v1/system-metrics/queues` → a JSON array of `{"queue": name, ...counts}`.
 - `PATCH /api/v1/communication/channels/{channel}` with `{"provider": ...}`.
 
+- `POST /api/v1/communication/retry-failed?channel=SMS`.
+
 Assumed endpoints (not in the spec; see docs/assumed-endpoints.md):
 - `GET /api/v1/communication/channels/{channel}` → `{"channel", "provider", "tenant_id", ...}`,
-  read before a change so that it can be undone.
-- both channel calls take the tenant as the query parameter `tenant_id`.
+  read before a change so that it can be undone; channel calls take the tenant as `tenant_id`.
+- `PATCH /api/v1/communication/channels/{channel}` with `{"fallback": {...} | null}`.
+- `exclude_error_codes` on retry-failed, so that permanent and consent failures are not retried.
+- `GET|POST|DELETE /api/v1/communication/do-not-contact`.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from runbooklib.errors import PlatformAPIError, PlatformAuthError, PlatformRespo
 
 QUEUES_PATH = "/api/v1/system-metrics/queues"
 CHANNEL_PATH = "/api/v1/communication/channels/{channel}"
+RETRY_PATH = "/api/v1/communication/retry-failed"
+DNC_PATH = "/api/v1/communication/do-not-contact"
 CHANNELS = ("email", "sms", "whatsapp")
 
 
@@ -79,11 +85,38 @@ class PlatformAPI:
             raise PlatformResponseError("channel configuration has no 'provider'")
         return data
 
+    def update_channel(self, channel: str, tenant_id: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """PATCH a tenant's channel configuration with `changes`."""
+        result = self._request("PATCH", CHANNEL_PATH.format(channel=_channel(channel)),
+                               params={"tenant_id": tenant_id}, json=changes)
+        return result if isinstance(result, dict) else None
+
     def set_channel_provider(self, channel: str, tenant_id: str, provider: str) -> dict[str, Any] | None:
         """Switch a tenant's channel to `provider` (the spec's PATCH)."""
-        result = self._request("PATCH", CHANNEL_PATH.format(channel=_channel(channel)),
-                               params={"tenant_id": tenant_id}, json={"provider": provider})
-        return result if isinstance(result, dict) else None
+        return self.update_channel(channel, tenant_id, {"provider": provider})
+
+    def retry_failed(self, channel: str, *, exclude_error_codes: list[str] | None = None) -> dict[str, Any]:
+        """Re-queue a channel's failed messages (the spec's POST); `exclude_error_codes` is assumed."""
+        params = {"channel": channel.upper()}
+        if exclude_error_codes:
+            params["exclude_error_codes"] = ",".join(exclude_error_codes)
+        result = self._request("POST", RETRY_PATH, params=params)
+        return result if isinstance(result, dict) else {}
+
+    def do_not_contact(self, channel: str, tenant_id: str) -> list[str]:
+        """The recipients a tenant must not contact on a channel (assumed endpoint)."""
+        data = self._request("GET", DNC_PATH, params={"channel": channel.upper(), "tenant_id": tenant_id})
+        if not isinstance(data, dict) or not isinstance(data.get("recipients"), list):
+            raise PlatformResponseError(f"GET {DNC_PATH}: expected {{\"recipients\": [...]}}")
+        return [str(r) for r in data["recipients"]]
+
+    def add_do_not_contact(self, channel: str, tenant_id: str, recipients: list[str]) -> None:
+        self._request("POST", DNC_PATH, json={"channel": channel.upper(), "tenant_id": tenant_id,
+                                              "recipients": recipients})
+
+    def remove_do_not_contact(self, channel: str, tenant_id: str, recipients: list[str]) -> None:
+        self._request("DELETE", DNC_PATH, json={"channel": channel.upper(), "tenant_id": tenant_id,
+                                                "recipients": recipients})
 
 
 def _channel(channel: str) -> str:

@@ -188,3 +188,68 @@ def failure_sample(*, by_tenant: bool = False) -> Query:
         .order_by(sa.desc(T.c.created_at), T.c.id)
         .limit(sa.bindparam("limit"))
     )
+
+
+def error_code_counts(*, by_tenant: bool = False, statuses: tuple[str, ...] = PROBLEM_STATUSES) -> Query:
+    """Messages in `statuses` (default: failing, bounced, retrying) per error code, most first; binds `:limit`.
+
+    Columns: `error_code`, `count`, `tenants` (distinct), `sample_error` (one error text),
+    `last_seen`.
+    """
+    code = sa.func.coalesce(ERROR_CODE, "").label("error_code")
+    return (
+        sa.select(code, sa.func.count().label("count"), sa.func.count(sa.distinct(T.c.tenant_id)).label("tenants"),
+                  sa.func.max(ERROR).label("sample_error"), sa.func.max(T.c.created_at).label("last_seen"))
+        .where(*_where(by_tenant), T.c.status.in_(statuses))
+        .group_by(code)
+        .order_by(sa.desc("count"), code)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def error_codes_over_time(bucket_seconds: int, *, by_tenant: bool = False) -> Query:
+    """Failing, bounced and retrying messages per time bucket and error code.
+
+    Columns: `bucket` (see `status_over_time`), `error_code`, `count`.
+    """
+    bucket = epoch_bucket(T.c.created_at, bucket_seconds).label("bucket")
+    code = sa.func.coalesce(ERROR_CODE, "").label("error_code")
+    return (
+        sa.select(bucket, code, sa.func.count().label("count"))
+        .where(*_where(by_tenant), T.c.status.in_(PROBLEM_STATUSES))
+        .group_by(bucket, code)
+        .order_by(bucket, code)
+    )
+
+
+def template_failures(*, by_tenant: bool = False) -> Query:
+    """Failures per message template and error code, most first; binds `:limit`.
+
+    Columns: `template`, `error_code`, `count`.
+    """
+    template = sa.func.coalesce(T.c.template, "(none)").label("template")
+    code = sa.func.coalesce(ERROR_CODE, "").label("error_code")
+    return (
+        sa.select(template, code, sa.func.count().label("count"))
+        .where(*_where(by_tenant), T.c.status.in_(PROBLEM_STATUSES))
+        .group_by(template, code)
+        .order_by(sa.desc("count"), template, code)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def failed_recipients(*, by_tenant: bool = False) -> Query:
+    """Recipients whose messages failed with one of `:codes` (an expanding list); binds `:limit`.
+
+    Columns: `tenant_id`, `recipient`, `error_code`, `count`, `last_seen`, `message_id` (one id).
+    """
+    code = sa.func.coalesce(ERROR_CODE, "").label("error_code")
+    return (
+        sa.select(T.c.tenant_id, T.c.recipient, code, sa.func.count().label("count"),
+                  sa.func.max(T.c.created_at).label("last_seen"), sa.func.max(T.c.id).label("message_id"))
+        .where(*_where(by_tenant), T.c.status.in_(PROBLEM_STATUSES), T.c.recipient.is_not(None),
+               ERROR_CODE.in_(sa.bindparam("codes", expanding=True)))
+        .group_by(T.c.tenant_id, T.c.recipient, code)
+        .order_by(sa.desc("count"), T.c.tenant_id, T.c.recipient)
+        .limit(sa.bindparam("limit"))
+    )

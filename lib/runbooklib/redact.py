@@ -26,7 +26,9 @@ def mask_email(match: re.Match[str]) -> str:
     return f"{match.group(1)}***@{match.group(2)}"
 
 
-def mask_phone(match: re.Match[str]) -> str:
+def mask_phone(match: re.Match[str], allowed: frozenset[str] = frozenset()) -> str:
+    if match.group(0) in allowed:
+        return match.group(0)
     return f"+{match.group(1)}{'*' * len(match.group(2))}{match.group(3)}"
 
 
@@ -35,6 +37,11 @@ class Redactor:
 
     def __init__(self) -> None:
         self._secrets: set[str] = set()
+        self._public: set[str] = set()
+
+    def add_public_number(self, number: str) -> None:
+        """A phone number of our own (a sending number from settings) that may be shown as it is."""
+        self._public.add(number)
 
     def add_secret(self, value: str | None) -> None:
         """Register a secret value (and its URL-encoded form) to be masked everywhere."""
@@ -59,7 +66,8 @@ class Redactor:
             if secret in value:
                 value = value.replace(secret, MASK)
         value = EMAIL_RE.sub(mask_email, value)
-        return PHONE_RE.sub(mask_phone, value)
+        allowed = frozenset(self._public)
+        return PHONE_RE.sub(lambda m: mask_phone(m, allowed), value)
 
     def document(self, value: str) -> str:
         """Like `text`, but leaves embedded base64 blobs (images) untouched; for whole saved files."""

@@ -54,6 +54,20 @@ class SesEndpoint:
 
 
 @dataclass(frozen=True)
+class TwilioEndpoint:
+    """Twilio: credential variable names, the sending numbers, and where its status page is."""
+
+    auth_token_env: str
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    from_numbers: tuple[str, ...] = ()
+    api_base_url: str = ""  # empty: Twilio's own hosts; a URL sends every *.twilio.com call there
+    status_page_url: str = "https://status.twilio.com"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "from_numbers", tuple(self.from_numbers))
+
+
+@dataclass(frozen=True)
 class Profile:
     """One environment: every endpoint a runbook talks to."""
 
@@ -64,6 +78,7 @@ class Profile:
     smtp: SmtpEndpoint | None = None
     smtp_backup: SmtpEndpoint | None = None
     ses: SesEndpoint | None = None
+    twilio: TwilioEndpoint | None = None
     providers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -107,6 +122,10 @@ def register_profile_secrets(profile: Profile) -> None:
             names += [ep.password_env, ep.username_env]
     if profile.ses is not None:
         names += [profile.ses.access_key_id_env, profile.ses.secret_access_key_env, profile.ses.session_token_env]
+    if profile.twilio is not None:
+        names += [profile.twilio.account_sid_env, profile.twilio.auth_token_env]
+        for number in profile.twilio.from_numbers:
+            REDACTOR.add_public_number(number)
     REDACTOR.add_secrets(os.environ.get(n) for n in names if n)
     url = os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url
     if url:
@@ -120,7 +139,7 @@ def register_profile_secrets(profile: Profile) -> None:
         REDACTOR.add_secret(str(password) if password else None)
 
 
-E = TypeVar("E", SmtpEndpoint, SesEndpoint)
+E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint)
 
 
 def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required: str) -> E | None:
@@ -141,7 +160,7 @@ def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required
 
 def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profile") -> Profile:
     """Build a Profile from its YAML mapping, rejecting unknown keys."""
-    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "providers", "timeouts",
+    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "providers", "timeouts",
                "statement_timeout", "row_cap"}
     unknown = set(data) - allowed
     if unknown:
@@ -158,6 +177,7 @@ def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profi
         smtp=_endpoint(SmtpEndpoint, data.get("smtp"), f"{where}.smtp", "host"),
         smtp_backup=_endpoint(SmtpEndpoint, data.get("smtp_backup"), f"{where}.smtp_backup", "host"),
         ses=_endpoint(SesEndpoint, data.get("ses"), f"{where}.ses", "region"),
+        twilio=_endpoint(TwilioEndpoint, data.get("twilio"), f"{where}.twilio", "auth_token_env"),
         providers=dict(data.get("providers") or {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}),
         connect_timeout=float(timeouts.get("connect", DEFAULT_CONNECT_TIMEOUT)),
         read_timeout=float(timeouts.get("read", DEFAULT_READ_TIMEOUT)),

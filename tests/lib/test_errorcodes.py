@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbooklib.errorcodes import classify_email_error
+from runbooklib.errorcodes import SMS_CATEGORIES, TWILIO_CODES, classify_email_error, classify_twilio
 
 
 @pytest.mark.parametrize(("error", "code", "cls"), [
@@ -23,3 +23,20 @@ from runbooklib.errorcodes import classify_email_error
 ])
 def test_email_errors_are_classified(error: str | None, code: str | None, cls: str) -> None:
     assert classify_email_error(error, code) == cls
+
+
+@pytest.mark.parametrize(("code", "cls", "category"), [
+    ("21211", "invalid_number", "permanent"), (21614, "invalid_number", "permanent"),
+    ("21610", "opted_out", "consent"), ("30003", "carrier_transient", "transient"),
+    ("30007", "carrier_filtered", "permanent"), ("30001", "queue_overflow", "transient"),
+    ("20429", "rate_limited", "transient"), ("14107", "rate_limited", "transient"),
+    ("20003", "auth", "config"), ("30008.0", "carrier_unknown", "transient"),
+    ("99999", "other", "transient"), (None, "other", "transient"), ("abc", "other", "transient"),
+])
+def test_twilio_codes_are_classified(code: object, cls: str, category: str) -> None:
+    info = classify_twilio(code)  # type: ignore[arg-type]
+    assert (info.cls, info.category) == (cls, category)
+
+
+def test_every_twilio_code_has_a_known_category() -> None:
+    assert {i.category for i in TWILIO_CODES.values()} <= set(SMS_CATEGORIES)

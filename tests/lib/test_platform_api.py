@@ -16,7 +16,7 @@ TOKEN = "platform-token-for-tests"
 
 @pytest.fixture
 def standin() -> Iterator[PlatformStandIn]:
-    srv = PlatformStandIn(token=TOKEN, scenario=DEFAULTS["platform"], tenants=["acme", "globex"]).start()
+    srv = PlatformStandIn(token=TOKEN, scenario=DEFAULTS["platform"], tenants=["acme", "globex"], queue="email").start()
     yield srv
     srv.stop()
 
@@ -75,3 +75,20 @@ def test_bad_answers_are_mapped(status: int, body: bytes, expected: type[Excepti
     transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
     with pytest.raises(expected):
         PlatformAPI("http://lineup.test", TOKEN, transport=transport).queue_metrics()
+
+
+def test_channel_fallback_do_not_contact_and_retry(standin: PlatformStandIn) -> None:
+    api = PlatformAPI(standin.url, TOKEN)
+    api.update_channel("sms", "acme", {"fallback": {"channel": "WHATSAPP", "priorities": ["urgent"]}})
+    assert api.get_channel("sms", "acme")["fallback"] == {"channel": "WHATSAPP", "priorities": ["urgent"]}
+    api.add_do_not_contact("SMS", "acme", ["+15550000001", "+15550000002"])
+    assert api.do_not_contact("SMS", "acme") == ["+15550000001", "+15550000002"]
+    api.remove_do_not_contact("SMS", "acme", ["+15550000001"])
+    assert api.do_not_contact("SMS", "acme") == ["+15550000002"]
+    assert api.retry_failed("SMS", exclude_error_codes=["21610", "21211"]) == {"channel": "SMS", "retried": 0}
+    assert standin.requests[-1]["query"] == {"channel": "SMS", "exclude_error_codes": "21610,21211"}
+
+
+def test_bad_fallback_is_refused(standin: PlatformStandIn) -> None:
+    with pytest.raises(PlatformResponseError, match="400"):
+        PlatformAPI(standin.url, TOKEN).update_channel("sms", "acme", {"fallback": {"channel": "PIGEON"}})

@@ -14,10 +14,9 @@ from runbooklib import catalog, queries
 from runbooklib.db import Database
 from runbooklib.errors import QueryError
 from runbooklib.sandbox import seed
-from runbooklib.sandbox.scenario import Scenario
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-SCENARIO = Scenario.load(catalog.get("email_provider_failure").scenario_path("tenant_specific"))
+SCENARIO = catalog.get("email_provider_failure").load_scenario("tenant_specific")
 
 
 @pytest.fixture(scope="module")

@@ -40,3 +40,9 @@ def test_nested_data_is_masked() -> None:
     r = Redactor()
     r.add_secret("tokentoken")
     assert r.data({"a": ["tokentoken", {"b": "x@example.com"}], "n": 3}) == {"a": [MASK, {"b": "x***@example.com"}], "n": 3}
+
+
+def test_our_own_sending_numbers_stay_readable() -> None:
+    r = Redactor()
+    r.add_public_number("+15005550006")
+    assert r.text("from +15005550006 to +15551234567") == "from +15005550006 to +155******67"

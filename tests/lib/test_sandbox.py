@@ -16,7 +16,7 @@ SPEC = catalog.get("email_provider_failure")
 
 @pytest.mark.parametrize("name", SPEC.scenarios())
 def test_built_in_scenarios_load_and_expect_a_documented_cause(name: str) -> None:
-    scenario = Scenario.load(SPEC.scenario_path(name))
+    scenario = SPEC.load_scenario(name)
     assert scenario.expect == name
     assert scenario.expect in SPEC.causes
     assert scenario.description
@@ -38,7 +38,7 @@ def test_bad_scenario_files_say_what_is_wrong(tmp_path: Path, body: str, words: 
 
 
 def test_seeding_is_deterministic_and_follows_the_scenario() -> None:
-    scenario = Scenario.load(SPEC.scenario_path("tenant_specific"))
+    scenario = SPEC.load_scenario("tenant_specific")
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rows = generate_rows(scenario, now)
     assert rows == generate_rows(scenario, now)
@@ -49,7 +49,7 @@ def test_seeding_is_deterministic_and_follows_the_scenario() -> None:
 def test_sandbox_puts_secrets_in_the_environment_only_while_running(tmp_path: Path) -> None:
     import os
 
-    box = Sandbox.from_scenario(SPEC.scenario_path("healthy"), workdir=tmp_path / "box")
+    box = Sandbox(SPEC.load_scenario("healthy"), workdir=tmp_path / "box")
     with box:
         assert os.environ[SECRET_ENV["api_token"]] == box.secrets["api_token"]
         description = str(box.describe())

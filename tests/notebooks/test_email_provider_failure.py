@@ -4,7 +4,6 @@ on SQLite and on PostgreSQL: the cause it names, what its gate did, and what rea
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,12 @@ import pytest
 
 from runbooklib import catalog
 from runbooklib.audit import read_audit
-from runbooklib.redact import REDACTOR
 from runbooklib.runbooks.email_provider_failure import SWITCHABLE
-from runbooklib.runs import EXIT_DIAGNOSED, EXIT_FAILED, EXIT_HEALTHY, RunResult, execute
+from runbooklib.runs import EXIT_DIAGNOSED, EXIT_FAILED, EXIT_HEALTHY, RunResult
 from runbooklib.sandbox import Sandbox
 from tests.conftest import SandboxFactory
+from tests.notebooks import helpers
+from tests.notebooks.helpers import database_url, decisions
 
 SLUG = "email_provider_failure"
 SCENARIOS = catalog.get(SLUG).scenarios()
@@ -24,25 +24,12 @@ pytestmark = pytest.mark.notebook
 
 
 def run(box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
-    """Execute the notebook headless against a running sandbox, as `runbook demo` does."""
-    REDACTOR.add_secrets(box.secrets.values())
-    description = box.write_description()
-    params = {"environment": "demo", "sandbox": str(description), "scenario": box.scenario_name,
-              "recovery_samples": 2, "recovery_interval": "1s", **parameters}
-    return execute(SLUG, params, output_root=tmp_path / "runs", incident="TEST-42", progress=False)
-
-
-def decisions(result: RunResult) -> dict[str, str]:
-    return {e["action"]: e["decision"] for e in read_audit(result.bundle / "audit.jsonl")}
-
-
-def database_url(request: pytest.FixtureRequest, database: str) -> str | None:
-    return str(request.getfixturevalue("postgres_url")) if database == "postgres" else None
+    return helpers.run(SLUG, box, tmp_path, **parameters)
 
 
 def test_every_cause_code_has_a_scenario() -> None:
     spec = catalog.get(SLUG)
-    expected = {Sandbox.from_scenario(spec.scenario_path(s)).scenario.expect for s in SCENARIOS}
+    expected = {spec.load_scenario(s).expect for s in SCENARIOS}
     assert expected == set(spec.causes) - {"unknown"}
 
 
@@ -146,12 +133,8 @@ def test_planted_secrets_and_personal_data_never_reach_the_bundle(make_sandbox: 
                  approve=["switch_email_provider", "send_test_email"])
     assert result.status == "completed", result.failed_cell
     assert decisions(result)["send_test_email"] == "applied"  # the secrets were really used
-    for path in result.bundle.iterdir():
-        text = path.read_text(errors="replace")
-        for name, value in planted.items():
-            assert value not in text, f"{name} leaked into {path.name}"
-        assert not re.search(r"user\d+@example\.com", text), f"unmasked recipient in {path.name}"
-        assert "oncall@lineup.app" not in text, f"unmasked test recipient in {path.name}"
+    helpers.assert_nothing_sensitive(result.bundle, list(planted.values()),
+                                     [r"user\d+@example\.com", r"oncall@lineup\.app"])
 
 
 def test_misspelled_parameter_stops_the_run_before_any_check(make_sandbox: SandboxFactory, tmp_path: Path) -> None:

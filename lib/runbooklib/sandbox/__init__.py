@@ -20,7 +20,7 @@ from typing import Any
 from runbooklib.sandbox import seed
 from runbooklib.sandbox.scenario import Scenario
 from runbooklib.sandbox.smtp import SmtpServer, make_certificate
-from runbooklib.sandbox.standins import PlatformStandIn, SesStandIn
+from runbooklib.sandbox.standins import PlatformStandIn, SesStandIn, StatusPageStandIn, TwilioStandIn
 
 SECRET_ENV = {
     "api_token": "RUNBOOK_DEMO_API_TOKEN",
@@ -30,6 +30,8 @@ SECRET_ENV = {
     "smtp_backup_password": "RUNBOOK_DEMO_SMTP_BACKUP_PASSWORD",
     "aws_access_key_id": "RUNBOOK_DEMO_AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "RUNBOOK_DEMO_AWS_SECRET_ACCESS_KEY",
+    "twilio_account_sid": "RUNBOOK_DEMO_TWILIO_ACCOUNT_SID",
+    "twilio_auth_token": "RUNBOOK_DEMO_TWILIO_AUTH_TOKEN",
 }
 
 
@@ -49,13 +51,15 @@ class Sandbox:
         self.smtp_backup: SmtpServer | None = None
         self.platform: PlatformStandIn | None = None
         self.ses: SesStandIn | None = None
+        self.twilio: TwilioStandIn | None = None
+        self.statuspage: StatusPageStandIn | None = None
         self.rows = 0
         self._writer: Any = None
         self._previous_env: dict[str, str | None] = {}
 
     @classmethod
-    def from_scenario(cls, path: Path, **kwargs: Any) -> Sandbox:
-        return cls(Scenario.load(path), **kwargs)
+    def from_scenario(cls, path: Path, *, defaults: dict[str, Any] | None = None, **kwargs: Any) -> Sandbox:
+        return cls(Scenario.load(path, defaults=defaults), **kwargs)
 
     def start(self) -> Sandbox:
         try:
@@ -75,25 +79,35 @@ class Sandbox:
         self.smtp_backup = SmtpServer(smtp["backup"], username=self.secrets["smtp_backup_username"],
                                       password=self.secrets["smtp_backup_password"], certs=certs).start()
         self.ses = SesStandIn(scenario=self.scenario.section("ses")).start()  # type: ignore[assignment]
+        self.twilio = TwilioStandIn(  # type: ignore[assignment]
+            sid=self.secrets["twilio_account_sid"], token=self.secrets["twilio_auth_token"],
+            scenario=self.scenario.section("twilio")).start()
+        self.statuspage = StatusPageStandIn(scenario=self.scenario.section("statuspage")).start()  # type: ignore[assignment]
         logs = self.scenario.section("message_logs")
         self.platform = PlatformStandIn(  # type: ignore[assignment]
             token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
-            tenants=list(logs["tenants"]), on_switch=self._on_switch,
+            tenants=list(logs["tenants"]), queue=self.scenario.channel.lower(), on_change=self._on_change,
         ).start()
         for key, env in SECRET_ENV.items():
             self._previous_env[env] = os.environ.get(env)
             os.environ[env] = self.secrets[key]
 
-    def _on_switch(self, tenant: str, channel: str, provider: str) -> None:
-        """A tenant moved off the failing provider: its new mail is delivered (recovery is visible)."""
+    def _on_change(self, kind: str, tenant: str, channel: str, body: Any) -> int:
+        """Reflect a platform change in message_logs, as the real workers would."""
         platform = self.scenario.section("platform")
-        if channel == "email" and provider != platform["providers"].get("email"):
-            seed.add_delivered(self._writer, tenant=tenant, count=int(platform["recovered_per_switch"]),
-                               provider=provider)
+        if kind == "channel" and channel == "email":
+            provider = body["after"]["provider"]
+            if provider != body["before"]["provider"] and provider != platform["providers"].get("email"):
+                # the tenant moved off the failing provider: its new mail is delivered
+                seed.add_delivered(self._writer, tenant=tenant, count=int(platform["recovered_per_switch"]),
+                                   provider=provider)
+        if kind == "retry":
+            return seed.requeue_failed(self._writer, channel=channel, exclude_codes=list(body))
+        return 0
 
     def describe(self) -> dict[str, Any]:
         """Endpoints and secret variable names for the demo profile (no secret values)."""
-        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup
+        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup and self.twilio and self.statuspage
         ca = str(self.workdir / "trusted.crt")
 
         def smtp(server: SmtpServer, user_env: str, password_env: str) -> dict[str, Any]:
@@ -115,6 +129,10 @@ class Sandbox:
                         "access_key_id_env": SECRET_ENV["aws_access_key_id"],
                         "secret_access_key_env": SECRET_ENV["aws_secret_access_key"],
                         "from_address": "runbook@lineup.app"},
+                "twilio": {"account_sid_env": SECRET_ENV["twilio_account_sid"],
+                           "auth_token_env": SECRET_ENV["twilio_auth_token"],
+                           "from_numbers": list(self.scenario.section("twilio")["from_numbers"]),
+                           "api_base_url": self.twilio.url, "status_page_url": self.statuspage.url},
                 "providers": {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"},
                 "timeouts": {"connect": 3, "read": 5},
             },
@@ -129,7 +147,7 @@ class Sandbox:
         for server in (self.smtp_primary, self.smtp_backup):
             if server is not None:
                 server.stop()
-        for standin in (self.platform, self.ses):
+        for standin in (self.platform, self.ses, self.twilio, self.statuspage):
             if standin is not None:
                 standin.stop()
         if self._writer is not None:
@@ -155,4 +173,6 @@ def _generate(key: str) -> str:
         return f"sandbox-{secrets.token_hex(4)}"
     if key == "aws_access_key_id":
         return "AKIA" + secrets.token_hex(8).upper()
+    if key == "twilio_account_sid":
+        return "AC" + secrets.token_hex(16)
     return secrets.token_urlsafe(24)

@@ -17,7 +17,8 @@ import yaml
 from runbooklib.errors import ConfigError
 
 SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
-FREE_FORM = {"tenants", "queues", "errors", "providers"}
+FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_numbers", "components", "incidents",
+             "create_error"}
 """Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...)."""
 
 DEFAULTS: dict[str, Any] = {
@@ -33,9 +34,10 @@ DEFAULTS: dict[str, Any] = {
         "baseline": {"hours": 24, "per_hour": 300, "failure_rate": 0.01, "bounce_rate": 0.005},
         "window": {"minutes": 60, "per_minute": 30},
         "incident": {"started_minutes_ago": 0, "failure_rate": 0.0, "tenants": [], "errors": []},
+        "baseline_errors": [],
     },
     "platform": {
-        "providers": {"email": "ses"},
+        "providers": {"email": "ses", "sms": "twilio", "whatsapp": "meta"},
         "queues": {
             "email": {"waiting": 40, "active": 3, "delayed": 2, "failed": 12, "completed": 52000, "paused": False},
             "sms": {"waiting": 5, "active": 1, "delayed": 0, "failed": 3, "completed": 8100, "paused": False},
@@ -43,8 +45,8 @@ DEFAULTS: dict[str, Any] = {
             "communication-dlq": {"waiting": 14, "active": 0, "delayed": 0, "failed": 0, "completed": 0,
                                   "paused": False},
         },
-        "email_backlog_per_sample": -10,
-        "email_backlog_per_sample_mitigated": -300,
+        "backlog_per_sample": -10,
+        "backlog_per_sample_mitigated": -300,
         "recovered_per_switch": 40,
     },
     "smtp": {"primary": "ok", "backup": "ok"},
@@ -59,7 +61,22 @@ DEFAULTS: dict[str, Any] = {
         "bounce_rate": 0.01,
         "complaint_rate": 0.0003,
     },
+    "twilio": {
+        "auth": "ok",
+        "account_status": "active",
+        "numbers": [{"phone_number": "+15005550006", "sms": True}, {"phone_number": "+15005550009", "sms": False}],
+        "from_numbers": ["+15005550006"],
+        "create_error": None,
+    },
+    "statuspage": {
+        "indicator": "none",
+        "description": "All Systems Operational",
+        "components": {"SMS": "operational", "Programmable Messaging API": "operational", "Voice": "operational"},
+        "incidents": [],
+    },
 }
+TWILIO_AUTH = ("ok", "reject")
+ACCOUNT_STATUSES = ("active", "suspended", "closed")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
@@ -101,14 +118,24 @@ class Scenario:
         section: dict[str, Any] = self.data[key]
         return section
 
+    @property
+    def channel(self) -> str:
+        return str(self.data["message_logs"]["channel"])
+
     @classmethod
-    def from_mapping(cls, data: dict[str, Any], *, name: str, path: Path | None = None) -> Scenario:
-        merged = _merge(DEFAULTS, data, name)
+    def from_mapping(cls, data: dict[str, Any], *, name: str, path: Path | None = None,
+                     defaults: dict[str, Any] | None = None) -> Scenario:
+        merged = _merge(_merge(DEFAULTS, defaults or {}, "runbook defaults"), data, name)
         merged["name"] = merged["name"] or name
         for role in ("primary", "backup"):
             if merged["smtp"][role] not in SMTP_MODES:
                 raise ConfigError(f"scenario {name}.smtp.{role}: {merged['smtp'][role]!r}; "
                                   f"allowed: {', '.join(SMTP_MODES)}")
+        if merged["twilio"]["auth"] not in TWILIO_AUTH:
+            raise ConfigError(f"scenario {name}.twilio.auth: {merged['twilio']['auth']!r}; allowed: {', '.join(TWILIO_AUTH)}")
+        if merged["twilio"]["account_status"] not in ACCOUNT_STATUSES:
+            raise ConfigError(f"scenario {name}.twilio.account_status: {merged['twilio']['account_status']!r}; "
+                              f"allowed: {', '.join(ACCOUNT_STATUSES)}")
         incident = merged["message_logs"]["incident"]
         if incident["failure_rate"] and not incident["errors"]:
             raise ConfigError(f"scenario {name}.message_logs.incident: a failure_rate needs errors to record")
@@ -122,7 +149,7 @@ class Scenario:
         return cls(name=str(merged["name"]), data=merged, path=path)
 
     @classmethod
-    def load(cls, path: Path) -> Scenario:
+    def load(cls, path: Path, *, defaults: dict[str, Any] | None = None) -> Scenario:
         if not path.is_file():
             raise ConfigError(f"scenario file {str(path)!r} does not exist", parameter="scenario")
         try:
@@ -131,4 +158,4 @@ class Scenario:
             raise ConfigError(f"scenario file {path} is not valid YAML: {exc}", parameter="scenario") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"scenario file {path} must be a mapping", parameter="scenario")
-        return cls.from_mapping(data, name=path.stem, path=path)
+        return cls.from_mapping(data, name=path.stem, path=path, defaults=defaults)

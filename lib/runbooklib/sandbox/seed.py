@@ -12,10 +12,17 @@ from runbooklib.db import normalise_url
 from runbooklib.sandbox.scenario import Scenario
 from runbooklib.schema import message_logs, metadata_obj
 
-BASELINE_FAILURES = (
-    ("421 4.4.2 Connection dropped by remote host", "421"),
-    ("Timeout waiting for SMTP response", "ETIMEDOUT"),
-)
+BASELINE_FAILURES = {
+    "EMAIL": (("421 4.4.2 Connection dropped by remote host", "421"), ("Timeout waiting for SMTP response", "ETIMEDOUT")),
+    "SMS": (("Unreachable destination handset", "30003"), ("Unknown error", "30008"),
+            ("Invalid 'To' Phone Number", "21211")),
+    "WHATSAPP": (("Message undeliverable", "131026"), ("Service temporarily unavailable", "131016")),
+}
+TEMPLATES = {
+    "EMAIL": ("booking_confirmation", "password_reset", "weekly_digest", "invoice"),
+    "SMS": ("booking_reminder", "verification_code", "waitlist_offer", "event_update"),
+    "WHATSAPP": ("booking_confirmation_v2", "event_reminder", "ticket_delivery"),
+}
 BOUNCES = (("550 5.1.1 Recipient address rejected: User unknown", "550"),
            ("552 5.2.2 Mailbox full", "552"))
 _BATCH = 2000
@@ -47,6 +54,9 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     onset = now - timedelta(minutes=float(incident["started_minutes_ago"]))
     failing_tenants = set(incident["tenants"]) or set(tenants)
     errors = [(e["error"], str(e.get("error_code", "")) or None) for e in incident["errors"]]
+    channel = str(logs["channel"])
+    baseline_errors = [(e["error"], str(e.get("error_code", "")) or None) for e in logs["baseline_errors"]] or list(
+        BASELINE_FAILURES.get(channel, BASELINE_FAILURES["EMAIL"]))
     error_weights = [float(e.get("weight", 1)) for e in incident["errors"]]
 
     times: list[datetime] = []
@@ -69,26 +79,32 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
             status = "FAILED" if rng.random() < 0.75 else "RETRYING"
             retry = 3 if status == "FAILED" else rng.randint(1, 2)
         elif roll < float(logs["baseline"]["failure_rate"]):
-            error, status, retry = rng.choice(BASELINE_FAILURES), "FAILED", 3
+            error, status, retry = rng.choice(baseline_errors), "FAILED", 3
         elif roll < float(logs["baseline"]["failure_rate"]) + float(logs["baseline"]["bounce_rate"]):
             error, status = rng.choice(BOUNCES), "BOUNCED"
         elif created > now - timedelta(minutes=1):
             status = "QUEUED"
         else:
             status = "DELIVERED" if rng.random() < 0.85 else "SENT"
-        meta: dict[str, Any] = {"job_id": str(100000 + i), "queue": "email"}
+        meta: dict[str, Any] = {"job_id": str(100000 + i), "queue": channel.lower()}
         if error:
             meta["error"], meta["error_code"] = error[0], error[1]
         else:
             meta["provider_message_id"] = f"0100018c-{i:08x}"
         rows.append({
             "id": f"{scenario.name}-{i:06d}", "tenant_id": tenant, "channel": logs["channel"], "status": status,
-            "provider": logs["provider"], "recipient": f"user{rng.randint(1000, 99999)}@example.com",
-            "template": rng.choice(["booking_confirmation", "password_reset", "weekly_digest", "invoice"]),
+            "provider": logs["provider"], "recipient": _recipient(channel, rng),
+            "template": rng.choice(TEMPLATES.get(channel, TEMPLATES["EMAIL"])),
             "created_at": created, "updated_at": created + timedelta(seconds=rng.randint(1, 90)),
             "retry_count": retry, "metadata": meta,
         })
     return rows
+
+
+def _recipient(channel: str, rng: random.Random) -> str:
+    if channel == "EMAIL":
+        return f"user{rng.randint(1000, 99999)}@example.com"
+    return f"+1555{rng.randint(1000000, 9999999)}"  # 555 numbers: never a real subscriber
 
 
 def seed(url: str, scenario: Scenario, now: datetime | None = None) -> int:
@@ -121,3 +137,14 @@ def add_delivered(engine: sa.Engine, *, tenant: str, count: int, provider: str, 
     } for i in range(count)]
     with engine.begin() as conn:
         conn.execute(message_logs.insert(), rows)
+
+
+def requeue_failed(engine: sa.Engine, *, channel: str, exclude_codes: list[str]) -> int:
+    """What the platform's retry-failed does: FAILED messages of `channel` go back to QUEUED."""
+    code = message_logs.c["metadata"]["error_code"].as_string()
+    condition = sa.and_(message_logs.c.channel == channel.upper(), message_logs.c.status == "FAILED")
+    if exclude_codes:
+        condition = sa.and_(condition, sa.or_(code.is_(None), code.not_in(exclude_codes)))
+    with engine.begin() as conn:
+        result = conn.execute(message_logs.update().where(condition).values(status="QUEUED"))
+    return int(result.rowcount or 0)

@@ -6,11 +6,13 @@ only the endpoint differs. Every request is logged, so tests can prove a dry run
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -83,58 +85,97 @@ def _json(status: int, data: Any) -> Response:
 
 
 class PlatformStandIn(StandIn):
-    """The Lineup API: queue metrics, and per-tenant channel configuration (bearer token checked)."""
+    """The Lineup API: queue metrics, per-tenant channel configuration, retry-failed, do-not-contact.
 
-    PROVIDERS = ("ses", "smtp", "smtp_backup")
+    `queue` is the runbook's queue, whose backlog moves by `backlog_per_sample` per metrics call,
+    or by `backlog_per_sample_mitigated` once any change was made. `on_change(kind, tenant, channel,
+    body)` lets the sandbox reflect a change in `message_logs` and returns a count where one applies.
+    """
 
-    def __init__(self, *, token: str, scenario: dict[str, Any], tenants: list[str],
-                 on_switch: Callable[[str, str, str], None] | None = None) -> None:
+    PROVIDERS = {"email": ("ses", "smtp", "smtp_backup"), "sms": ("twilio",), "whatsapp": ("meta",)}
+    FALLBACK_CHANNELS = ("WHATSAPP", "EMAIL", "SMS")
+
+    def __init__(self, *, token: str, scenario: dict[str, Any], tenants: list[str], queue: str,
+                 on_change: Callable[[str, str, str, Any], int] | None = None) -> None:
         super().__init__()
         self.token = token
+        self.queue = queue
         self.queues = {name: dict(counts) for name, counts in scenario["queues"].items()}
-        self.channels = {t: {ch: {"channel": ch, "tenant_id": t, "provider": provider}
+        self.channels = {t: {ch: {"channel": ch, "tenant_id": t, "provider": provider, "fallback": None}
                              for ch, provider in scenario["providers"].items()} for t in tenants}
         self.initial = json.loads(json.dumps(self.channels))
-        self.backlog_step = int(scenario["email_backlog_per_sample"])
-        self.backlog_step_mitigated = int(scenario["email_backlog_per_sample_mitigated"])
-        self.failing_provider = scenario["providers"].get("email")
-        self.on_switch = on_switch
+        self.do_not_contact: dict[tuple[str, str], set[str]] = {}
+        self.backlog_step = int(scenario["backlog_per_sample"])
+        self.backlog_step_mitigated = int(scenario["backlog_per_sample_mitigated"])
+        self.mitigated = False
+        self.on_change = on_change
 
-    def _mitigated(self) -> bool:
-        return any(c["email"]["provider"] != self.failing_provider for c in self.channels.values() if "email" in c)
+    def _changed(self, kind: str, tenant: str, channel: str, body: Any) -> int:
+        self.mitigated = True
+        return self.on_change(kind, tenant, channel, body) if self.on_change is not None else 0
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
         if headers.get("Authorization") != f"Bearer {self.token}":
             return _json(401, {"statusCode": 401, "message": "Unauthorized"})
+        try:
+            payload = json.loads(body) if body else {}
+        except ValueError:
+            return _json(400, {"statusCode": 400, "message": "body is not JSON"})
         if path == "/api/v1/system-metrics/queues" and method == "GET":
             out = [{"queue": name, **counts} for name, counts in self.queues.items()]
-            step = self.backlog_step_mitigated if self._mitigated() else self.backlog_step
-            email = self.queues.get("email")
-            if email is not None:
-                email["waiting"] = max(0, int(email["waiting"]) + step)
+            entry = self.queues.get(self.queue)
+            if entry is not None:
+                step = self.backlog_step_mitigated if self.mitigated else self.backlog_step
+                entry["waiting"] = max(0, int(entry["waiting"]) + step)
             return _json(200, out)
+        if path == "/api/v1/communication/retry-failed" and method == "POST":
+            channel = query.get("channel", "")
+            exclude = [c for c in query.get("exclude_error_codes", "").split(",") if c]
+            return _json(200, {"channel": channel, "retried": self._changed("retry", "", channel, exclude)})
+        if path == "/api/v1/communication/do-not-contact":
+            return self._dnc(method, query, payload)
         prefix = "/api/v1/communication/channels/"
         if path.startswith(prefix):
-            channel = path[len(prefix):]
-            tenant = query.get("tenant_id", "")
-            config = self.channels.get(tenant, {}).get(channel)
-            if config is None:
-                return _json(404, {"statusCode": 404, "message": f"no {channel} channel for tenant {tenant!r}"})
-            if method == "GET":
-                return _json(200, config)
-            if method == "PATCH":
-                try:
-                    provider = json.loads(body or b"{}")["provider"]
-                except (ValueError, KeyError):
-                    return _json(400, {"statusCode": 400, "message": "body must be {\"provider\": ...}"})
-                if provider not in self.PROVIDERS:
-                    return _json(400, {"statusCode": 400, "message": f"unknown provider {provider!r}"})
-                before = config["provider"]
-                config["provider"] = provider
-                if self.on_switch is not None and provider != before:
-                    self.on_switch(tenant, channel, provider)
-                return _json(200, config)
+            return self._channel(method, path[len(prefix):], query.get("tenant_id", ""), payload)
         return _json(404, {"statusCode": 404, "message": f"no route {method} {path}"})
+
+    def _channel(self, method: str, channel: str, tenant: str, payload: dict[str, Any]) -> Response:
+        config = self.channels.get(tenant, {}).get(channel)
+        if config is None:
+            return _json(404, {"statusCode": 404, "message": f"no {channel} channel for tenant {tenant!r}"})
+        if method == "GET":
+            return _json(200, config)
+        if method != "PATCH" or not payload or set(payload) - {"provider", "fallback"}:
+            return _json(400, {"statusCode": 400, "message": "PATCH takes {\"provider\": ...} and/or {\"fallback\": ...}"})
+        if "provider" in payload and payload["provider"] not in self.PROVIDERS.get(channel, ()):
+            return _json(400, {"statusCode": 400, "message": f"unknown provider {payload['provider']!r}"})
+        fallback = payload.get("fallback")
+        if "fallback" in payload and fallback is not None and (
+                not isinstance(fallback, dict) or fallback.get("channel") not in self.FALLBACK_CHANNELS):
+            return _json(400, {"statusCode": 400, "message": "fallback must be null or {\"channel\": ..., ...}"})
+        before = dict(config)
+        config.update(payload)
+        if config != before:
+            self._changed("channel", tenant, channel, {"before": before, "after": dict(config)})
+        return _json(200, config)
+
+    def _dnc(self, method: str, query: dict[str, str], payload: dict[str, Any]) -> Response:
+        if method == "GET":
+            key = (query.get("tenant_id", ""), query.get("channel", ""))
+            return _json(200, {"tenant_id": key[0], "channel": key[1], "recipients": sorted(self.do_not_contact.get(key, set()))})
+        if method not in ("POST", "DELETE") or not isinstance(payload.get("recipients"), list):
+            return _json(400, {"statusCode": 400, "message": "body: {channel, tenant_id, recipients: [...]}"})
+        key = (str(payload.get("tenant_id", "")), str(payload.get("channel", "")))
+        if key[0] not in self.channels:
+            return _json(404, {"statusCode": 404, "message": f"unknown tenant {key[0]!r}"})
+        current = self.do_not_contact.setdefault(key, set())
+        recipients = {str(r) for r in payload["recipients"]}
+        if method == "POST":
+            current |= recipients
+        else:
+            current -= recipients
+        self._changed("do_not_contact", key[0], key[1], {"method": method, "count": len(recipients)})
+        return _json(200, {"tenant_id": key[0], "channel": key[1], "recipients": len(current)})
 
 
 class SesStandIn(StandIn):
@@ -214,3 +255,102 @@ class SesStandIn(StandIn):
                           f"<Complaints>{round(attempts * float(s['complaint_rate']))}</Complaints>"
                           f"<Rejects>0</Rejects></member>")
         return points[::2] + points[1::2]
+
+
+class TwilioStandIn(StandIn):
+    """Twilio's REST API 2010-04-01: account fetch, incoming numbers (paged), message create.
+
+    Answers with Twilio's shapes (RFC 2822 dates, list pages with `next_page_uri`, error bodies
+    `{"code", "message", "more_info", "status"}`) and checks HTTP Basic auth.
+    """
+
+    def __init__(self, *, sid: str, token: str, scenario: dict[str, Any]) -> None:
+        super().__init__()
+        self.sid, self.token = sid, token
+        self.state = scenario
+        self.sent: list[dict[str, Any]] = []
+
+    @staticmethod
+    def _date(when: datetime | None = None) -> str:
+        return format_datetime(when or datetime.now(UTC), usegmt=True).replace("GMT", "+0000")
+
+    def _error(self, status: int, code: int, message: str) -> Response:
+        return _json(status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
+                              "status": status})
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+        expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
+        if self.state["auth"] == "reject" or headers.get("Authorization") != expected:
+            return self._error(401, 20003, "Authenticate")
+        base = f"/2010-04-01/Accounts/{self.sid}"
+        if path == f"{base}.json" and method == "GET":
+            return _json(200, {"sid": self.sid, "friendly_name": "Lineup (sandbox)", "status": self.state["account_status"],
+                               "type": "Full", "date_created": self._date(datetime(2021, 3, 1, tzinfo=UTC)),
+                               "date_updated": self._date(), "owner_account_sid": self.sid, "uri": f"{base}.json"})
+        if path == f"{base}/IncomingPhoneNumbers.json" and method == "GET":
+            return self._numbers(base, query)
+        if path == f"{base}/Messages.json" and method == "POST":
+            return self._create(base, {k: v[-1] for k, v in parse_qs(body.decode()).items()})
+        return self._error(404, 20404, f"The requested resource {path} was not found")
+
+    def _numbers(self, base: str, query: dict[str, str]) -> Response:
+        size, page = int(query.get("PageSize", 50)), int(query.get("Page", 0))
+        numbers = self.state["numbers"]
+        chunk = numbers[page * size:(page + 1) * size]
+        uri = f"{base}/IncomingPhoneNumbers.json"
+        records = [{"sid": f"PN{i:032x}", "account_sid": self.sid, "phone_number": n["phone_number"],
+                    "friendly_name": n["phone_number"], "status": "in-use", "origin": "twilio",
+                    "capabilities": {"voice": True, "sms": bool(n.get("sms", True)), "mms": False, "fax": False},
+                    "date_created": self._date(datetime(2022, 1, 1, tzinfo=UTC)), "date_updated": self._date()}
+                   for i, n in enumerate(chunk, start=page * size)]
+        has_next = (page + 1) * size < len(numbers)
+        return _json(200, {"incoming_phone_numbers": records, "page": page, "page_size": size,
+                           "start": page * size, "end": page * size + len(records) - 1,
+                           "uri": f"{uri}?PageSize={size}&Page={page}",
+                           "first_page_uri": f"{uri}?PageSize={size}&Page=0", "previous_page_uri": None,
+                           "next_page_uri": f"{uri}?PageSize={size}&Page={page + 1}" if has_next else None})
+
+    def _create(self, base: str, form: dict[str, str]) -> Response:
+        if self.state["account_status"] != "active":
+            return self._error(401, 20003, "Authenticate")
+        if self.state["create_error"]:
+            err = self.state["create_error"]
+            return self._error(int(err.get("status", 400)), int(err["code"]), str(err.get("message", "error")))
+        owned = {n["phone_number"]: n for n in self.state["numbers"]}
+        sender = form.get("From", "")
+        if sender not in owned or not owned[sender].get("sms", True):
+            return self._error(400, 21606, f"The From phone number {sender} is not a valid, SMS-capable inbound phone "
+                                           "number or short code for your account.")
+        sid = f"SM{uuid.uuid4().hex}"
+        self.sent.append({"sid": sid, "to": form.get("To"), "from": sender, "body": form.get("Body")})
+        return _json(201, {"sid": sid, "account_sid": self.sid, "to": form.get("To"), "from": sender,
+                           "body": form.get("Body"), "status": "queued", "num_segments": "1", "direction": "outbound-api",
+                           "error_code": None, "error_message": None, "date_created": self._date(), "date_sent": None,
+                           "date_updated": self._date(), "uri": f"{base}/Messages/{sid}.json"})
+
+
+class StatusPageStandIn(StandIn):
+    """An Atlassian Statuspage JSON API (status, components, unresolved incidents)."""
+
+    def __init__(self, *, scenario: dict[str, Any]) -> None:
+        super().__init__()
+        self.state = scenario
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+        page = {"id": "sandbox", "name": "Twilio (sandbox)", "url": self.url, "time_zone": "Etc/UTC",
+                "updated_at": datetime.now(UTC).isoformat()}
+        components = [{"id": f"c{i}", "name": name, "status": status, "position": i, "group": False}
+                      for i, (name, status) in enumerate(self.state["components"].items())]
+        if path == "/api/v2/status.json":
+            return _json(200, {"page": page, "status": {"indicator": self.state["indicator"],
+                                                        "description": self.state["description"]}})
+        if path == "/api/v2/components.json":
+            return _json(200, {"page": page, "components": components})
+        if path == "/api/v2/incidents/unresolved.json":
+            incidents = [{"id": f"i{i}", "name": inc["name"], "status": inc.get("status", "investigating"),
+                          "impact": inc.get("impact", "major"), "created_at": datetime.now(UTC).isoformat(),
+                          "components": [c for c in components if c["name"] in inc.get("components", [])],
+                          "incident_updates": []}
+                         for i, inc in enumerate(self.state["incidents"])]
+            return _json(200, {"page": page, "incidents": incidents})
+        return _json(404, {"error": "not found"})

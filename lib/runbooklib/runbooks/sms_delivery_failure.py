@@ -1,0 +1,593 @@
+"""Runbook 2, SMS Delivery Failure (Twilio): checks, diagnosis rules and mitigations the notebook calls."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from runbooklib import charts, queries
+from runbooklib.actions import Action, Plan
+from runbooklib.checks import CheckResult, timed
+from runbooklib.context import RunContext
+from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.errorcodes import (
+    CONFIG,
+    CONSENT,
+    PERMANENT,
+    SMS_CATEGORIES,
+    TRANSIENT,
+    TWILIO_CODES,
+    classify_sms_error,
+    classify_twilio,
+)
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
+from runbooklib.params import CommonParams, param
+from runbooklib.providers import statuspage
+from runbooklib.providers import twilio as twilio_provider
+from runbooklib.redact import REDACTOR
+from runbooklib.report import Checklist
+from runbooklib.runbooks.common import (
+    DOMINANT_SHARE,
+    MITIGATED_AT,
+    ChannelChecks,
+    affected_tenants,
+    bucket_seconds,
+    class_share,
+    db_error,
+    finding,
+    from_check,
+    log_evidence,
+    tenant_rule,
+)
+
+SLUG = "sms_delivery_failure"
+TITLE = "SMS Delivery Failure"
+CHANNEL = "SMS"
+QUEUE = "sms"
+DEFAULT_SCENARIO = "twilio_outage"
+DEMO_PARAMETERS = {"recovery_interval": "1s"}
+ACTIONS = ("retry_failed_sms", "mark_do_not_contact", "route_urgent_to_whatsapp", "send_test_sms")
+CAUSES = {
+    "healthy": "Failure rate at baseline, Twilio operational, credentials and sending numbers fine.",
+    "twilio_outage": "Twilio reports an SMS outage and our failures are elevated.",
+    "twilio_auth_failure": "Twilio rejects the account SID / auth token (20003).",
+    "twilio_account_suspended": "The Twilio account is suspended or closed.",
+    "sender_number_inactive": "A configured sending number is not on the account or cannot send SMS.",
+    "invalid_numbers": "Most failures are invalid or unreachable recipient numbers (21211, 21614, 30005, 30006).",
+    "recipients_unsubscribed": "Most failures are recipients who replied STOP (21610).",
+    "carrier_filtering": "Carriers or Twilio filter the messages (30007): content or sender registration.",
+    "rate_limited": "Sends exceed Twilio or carrier rate limits (20429, 14107, 30022) or queue limits (30001).",
+    "tenant_specific": "One tenant's SMS is failing while the others are fine.",
+    "unknown": "Failures are elevated but no known cause matched the evidence.",
+}
+LOG_CAUSES = {  # cause ← error class in message_logs, tried by share (largest first)
+    "invalid_numbers": ("invalid_number",),
+    "recipients_unsubscribed": ("opted_out",),
+    "carrier_filtering": ("carrier_filtered", "carrier_blocked"),
+    "rate_limited": ("rate_limited", "queue_overflow"),
+}
+FIX_FIRST = {"twilio_outage", "twilio_auth_failure", "twilio_account_suspended", "sender_number_inactive"}
+"""Causes a retry cannot beat: retrying before they are fixed only fails again."""
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "runbook": SLUG,
+    "message_logs": {"channel": CHANNEL, "provider": "twilio", "baseline": {"per_hour": 240, "bounce_rate": 0.0},
+                     "window": {"per_minute": 20}},
+    "platform": {"queues": {"sms": {"waiting": 30, "active": 2, "delayed": 4, "failed": 10}}},
+}
+STATUS_COMPONENTS = r"sms|messaging"
+MAX_DNC_PER_RUN = 500
+REVIEW_FILE = "invalid_numbers_review.csv"
+TOP_CODES = 15
+
+
+@dataclass(frozen=True)
+class Params(CommonParams):
+    """Parameters of the SMS Delivery Failure notebook (common ones first)."""
+
+    test_phone: str = param("", "E.164 number for the gated recovery test SMS, e.g. +15551234567 (empty: none)")
+
+    @staticmethod
+    def check_values(values: dict[str, Any]) -> list[tuple[str, str]]:
+        phone = str(values["test_phone"])
+        if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
+            return [("test_phone", "must be one number in E.164 form, e.g. +15551234567")]
+        return []
+
+
+def _params(ctx: RunContext) -> Params:
+    assert isinstance(ctx.params, Params)
+    return ctx.params
+
+
+CHECKS = ChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error)
+
+# -- Symptoms ---------------------------------------------------------------------------------------
+check_sms_queue = CHECKS.check_queue
+check_failure_rate = CHECKS.check_failure_rate
+
+# -- Checks: message_logs ---------------------------------------------------------------------------
+check_status_counts = CHECKS.check_status_counts
+check_tenant_split = CHECKS.check_tenant_split
+plot_tenant_split = CHECKS.plot_tenant_split
+failure_sample = CHECKS.failure_sample
+
+
+def check_error_codes(ctx: RunContext) -> CheckResult:
+    """Every failure classified by its Twilio code into transient / permanent / consent / config."""
+    name, title = "top_errors", "SMS failures by Twilio error code"
+    with timed() as ms:
+        try:
+            frame = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=CHANNEL, limit=TOP_CODES))
+        except (QueryError, ConfigError) as exc:
+            return db_error(ctx, name, title, exc)
+    if frame.empty:
+        ctx.facts.update(dominant_error_class=None, error_class_shares={}, category_counts={})
+        return ctx.record(CheckResult(name, title, "ok", "no failures recorded in the window", table=frame,
+                                      duration_ms=ms()))
+    info = [classify_twilio(c) for c in frame["error_code"]]
+    frame.insert(1, "class", [i.cls for i in info])
+    frame.insert(2, "category", [i.category for i in info])
+    frame.insert(3, "meaning", [i.title for i in info])
+    total = int(frame["count"].sum())
+    by_class = frame.groupby("class")["count"].sum().sort_values(ascending=False)
+    by_category = {c: int(frame[frame["category"] == c]["count"].sum()) for c in SMS_CATEGORIES}
+    shares = {str(k): int(v) / total for k, v in by_class.items()}
+    top = str(by_class.index[0])
+    ctx.facts.update(dominant_error_class=top, dominant_error_share=shares[top], error_total=total,
+                     error_class_shares=shares, category_counts=by_category)
+    ctx.state["top_errors_frame"] = frame
+    summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
+               + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
+    return ctx.record(CheckResult(name, title, "warn" if total >= 10 else "ok", summary,
+                                  facts={"classes": {str(k): int(v) for k, v in by_class.items()},
+                                         "categories": by_category, "dominant_class": top},
+                                  table=frame[["error_code", "class", "category", "meaning", "count", "tenants"]],
+                                  duration_ms=ms()))
+
+
+def plot_failures_by_class(ctx: RunContext) -> Figure:
+    """Failures per time bucket, coloured by retry category (transient, permanent, consent, config)."""
+    size = bucket_seconds(ctx)
+    try:
+        frame = ctx.db.fetch(queries.error_codes_over_time(size, by_tenant=ctx.by_tenant),
+                             ctx.window_params(channel=CHANNEL))
+    except (QueryError, ConfigError) as exc:
+        db_error(ctx, "failures_over_time", "Failures over time", exc)
+        frame = pd.DataFrame(columns=["bucket", "error_code", "count"])
+    if not frame.empty:
+        frame["category"] = [classify_twilio(c).category for c in frame["error_code"]]
+        frame = frame.groupby(["bucket", "category"], as_index=False)["count"].sum()
+    else:
+        frame = pd.DataFrame(columns=["bucket", "category", "count"])
+    return charts.plot_over_time(frame, size, key="category", order=SMS_CATEGORIES, colours=charts.CLASS_COLOURS,
+                                 title=f"SMS failures over the last {ctx.params.window} by retry category (UTC)",
+                                 empty="no SMS failures in the window")
+
+
+def plot_top_error_codes(ctx: RunContext) -> Figure:
+    """The top error codes as bars, labelled with their meaning."""
+    frame = ctx.state.get("top_errors_frame")
+    if frame is None or frame.empty:
+        return charts.plot_top_errors(pd.DataFrame(columns=["error", "count"]), title="Top SMS error codes")
+    labelled = pd.DataFrame({"error": [f"{c} {m}" for c, m in zip(frame["error_code"], frame["meaning"], strict=True)],
+                             "count": frame["count"]})
+    return charts.plot_top_errors(labelled.head(10), title="Top SMS error codes in the window")
+
+
+# -- Checks: Twilio ---------------------------------------------------------------------------------
+def check_twilio_status(ctx: RunContext) -> CheckResult:
+    """Twilio's public status page: overall indicator, SMS components, unresolved incidents."""
+    tw = ctx.profile.twilio
+    if tw is None:
+        return ctx.record(CheckResult("status_page", "Twilio status page", "skipped", "Twilio is not configured"))
+    return ctx.record(statuspage.check_status_page(tw.status_page_url, component_pattern=STATUS_COMPONENTS,
+                                                   timeout=ctx.profile.read_timeout, label="Twilio status page"))
+
+
+def check_twilio_account(ctx: RunContext) -> CheckResult:
+    """Fetch the account with the twilio client: credentials accepted, account active."""
+    return ctx.record(twilio_provider.check_account(ctx.profile.twilio, timeout=ctx.profile.read_timeout))
+
+
+def check_sender_numbers(ctx: RunContext) -> CheckResult:
+    """The configured sending numbers: on the account, SMS-capable."""
+    return ctx.record(twilio_provider.check_numbers(ctx.profile.twilio, timeout=ctx.profile.read_timeout))
+
+
+# -- Diagnosis --------------------------------------------------------------------------------------
+def _outage(ctx: RunContext) -> Match | None:
+    page = finding(ctx, "status_page")
+    if page is None or page.classification != "outage" or not ctx.facts.get("incident_present"):
+        return None
+    return Match(f"Twilio reports an outage and our SMS failures are elevated: {page.summary}",
+                 [f"{page.title}: {page.summary}", *log_evidence(ctx)])
+
+
+def _from_sms_logs(ctx: RunContext, cause: str) -> Match | None:
+    if not ctx.facts.get("incident_present"):
+        return None
+    share = sum(class_share(ctx, c) for c in LOG_CAUSES[cause])
+    if share < DOMINANT_SHARE:
+        return None
+    return Match(f"{share:.0%} of the window's failures are {' / '.join(LOG_CAUSES[cause])} errors — "
+                 f"{CAUSES[cause][0].lower()}{CAUSES[cause][1:]}", log_evidence(ctx))
+
+
+def diagnose_sms(ctx: RunContext) -> Diagnosis:
+    """Name the dominant cause from the findings; others that also hold are listed."""
+    by_share = sorted(LOG_CAUSES, key=lambda c: -sum(class_share(ctx, k) for k in LOG_CAUSES[c]))
+    rules = [
+        Rule("twilio_auth_failure", lambda: from_check(ctx, ("twilio_account", "twilio_numbers"), ("auth_failed",),
+                                                       "Twilio rejects our credentials")),
+        Rule("twilio_account_suspended", lambda: from_check(ctx, ("twilio_account",), ("account_suspended",),
+                                                            "the Twilio account cannot send")),
+        Rule("twilio_outage", lambda: _outage(ctx)),
+        Rule("sender_number_inactive", lambda: from_check(ctx, ("twilio_numbers",), ("sender_inactive",),
+                                                          "a sending number cannot send SMS")),
+        # one tenant carrying the failures says more than the error class they share
+        Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
+        *[Rule(cause, lambda cause=cause: _from_sms_logs(ctx, cause)) for cause in by_share],  # type: ignore[misc]
+    ]
+    trouble = [f for f in (finding(ctx, n) for n in ("twilio_account", "twilio_numbers")) if f is not None and f.failed]
+    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")) or bool(trouble),
+                      incident_evidence=log_evidence(ctx) + [f"{f.title}: {f.summary}" for f in trouble])
+    ctx.diagnosis = result
+    ctx.write_summary()
+    return result
+
+
+# -- Mitigation -------------------------------------------------------------------------------------
+def _codes(category: str | tuple[str, ...]) -> list[str]:
+    wanted = (category,) if isinstance(category, str) else category
+    return sorted(str(c) for c, info in TWILIO_CODES.items() if info.category in wanted)
+
+
+class RetryFailedSms(Action):
+    """Re-queue failed SMS through the platform; permanent and consent failures are excluded."""
+
+    name = "retry_failed_sms"
+    title = "Retry failed SMS (transient failures only)"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def _failed_by_category(self) -> dict[str, int]:
+        """FAILED SMS per retry category since the baseline began: what retry-failed would pick up.
+
+        The endpoint is not scoped by time or tenant; it re-queues every FAILED SMS the platform
+        keeps, so the plan counts over the whole baseline + window, not just the window.
+        """
+        frame = self.ctx.db.fetch(queries.error_code_counts(by_tenant=False, statuses=("FAILED",)),
+                                  self.ctx.window_params(by_tenant=False, channel=CHANNEL, limit=1000,
+                                                         since=self.ctx.baseline_since))
+        counts = dict.fromkeys(SMS_CATEGORIES, 0)
+        for code, n in zip(frame["error_code"], frame["count"], strict=True):
+            counts[classify_twilio(code).category] += int(n)
+        return counts
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None:
+            return False, "no diagnosis yet: run the Diagnosis cell first"
+        if d.cause in FIX_FIRST:
+            return False, f"diagnosis is {d.cause}: a retry now would fail again — fix that first"
+        transient = (self.ctx.facts.get("category_counts") or {}).get(TRANSIENT, 0)
+        if not transient:
+            return False, "no transient failures in the window to retry"
+        return True, f"{transient:,} transient failures can be retried"
+
+    def plan(self) -> Plan:
+        counts = self._failed_by_category()
+        never = counts[PERMANENT] + counts[CONSENT] + counts[CONFIG]
+        retryable = counts[TRANSIENT]
+        exclude = _codes((PERMANENT, CONSENT, CONFIG))
+        details = {"retryable": retryable, "not_retryable": never, "failed_by_category": counts,
+                   "note": ("POST /api/v1/communication/retry-failed re-queues every FAILED SMS of every tenant (counted "
+                            "here since the baseline began; older ones, if kept, are retried too). This runbook asks "
+                            "it to skip permanent, consent and config codes with exclude_error_codes (an assumed "
+                            "parameter, docs/assumed-endpoints.md); if the platform ignores it, those are retried too.")}
+        if never > retryable:
+            return Plan(self.name, f"retry {retryable:,} transient failures", details=details,
+                        blocked=(f"refused while non-retryable failures dominate: {never:,} permanent/consent/config vs "
+                                 f"{retryable:,} transient — fix the data or setup first (see the review list)"))
+        return Plan(self.name, f"re-queue {retryable:,} transient SMS failures ({never:,} others excluded)",
+                    steps=[{"call": "POST /api/v1/communication/retry-failed", "channel": CHANNEL,
+                            "exclude_error_codes": ",".join(exclude)}], details=details)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        started = datetime.now(UTC)
+        step = plan.steps[0]
+        try:
+            out = self.ctx.api.retry_failed(CHANNEL, exclude_error_codes=step["exclude_error_codes"].split(","))
+        except PlatformAPIError as exc:
+            raise MitigationFailed(f"retry-failed: {exc}") from exc
+        self.ctx.state[MITIGATED_AT] = started
+        return {"retried": out.get("retried"), "answer": out}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        """The transient failures are no longer FAILED in message_logs; the others still are."""
+        try:
+            after = self._failed_by_category()
+        except (QueryError, ConfigError) as exc:
+            return False, f"could not read message_logs back: {exc}"
+        planned = int(plan.details["retryable"])
+        if after[TRANSIENT] <= planned // 10:
+            return True, (f"platform re-queued {result.get('retried')}; transient failures still FAILED: "
+                          f"{after[TRANSIENT]:,} (was {planned:,}); non-retryable left alone: "
+                          f"{after[PERMANENT] + after[CONSENT] + after[CONFIG]:,}")
+        return False, f"{after[TRANSIENT]:,} of {planned:,} transient failures are still FAILED"
+
+
+def retry_failed(ctx: RunContext) -> RetryFailedSms:
+    return RetryFailedSms(ctx)
+
+
+def review_invalid_numbers(ctx: RunContext) -> CheckResult:
+    """Write the review list of invalid numbers (masked) to the run bundle; sends nothing, changes nothing."""
+    name, title = "invalid_numbers_review", "Invalid numbers: review list"
+    codes = sorted(str(c) for c, info in TWILIO_CODES.items() if info.cls == "invalid_number")
+    try:
+        frame = ctx.db.fetch(queries.failed_recipients(by_tenant=ctx.by_tenant),
+                             ctx.window_params(channel=CHANNEL, codes=codes, limit=ctx.profile.row_cap))
+    except (QueryError, ConfigError) as exc:
+        return db_error(ctx, name, title, exc)
+    if frame.empty:
+        return ctx.record(CheckResult(name, title, "ok", "no invalid-number failures in the window"))
+    frame["recipient"] = [REDACTOR.text(str(r)) for r in frame["recipient"]]
+    frame["meaning"] = [classify_twilio(c).title for c in frame["error_code"]]
+    path = ctx.run_dir / REVIEW_FILE
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["tenant_id", "recipient_masked", "error_code", "meaning", "failures", "last_seen", "message_id"])
+        for row in frame.itertuples(index=False):
+            writer.writerow([row.tenant_id, row.recipient, row.error_code, row.meaning, row.count,
+                             row.last_seen.isoformat() if hasattr(row.last_seen, "isoformat") else row.last_seen,
+                             row.message_id])
+    per_tenant = frame.groupby("tenant_id")["recipient"].nunique().to_dict()
+    ctx.extra["invalid_numbers_review"] = {"file": REVIEW_FILE, "numbers": len(frame), "per_tenant": per_tenant}
+    ctx.write_summary()
+    return ctx.record(CheckResult(name, title, "warn", f"{len(frame):,} numbers to review, written to {REVIEW_FILE}",
+                                  facts={"numbers": len(frame), "per_tenant": per_tenant, "file": REVIEW_FILE},
+                                  table=frame[["tenant_id", "recipient", "error_code", "meaning", "count"]].head(20)))
+
+
+class MarkDoNotContact(Action):
+    """Mark recipients who replied STOP (21610) as do-not-contact, per tenant (assumed endpoint)."""
+
+    name = "mark_do_not_contact"
+    title = "Mark unsubscribed recipients do-not-contact"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        if not class_share(self.ctx, "opted_out"):
+            return False, "no unsubscribed-recipient failures (21610) in the window"
+        return True, "recipients who replied STOP are still being sent to"
+
+    def plan(self) -> Plan:
+        frame = self.ctx.db.fetch(queries.failed_recipients(by_tenant=self.ctx.by_tenant),
+                                  self.ctx.window_params(channel=CHANNEL, codes=["21610"], limit=MAX_DNC_PER_RUN + 1))
+        if len(frame) > MAX_DNC_PER_RUN:
+            return Plan(self.name, "too many recipients", blocked=(f"more than {MAX_DNC_PER_RUN} recipients; run per "
+                                                                   "tenant (tenant_id) or with a shorter window"))
+        steps = []
+        for tenant, group in frame.groupby("tenant_id"):
+            already = set(self.ctx.api.do_not_contact(CHANNEL, str(tenant)))
+            new = sorted(set(map(str, group["recipient"])) - already)
+            if new:
+                steps.append({"call": "POST /api/v1/communication/do-not-contact", "tenant_id": str(tenant),
+                              "channel": CHANNEL, "recipients": new})
+        if not steps:
+            return Plan(self.name, "nothing to mark", blocked="every unsubscribed recipient is already do-not-contact")
+        total = sum(len(s["recipients"]) for s in steps)
+        return Plan(self.name, f"mark {total:,} recipients do-not-contact across {len(steps)} tenant(s)", steps=steps)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        done: list[dict[str, Any]] = []
+        for step in plan.steps:
+            try:
+                self.ctx.api.add_do_not_contact(CHANNEL, step["tenant_id"], step["recipients"])
+            except PlatformAPIError as exc:
+                for prev in done:
+                    self.ctx.api.remove_do_not_contact(CHANNEL, prev["tenant_id"], prev["recipients"])
+                raise MitigationFailed(f"marked {len(done)} of {len(plan.steps)} tenants, then {exc}; rolled back") from exc
+            done.append(step)
+        return {"marked": sum(len(s["recipients"]) for s in done), "tenants": [s["tenant_id"] for s in done]}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        missing = 0
+        for step in plan.steps:
+            listed = set(self.ctx.api.do_not_contact(CHANNEL, step["tenant_id"]))
+            missing += len(set(step["recipients"]) - listed)
+        if missing:
+            return False, f"{missing} recipients are not on the do-not-contact list"
+        return True, f"{result['marked']:,} recipients are now do-not-contact"
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        for step in plan.steps:
+            self.ctx.api.remove_do_not_contact(CHANNEL, step["tenant_id"], step["recipients"])
+        return {"unmarked": result.get("marked")}
+
+
+def mark_do_not_contact(ctx: RunContext) -> MarkDoNotContact:
+    return MarkDoNotContact(ctx)
+
+
+FALLBACK = {"channel": "WHATSAPP", "priorities": ["urgent"]}
+
+
+class RouteUrgentToWhatsApp(Action):
+    """While Twilio is down, route the affected tenants' urgent SMS to WhatsApp (assumed endpoint)."""
+
+    name = "route_urgent_to_whatsapp"
+    title = "Route urgent SMS to WhatsApp"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause != "twilio_outage":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: only a Twilio outage calls for the fallback"
+        return True, "Twilio is down: urgent messages should still reach people"
+
+    def plan(self) -> Plan:
+        tenants = affected_tenants(self.ctx)
+        steps = []
+        for tenant in tenants:
+            current = self.ctx.api.get_channel("sms", tenant).get("fallback")
+            if current != FALLBACK:
+                steps.append({"call": "PATCH /api/v1/communication/channels/sms", "tenant_id": tenant,
+                              "from": current, "to": FALLBACK})
+        if not steps:
+            return Plan(self.name, "nothing to change", blocked="no affected tenant, or all already fall back to WhatsApp")
+        return Plan(self.name, f"route urgent SMS of {len(steps)} tenant(s) to WhatsApp", steps=steps)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        done: list[dict[str, Any]] = []
+        for step in plan.steps:
+            try:
+                self.ctx.api.update_channel("sms", step["tenant_id"], {"fallback": step["to"]})
+            except PlatformAPIError as exc:
+                for prev in reversed(done):
+                    self.ctx.api.update_channel("sms", prev["tenant_id"], {"fallback": prev["from"]})
+                raise MitigationFailed(f"routed {len(done)} of {len(plan.steps)} tenants, then {exc}; rolled back") from exc
+            done.append(step)
+        return {"routed": [s["tenant_id"] for s in done]}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        wrong = [s["tenant_id"] for s in plan.steps
+                 if self.ctx.api.get_channel("sms", s["tenant_id"]).get("fallback") != s["to"]]
+        if wrong:
+            return False, f"fallback not set for {', '.join(wrong)}"
+        return True, f"urgent SMS of {len(plan.steps)} tenant(s) now fall back to WhatsApp"
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        for step in plan.steps:
+            self.ctx.api.update_channel("sms", step["tenant_id"], {"fallback": step["from"]})
+        return {"restored": [s["tenant_id"] for s in plan.steps]}
+
+
+def route_urgent_to_whatsapp(ctx: RunContext) -> RouteUrgentToWhatsApp:
+    return RouteUrgentToWhatsApp(ctx)
+
+
+class SendTestSms(Action):
+    """Send one test SMS from the first configured number."""
+
+    name = "send_test_sms"
+    title = "Send a test SMS"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.to = _params(ctx).test_phone
+
+    def needed(self) -> tuple[bool, str]:
+        if not self.to:
+            return False, "no test_phone given"
+        return True, "recovery confirmation needs a test SMS that Twilio accepts"
+
+    def plan(self) -> Plan:
+        tw = self.ctx.profile.twilio
+        if tw is None or not tw.from_numbers:
+            return Plan(self.name, "send a test SMS", blocked="no Twilio sending number is configured")
+        return Plan(self.name, f"send 1 SMS from {tw.from_numbers[0]} to {self.to}",
+                    steps=[{"send": "sms", "from": tw.from_numbers[0], "to": self.to}])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        assert self.ctx.profile.twilio is not None
+        try:
+            return twilio_provider.send_sms(self.ctx.profile.twilio, to=self.to, timeout=self.ctx.profile.read_timeout,
+                                            body=f"[{self.ctx.params.incident}] comms-runbooks test SMS")
+        except ProviderError as exc:
+            raise MitigationFailed(f"test SMS not accepted: {exc}") from exc
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        if result.get("sid") and result.get("status") not in ("failed", "undelivered"):
+            return True, f"accepted by Twilio ({result['status']})"
+        return False, f"not accepted: {result}"
+
+
+def send_test_sms(ctx: RunContext) -> SendTestSms:
+    return SendTestSms(ctx)
+
+
+# -- Recovery confirmation --------------------------------------------------------------------------
+check_queue_trend = CHECKS.check_queue_trend
+plot_queue_trend = CHECKS.plot_queue_trend
+check_recovery = CHECKS.check_recovery
+
+
+def check_delivery_receipts(ctx: RunContext) -> CheckResult:
+    """DELIVERED receipts per minute recently against the baseline: are receipts arriving again?"""
+    name, title = "delivery_receipts", "Delivery receipts (DELIVERED) vs baseline"
+    since = ctx.state.get(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, pd.Timedelta(minutes=15))
+    try:
+        row = ctx.db.one(queries.failure_totals(by_tenant=ctx.by_tenant),
+                         ctx.window_params(channel=CHANNEL, since=since, until=datetime.now(UTC)))
+    except (QueryError, ConfigError) as exc:
+        return db_error(ctx, name, title, exc)
+    minutes = max((datetime.now(UTC) - since).total_seconds() / 60, 1.0)
+    recent = int(row.get("delivered") or 0) / minutes
+    base = int(ctx.facts.get("baseline_delivered") or 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
+    facts = {"since": since.isoformat(timespec="seconds"), "delivered_per_minute": round(recent, 2),
+             "baseline_delivered_per_minute": round(base, 2)}
+    text = f"{recent:,.1f} delivered per minute since {since:%H:%M} UTC vs {base:,.1f} at baseline"
+    if base and recent < 0.5 * base:
+        return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text, classification="not_recovered",
+                                      facts=facts))
+    return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
+
+
+# -- Post-incident ----------------------------------------------------------------------------------
+def post_incident(ctx: RunContext) -> Checklist:
+    """The spec's checklist, answered from this run's data where it can be."""
+    review = ctx.extra.get("invalid_numbers_review")
+    numbers = (f"{review['numbers']:,} invalid numbers listed in {review['file']} (masked), by tenant "
+               f"{review['per_tenant']}" if review else "no invalid-number review list was needed in this run")
+    codes = ctx.state.get("top_errors_frame")
+    breakdown = ("; ".join(f"{c} {m}: {n:,}" for c, m, n in zip(codes["error_code"], codes["meaning"], codes["count"],
+                                                               strict=True))
+                 if codes is not None and not codes.empty else "no failures recorded")
+    try:
+        templates = ctx.db.fetch(queries.template_failures(by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=CHANNEL, limit=5))
+        filtered = templates[[classify_twilio(c).cls in ("carrier_filtered", "carrier_blocked")
+                              for c in templates["error_code"]]] if not templates.empty else templates
+        content = ("; ".join(f"{t} ({c}): {n:,}" for t, c, n in zip(filtered["template"], filtered["error_code"],
+                                                                    filtered["count"], strict=True))
+                   or "no template was filtered by carriers")
+    except (QueryError, ConfigError) as exc:
+        content = f"could not read templates: {exc}"
+    checklist = Checklist("Post-incident", [
+        ("Review failed phone numbers", numbers, not review),
+        ("Check for carrier-specific issues", f"error codes in the window: {breakdown}",
+         not ctx.facts.get("incident_present")),
+        ("Review message content if rejected", f"templates most often filtered: {content}",
+         content.startswith("no template")),
+    ])
+    ctx.extra["post_incident"] = checklist.to_json()
+    ctx.write_summary()
+    return checklist
+
+
+def twilio_code_table() -> pd.DataFrame:
+    """The classification table used above, for the notebook's reference."""
+    return pd.DataFrame([{"code": c, "class": i.cls, "category": i.category, "meaning": i.title}
+                         for c, i in sorted(TWILIO_CODES.items())])
+
