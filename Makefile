@@ -30,7 +30,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/ruff check lib tests notebooks
 	$(BIN)/mypy
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2  # two workers: the notebook runs are CPU-bound kernels, one per core
 	# nbval runs each notebook with its defaults (the demo sandbox, nothing approved); its run records
 	# go to a throwaway folder.
 	RUNBOOK_RUNS_DIR=$$(mktemp -d) $(BIN)/pytest --nbval-lax notebooks/ -p no:cacheprovider -W ignore::DeprecationWarning
