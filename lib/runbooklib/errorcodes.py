@@ -89,7 +89,7 @@ UNKNOWN_TWILIO = TwilioCode("other", TRANSIENT, "Unknown error")
 
 
 def twilio_code(code: str | int | None) -> int | None:
-    """The Twilio code as an int (`"30007"`, `30007`, `"30007.0"`), or None."""
+    """A provider error code as an int (`"30007"`, `30007`, `"30007.0"`), or None."""
     if code is None:
         return None
     try:
@@ -107,3 +107,64 @@ def classify_twilio(code: str | int | None) -> TwilioCode:
 def classify_sms_error(error: str | None, code: str | None = None) -> str:
     """The class of one SMS error: by Twilio code when there is one, else `other`."""
     return classify_twilio(code).cls
+
+
+# -- Meta Graph API (WhatsApp Cloud API) ------------------------------------------------------------
+# Classified by `error.code`, never by HTTP status (Meta's OpenAPI shows 400/401/403/429 for the
+# same codes). Source: Meta's WhatsApp Cloud API error codes page
+# (developers.facebook.com/documentation/business-messaging/whatsapp/support/error-codes), with
+# descriptions as mirrored by pywa's errors.py; 133010 from public integration code.
+class GraphCode(NamedTuple):
+    cls: str
+    category: str
+    title: str
+
+
+GRAPH_CODES: dict[int, GraphCode] = {
+    0: GraphCode("auth", CONFIG, "AuthException"),
+    3: GraphCode("auth", CONFIG, "API method / capability not available to the app"),
+    10: GraphCode("auth", CONFIG, "Permission denied"),
+    190: GraphCode("token", CONFIG, "Access token expired or invalid"),
+    200: GraphCode("auth", CONFIG, "API permission missing"),
+    4: GraphCode("rate_limited", TRANSIENT, "App-level API call rate limit"),
+    80007: GraphCode("rate_limited", TRANSIENT, "WhatsApp Business Account rate limit"),
+    130429: GraphCode("rate_limited", TRANSIENT, "Cloud API throughput reached"),
+    131056: GraphCode("rate_limited", TRANSIENT, "Pair rate limit (same sender and recipient)"),
+    131048: GraphCode("quality", PERMANENT, "Spam rate limit: too many messages blocked or flagged"),
+    131049: GraphCode("marketing_limit", PERMANENT, "Not delivered to maintain healthy ecosystem engagement"),
+    131050: GraphCode("opted_out", CONSENT, "User stopped marketing messages"),
+    131047: GraphCode("window_closed", PERMANENT, "Re-engagement: more than 24 h since the user replied"),
+    131026: GraphCode("undeliverable", PERMANENT, "Message undeliverable"),
+    131051: GraphCode("bad_request", PERMANENT, "Unsupported message type"),
+    100: GraphCode("bad_request", PERMANENT, "Invalid parameter"),
+    131000: GraphCode("provider_transient", TRANSIENT, "Something went wrong"),
+    131016: GraphCode("provider_transient", TRANSIENT, "Service temporarily unavailable"),
+    131042: GraphCode("account", CONFIG, "Business payment issue"),
+    368: GraphCode("account_locked", CONFIG, "Temporarily blocked for policy violations"),
+    131031: GraphCode("account_locked", CONFIG, "Business account locked"),
+    130497: GraphCode("account_locked", CONFIG, "Business account restricted from messaging users in this country"),
+    132000: GraphCode("template", CONFIG, "Template parameter count mismatch"),
+    132001: GraphCode("template", CONFIG, "Template does not exist in this language or is not approved"),
+    132005: GraphCode("template", CONFIG, "Translated template text too long"),
+    132007: GraphCode("template", CONFIG, "Template format character policy violated"),
+    132012: GraphCode("template", CONFIG, "Template parameter format mismatch"),
+    132015: GraphCode("template", CONFIG, "Template is paused (low quality)"),
+    132016: GraphCode("template", CONFIG, "Template is disabled (paused too many times)"),
+    133010: GraphCode("phone_not_registered", CONFIG, "Phone number not registered on the Cloud API"),
+    803: GraphCode("config", CONFIG, "Object (phone number or WABA) not found"),
+}
+UNKNOWN_GRAPH = GraphCode("other", TRANSIENT, "Unknown error")
+
+
+def classify_graph(code: str | int | None) -> GraphCode:
+    """The class, retry category and title of a Graph API error code (200-299: permission)."""
+    number = twilio_code(code)  # same int parsing
+    if number is None:
+        return UNKNOWN_GRAPH
+    if 200 <= number <= 299:
+        return GRAPH_CODES[200]
+    return GRAPH_CODES.get(number, UNKNOWN_GRAPH)
+
+
+def classify_whatsapp_error(error: str | None, code: str | None = None) -> str:
+    return classify_graph(code).cls

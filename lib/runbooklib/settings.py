@@ -68,6 +68,28 @@ class TwilioEndpoint:
 
 
 @dataclass(frozen=True)
+class WhatsAppEndpoint:
+    """Meta's WhatsApp Cloud API: Graph API base and version, account ids, token variable names."""
+
+    waba_id: str
+    phone_number_id: str
+    access_token_env: str
+    graph_url: str = "https://graph.facebook.com"
+    api_version: str = "v26.0"
+    app_id: str = ""
+    app_secret_env: str = ""  # with app_id: the app token for debug_token and the token exchange
+
+    def __post_init__(self) -> None:
+        import re
+
+        for name in ("waba_id", "phone_number_id"):
+            if not str(getattr(self, name)).isdigit():
+                raise ConfigError(f"whatsapp.{name} must be the numeric id as text, e.g. \"102290129340398\"")
+        if not re.fullmatch(r"v\d+\.\d+", self.api_version):
+            raise ConfigError(f"whatsapp.api_version {self.api_version!r} must look like v26.0")
+
+
+@dataclass(frozen=True)
 class Profile:
     """One environment: every endpoint a runbook talks to."""
 
@@ -79,6 +101,7 @@ class Profile:
     smtp_backup: SmtpEndpoint | None = None
     ses: SesEndpoint | None = None
     twilio: TwilioEndpoint | None = None
+    whatsapp: WhatsAppEndpoint | None = None
     providers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -126,6 +149,8 @@ def register_profile_secrets(profile: Profile) -> None:
         names += [profile.twilio.account_sid_env, profile.twilio.auth_token_env]
         for number in profile.twilio.from_numbers:
             REDACTOR.add_public_number(number)
+    if profile.whatsapp is not None:
+        names += [profile.whatsapp.access_token_env, profile.whatsapp.app_secret_env]
     REDACTOR.add_secrets(os.environ.get(n) for n in names if n)
     url = os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url
     if url:
@@ -139,7 +164,7 @@ def register_profile_secrets(profile: Profile) -> None:
         REDACTOR.add_secret(str(password) if password else None)
 
 
-E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint)
+E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint, WhatsAppEndpoint)
 
 
 def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required: str) -> E | None:
@@ -160,7 +185,7 @@ def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required
 
 def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profile") -> Profile:
     """Build a Profile from its YAML mapping, rejecting unknown keys."""
-    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "providers", "timeouts",
+    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "providers", "timeouts",
                "statement_timeout", "row_cap"}
     unknown = set(data) - allowed
     if unknown:
@@ -178,6 +203,7 @@ def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profi
         smtp_backup=_endpoint(SmtpEndpoint, data.get("smtp_backup"), f"{where}.smtp_backup", "host"),
         ses=_endpoint(SesEndpoint, data.get("ses"), f"{where}.ses", "region"),
         twilio=_endpoint(TwilioEndpoint, data.get("twilio"), f"{where}.twilio", "auth_token_env"),
+        whatsapp=_endpoint(WhatsAppEndpoint, data.get("whatsapp"), f"{where}.whatsapp", "access_token_env"),
         providers=dict(data.get("providers") or {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}),
         connect_timeout=float(timeouts.get("connect", DEFAULT_CONNECT_TIMEOUT)),
         read_timeout=float(timeouts.get("read", DEFAULT_READ_TIMEOUT)),

@@ -111,7 +111,7 @@ def test_invalid_numbers_review_list_is_written_masked(make_sandbox: SandboxFact
         rows = list(csv.DictReader(fh))
     assert rows and {r["error_code"] for r in rows} <= {"21211", "21614", "30005", "30006", "21217", "21612"}
     assert all("*" in r["recipient_masked"] for r in rows)
-    assert result.summary["invalid_numbers_review"]["numbers"] == len(rows)
+    assert result.summary["invalid_numbers_review"]["recipients"] == len(rows)
     helpers.assert_nothing_sensitive(result.bundle, [], [PHONE])
 
 

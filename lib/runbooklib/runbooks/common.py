@@ -9,20 +9,22 @@ under the names its notebook uses.
 
 from __future__ import annotations
 
+import csv
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
+from runbooklib.actions import Action, Plan
 from runbooklib.checks import CheckResult, timed
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Match
-from runbooklib.errors import ConfigError, PlatformAPIError, QueryError
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
 
@@ -33,6 +35,8 @@ TENANT_SHARE = 0.8
 TOP_ERRORS = 10
 TOP_TENANTS = 15
 SAMPLE_ROWS = 20
+TOP_CODES = 15
+MAX_TENANTS_PER_CHANGE = 25
 RECOVERY_WINDOW = timedelta(minutes=10)
 MITIGATED_AT = "mitigated_at"
 """ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
@@ -356,3 +360,240 @@ class ChannelChecks:
             return ctx.record(CheckResult(name, title, "fail", "not recovered: " + text,
                                           classification="not_recovered", facts=facts))
         return ctx.record(CheckResult(name, title, "ok", "back to normal: " + text, facts=facts))
+
+
+class CodeInfo(Protocol):
+    """What a provider's error-code table says of one code (see runbooklib.errorcodes)."""
+
+    @property
+    def cls(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+
+
+CATEGORIES = ("transient", "permanent", "consent", "config")
+
+
+@dataclass(frozen=True)
+class CodedChannelChecks(ChannelChecks):
+    """Checks for a channel whose providers report numeric error codes (Twilio, Graph API)."""
+
+    code_info: Callable[[Any], CodeInfo] = lambda code: None  # type: ignore[assignment,return-value]
+    provider: str = ""
+
+    def check_error_codes(self, ctx: RunContext) -> CheckResult:
+        """Every failure classified by its provider error code into a class and a retry category."""
+        name, title = "top_errors", f"{self.label} failures by {self.provider} error code"
+        with timed() as ms:
+            try:
+                frame = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
+                                     ctx.window_params(channel=self.channel, limit=TOP_CODES))
+            except (QueryError, ConfigError) as exc:
+                return db_error(ctx, name, title, exc)
+        if frame.empty:
+            ctx.facts.update(dominant_error_class=None, error_class_shares={}, category_counts={})
+            return ctx.record(CheckResult(name, title, "ok", "no failures recorded in the window", table=frame,
+                                          duration_ms=ms()))
+        info = [self.code_info(c) for c in frame["error_code"]]
+        frame.insert(1, "class", [i.cls for i in info])
+        frame.insert(2, "category", [i.category for i in info])
+        frame.insert(3, "meaning", [i.title for i in info])
+        total = int(frame["count"].sum())
+        by_class = frame.groupby("class")["count"].sum().sort_values(ascending=False)
+        by_category = {c: int(frame[frame["category"] == c]["count"].sum()) for c in CATEGORIES}
+        shares = {str(k): int(v) / total for k, v in by_class.items()}
+        top = str(by_class.index[0])
+        ctx.facts.update(dominant_error_class=top, dominant_error_share=shares[top], error_total=total,
+                         error_class_shares=shares, category_counts=by_category)
+        ctx.state["top_errors_frame"] = frame
+        summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
+                   + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
+        return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary,
+                                      facts={"classes": {str(k): int(v) for k, v in by_class.items()},
+                                             "categories": by_category, "dominant_class": top},
+                                      table=frame[["error_code", "class", "category", "meaning", "count", "tenants"]],
+                                      duration_ms=ms()))
+
+    def plot_failures_by_category(self, ctx: RunContext) -> Figure:
+        """Failures per time bucket, coloured by retry category."""
+        size = bucket_seconds(ctx)
+        try:
+            frame = ctx.db.fetch(queries.error_codes_over_time(size, by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=self.channel))
+        except (QueryError, ConfigError) as exc:
+            db_error(ctx, "failures_over_time", "Failures over time", exc)
+            frame = pd.DataFrame(columns=["bucket", "error_code", "count"])
+        if frame.empty:
+            frame = pd.DataFrame(columns=["bucket", "category", "count"])
+        else:
+            frame["category"] = [self.code_info(c).category for c in frame["error_code"]]
+            frame = frame.groupby(["bucket", "category"], as_index=False)["count"].sum()
+        return charts.plot_over_time(frame, size, key="category", order=CATEGORIES, colours=charts.CLASS_COLOURS,
+                                     title=f"{self.label} failures over the last {ctx.params.window} by retry category (UTC)",
+                                     empty=f"no {self.label} failures in the window")
+
+    def plot_top_error_codes(self, ctx: RunContext) -> Figure:
+        """The top error codes as bars, labelled with their meaning."""
+        frame = ctx.state.get("top_errors_frame")
+        title = f"Top {self.label} error codes in the window"
+        if frame is None or frame.empty:
+            return charts.plot_top_errors(pd.DataFrame(columns=["error", "count"]), title=title)
+        labelled = pd.DataFrame({"error": [f"{c} {m}" for c, m in zip(frame["error_code"], frame["meaning"],
+                                                                      strict=True)], "count": frame["count"]})
+        return charts.plot_top_errors(labelled.head(10), title=title)
+
+    def from_classes(self, ctx: RunContext, classes: tuple[str, ...], explanation: str) -> Match | None:
+        """Holds when failures are elevated and these error classes together carry most of them."""
+        if not ctx.facts.get("incident_present"):
+            return None
+        share = sum(class_share(ctx, c) for c in classes)
+        if share < DOMINANT_SHARE:
+            return None
+        return Match(f"{share:.0%} of the window's failures are {' / '.join(classes)} errors — {explanation}",
+                     log_evidence(ctx))
+
+    def write_recipient_review(self, ctx: RunContext, *, name: str, title: str, codes: list[str],
+                               filename: str) -> CheckResult:
+        """A review list of recipients whose messages failed with `codes` (masked), written to the run bundle."""
+        try:
+            frame = ctx.db.fetch(queries.failed_recipients(by_tenant=ctx.by_tenant),
+                                 ctx.window_params(channel=self.channel, codes=codes, limit=ctx.profile.row_cap))
+        except (QueryError, ConfigError) as exc:
+            return db_error(ctx, name, title, exc)
+        if frame.empty:
+            return ctx.record(CheckResult(name, title, "ok", "no such failures in the window"))
+        frame["recipient"] = [REDACTOR.text(str(r)) for r in frame["recipient"]]
+        frame["meaning"] = [self.code_info(c).title for c in frame["error_code"]]
+        with (ctx.run_dir / filename).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["tenant_id", "recipient_masked", "error_code", "meaning", "failures", "last_seen",
+                             "message_id"])
+            for row in frame.itertuples(index=False):
+                writer.writerow([row.tenant_id, row.recipient, row.error_code, row.meaning, row.count,
+                                 row.last_seen.isoformat() if hasattr(row.last_seen, "isoformat") else row.last_seen,
+                                 row.message_id])
+        per_tenant = {str(k): int(v) for k, v in frame.groupby("tenant_id")["recipient"].nunique().items()}
+        ctx.extra[name] = {"file": filename, "recipients": len(frame), "per_tenant": per_tenant}
+        ctx.write_summary()
+        return ctx.record(CheckResult(name, title, "warn", f"{len(frame):,} recipients listed in {filename}",
+                                      facts={"recipients": len(frame), "per_tenant": per_tenant, "file": filename},
+                                      table=frame[["tenant_id", "recipient", "error_code", "meaning", "count"]].head(20)))
+
+    def check_delivery_receipts(self, ctx: RunContext) -> CheckResult:
+        """DELIVERED receipts per minute recently against the baseline: are receipts arriving again?"""
+        name, title = "delivery_receipts", "Delivery receipts (DELIVERED) vs baseline"
+        since = ctx.state.get(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, timedelta(minutes=15))
+        try:
+            row = ctx.db.one(queries.failure_totals(by_tenant=ctx.by_tenant),
+                             ctx.window_params(channel=self.channel, since=since, until=datetime.now(UTC)))
+        except (QueryError, ConfigError) as exc:
+            return db_error(ctx, name, title, exc)
+        minutes = max((datetime.now(UTC) - since).total_seconds() / 60, 1.0)
+        recent = int(row.get("delivered") or 0) / minutes
+        base = int(ctx.facts.get("baseline_delivered") or 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
+        facts = {"since": since.isoformat(timespec="seconds"), "delivered_per_minute": round(recent, 2),
+                 "baseline_delivered_per_minute": round(base, 2)}
+        text = f"{recent:,.1f} delivered per minute since {since:%H:%M} UTC vs {base:,.1f} at baseline"
+        if base and recent < 0.5 * base:
+            return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text,
+                                          classification="not_recovered", facts=facts))
+        return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
+
+
+class TenantChannelChange(Action):
+    """Set one key of the affected tenants' channel configuration, with rollback, verify and undo.
+
+    Subclasses say which channel and key (`channel`, `key`), the value to set (`target`), and may
+    add a precondition (`preflight`). Steps record the value read before the change, so that a
+    failure part-way puts back what was changed and `undo()` restores exactly what was there.
+    """
+
+    channel = ""
+    key = ""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def target(self, current: Any) -> Any:
+        """The value to set, given the current one."""
+        raise NotImplementedError
+
+    def preflight(self) -> tuple[bool, str]:
+        return True, ""
+
+    def describe(self, count: int) -> str:
+        return f"set {self.channel} {self.key} for {count} tenant(s)"
+
+    def plan(self) -> Plan:
+        ok, why = self.preflight()
+        details: dict[str, Any] = {"preflight": why} if why else {}
+        if not ok:
+            return Plan(self.name, self.title, blocked=why, details=details)
+        tenants = affected_tenants(self.ctx)
+        if not tenants:
+            return Plan(self.name, "no tenant to change", details=details,
+                        blocked="no tenant has failures in the window; give tenant_id to change one explicitly")
+        if len(tenants) > MAX_TENANTS_PER_CHANGE:
+            return Plan(self.name, f"{len(tenants)} tenants affected", details=details,
+                        blocked=(f"{len(tenants)} tenants are affected, more than {MAX_TENANTS_PER_CHANGE} per run; run "
+                                 "per tenant (tenant_id) or use the platform's global setting"))
+        steps, unchanged = [], []
+        for tenant in tenants:
+            current = self.ctx.api.get_channel(self.channel, tenant).get(self.key)
+            wanted = self.target(current)
+            if wanted == current:
+                unchanged.append(tenant)
+                continue
+            steps.append({"call": f"PATCH /api/v1/communication/channels/{self.channel}", "tenant_id": tenant,
+                          "from": current, "to": wanted})
+        details["already_set"] = unchanged
+        if not steps:
+            return Plan(self.name, "nothing to change", blocked="every affected tenant already has it", details=details)
+        return Plan(self.name, self.describe(len(steps)), steps=steps, details=details)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        started = datetime.now(UTC)  # messages created from here on follow the new configuration
+        done: list[dict[str, Any]] = []
+        for step in plan.steps:
+            try:
+                self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["to"]})
+            except PlatformAPIError as exc:
+                restored = self._put_back(done)
+                raise MitigationFailed(f"changed {len(done)} of {len(plan.steps)} tenants, then {exc}; "
+                                       f"put back {restored} of {len(done)}") from exc
+            done.append(step)
+        self.ctx.state[MITIGATED_AT] = started
+        return {"changed": [s["tenant_id"] for s in done], "key": self.key}
+
+    def _put_back(self, steps: list[dict[str, Any]]) -> int:
+        count = 0
+        for step in reversed(steps):
+            try:
+                self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["from"]})
+                count += 1
+            except PlatformAPIError:
+                continue
+        return count
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        wrong = [s["tenant_id"] for s in plan.steps
+                 if self.ctx.api.get_channel(self.channel, s["tenant_id"]).get(self.key) != s["to"]]
+        if wrong:
+            return False, f"{self.channel} {self.key} did not change for {', '.join(wrong)}"
+        return True, f"{self.describe(len(plan.steps))}: done and read back"
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        for step in plan.steps:
+            self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["from"]})
+        wrong = [s["tenant_id"] for s in plan.steps
+                 if self.ctx.api.get_channel(self.channel, s["tenant_id"]).get(self.key) != s["from"]]
+        if wrong:
+            raise MitigationFailed(f"undo did not take for {', '.join(wrong)}")
+        self.ctx.state.pop(MITIGATED_AT, None)
+        return {"restored": [{"tenant_id": s["tenant_id"], self.key: s["from"]} for s in plan.steps]}

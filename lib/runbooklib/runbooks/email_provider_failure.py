@@ -16,16 +16,15 @@ from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
 from runbooklib.errorcodes import classify_email_error
-from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError
+from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
 from runbooklib.params import CommonParams, is_email, param
 from runbooklib.providers import ses as ses_provider
 from runbooklib.providers import smtp as smtp_provider
 from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
     DOMINANT_SHARE,
-    MITIGATED_AT,
     ChannelChecks,
-    affected_tenants,
+    TenantChannelChange,
     class_share,
     finding,
     from_check,
@@ -54,6 +53,8 @@ CAUSES = {
     "tenant_specific": "One tenant's email is failing while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
+SWITCHED_TO = "email_switched_to"
+"""ctx.state key: the provider the switch moved tenants to in this run (the test email goes through it)."""
 SWITCHABLE = {"smtp_unreachable", "smtp_tls_failure", "smtp_auth_failure", "ses_daily_quota_exceeded",
               "ses_rate_throttled", "ses_sending_disabled", "ses_permission_denied"}
 MAX_TENANTS_PER_SWITCH = 25
@@ -196,14 +197,16 @@ def diagnose_email(ctx: RunContext) -> Diagnosis:
 
 
 # -- Mitigation -------------------------------------------------------------------------------------
-class SwitchEmailProvider(Action):
+class SwitchEmailProvider(TenantChannelChange):
     """Switch the affected tenants' email channel to the backup provider, after a preflight of the backup."""
 
     name = "switch_email_provider"
     title = "Switch email to the backup provider"
+    channel = "email"
+    key = "provider"
 
     def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
+        super().__init__(ctx)
         self.backup = _params(ctx).backup_provider
 
     def needed(self) -> tuple[bool, str]:
@@ -213,6 +216,12 @@ class SwitchEmailProvider(Action):
         if d.cause not in SWITCHABLE:
             return False, f"diagnosis is {d.cause}: switching provider would not help"
         return True, f"diagnosis {d.cause}: the primary provider cannot send"
+
+    def target(self, current: Any) -> Any:
+        return self.backup
+
+    def describe(self, count: int) -> str:
+        return f"switch {count} tenant(s) from their current provider to {self.backup}"
 
     def preflight(self) -> tuple[bool, str]:
         """Check that the backup provider works before sending any tenant's mail to it."""
@@ -236,83 +245,15 @@ class SwitchEmailProvider(Action):
             return False, f"preflight of {self.backup} failed: {check.summary}"
         return True, f"preflight of {self.backup} passed: {check.summary}"
 
-    def plan(self) -> Plan:
-        ok, preflight = self.preflight()
-        tenants = affected_tenants(self.ctx)
-        details: dict[str, Any] = {"backup_provider": self.backup, "preflight": preflight}
-        if not ok:
-            return Plan(self.name, f"switch to {self.backup}", blocked=preflight, details=details)
-        if not tenants:
-            return Plan(self.name, "no tenant to switch", blocked="no tenant has failures in the window; "
-                        "give tenant_id to switch one explicitly", details=details)
-        if len(tenants) > MAX_TENANTS_PER_SWITCH:
-            return Plan(self.name, f"{len(tenants)} tenants affected", details=details,
-                        blocked=(f"{len(tenants)} tenants are affected, more than {MAX_TENANTS_PER_SWITCH} per run; "
-                                 "run per tenant (tenant_id) or use the platform's global provider switch"))
-        steps, skipped = [], []
-        for tenant in tenants:
-            current = str(self.ctx.api.get_channel("email", tenant)["provider"])
-            if current == self.backup:
-                skipped.append(tenant)
-                continue
-            steps.append({"call": "PATCH /api/v1/communication/channels/email", "tenant_id": tenant,
-                          "from": current, "to": self.backup})
-        details["already_on_backup"] = skipped
-        if not steps:
-            return Plan(self.name, "nothing to change", blocked=f"every affected tenant is already on {self.backup}",
-                        details=details)
-        return Plan(self.name, f"switch {len(steps)} tenant(s) from their current provider to {self.backup}",
-                    steps=steps, details=details)
-
     def apply(self, plan: Plan) -> dict[str, Any]:
-        started = datetime.now(UTC)  # mail created from here on goes through the backup
-        done: list[dict[str, Any]] = []
-        for step in plan.steps:
-            try:
-                self.ctx.api.set_channel_provider("email", step["tenant_id"], step["to"])
-            except PlatformAPIError as exc:
-                rolled_back = self._put_back(done)
-                raise MitigationFailed(f"switched {len(done)} of {len(plan.steps)} tenants, then {exc}; "
-                                       f"rolled back {rolled_back} of {len(done)}") from exc
-            done.append(step)
-        self.ctx.state["switched_at"] = self.ctx.state[MITIGATED_AT] = started
-        return {"switched": [s["tenant_id"] for s in done], "to": self.backup}
-
-    def _put_back(self, steps: list[dict[str, Any]]) -> int:
-        count = 0
-        for step in reversed(steps):
-            try:
-                self.ctx.api.set_channel_provider("email", step["tenant_id"], step["from"])
-                count += 1
-            except PlatformAPIError:
-                continue
-        return count
-
-    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
-        wrong = []
-        for step in plan.steps:
-            now = self.ctx.api.get_channel("email", step["tenant_id"])["provider"]
-            if now != step["to"]:
-                wrong.append(f"{step['tenant_id']}={now}")
-        if wrong:
-            return False, "channel config did not change for " + ", ".join(wrong)
-        return True, f"{len(plan.steps)} tenant(s) now send email through {self.backup}"
-
-    @property
-    def can_undo(self) -> bool:
-        return True
+        result = super().apply(plan)
+        self.ctx.state[SWITCHED_TO] = self.backup
+        return result
 
     def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
-        restored = []
-        for step in plan.steps:
-            self.ctx.api.set_channel_provider("email", step["tenant_id"], step["from"])
-            restored.append({"tenant_id": step["tenant_id"], "provider": step["from"]})
-        wrong = [r for r in restored if self.ctx.api.get_channel("email", r["tenant_id"])["provider"] != r["provider"]]
-        if wrong:
-            raise MitigationFailed(f"undo did not take for {[w['tenant_id'] for w in wrong]}")
-        self.ctx.state.pop("switched_at", None)
-        self.ctx.state.pop(MITIGATED_AT, None)
-        return {"restored": restored}
+        out = super().undo(plan, result)
+        self.ctx.state.pop(SWITCHED_TO, None)
+        return out
 
 
 def switch_to_backup(ctx: RunContext) -> SwitchEmailProvider:
@@ -335,8 +276,8 @@ class SendTestEmail(Action):
         return True, "recovery confirmation needs a test email that is accepted"
 
     def _provider(self) -> str:
-        if self.ctx.state.get("switched_at"):
-            return _params(self.ctx).backup_provider
+        if self.ctx.state.get(SWITCHED_TO):
+            return str(self.ctx.state[SWITCHED_TO])
         if self.ctx.params.tenant_id:
             return str(self.ctx.api.get_channel("email", self.ctx.params.tenant_id)["provider"])
         return "smtp" if self.ctx.profile.smtp is not None else "ses"

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pandas as pd
-from matplotlib.figure import Figure
-
-from runbooklib import charts, queries
+from runbooklib import queries
 from runbooklib.actions import Action, Plan
-from runbooklib.checks import CheckResult, timed
+from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
 from runbooklib.errorcodes import (
@@ -29,16 +25,12 @@ from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, P
 from runbooklib.params import CommonParams, param
 from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
-from runbooklib.redact import REDACTOR
 from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
-    DOMINANT_SHARE,
     MITIGATED_AT,
-    ChannelChecks,
-    affected_tenants,
-    bucket_seconds,
+    CodedChannelChecks,
+    TenantChannelChange,
     class_share,
-    db_error,
     finding,
     from_check,
     log_evidence,
@@ -104,7 +96,8 @@ def _params(ctx: RunContext) -> Params:
     return ctx.params
 
 
-CHECKS = ChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error)
+CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error,
+                            code_info=classify_twilio, provider="Twilio")
 
 # -- Symptoms ---------------------------------------------------------------------------------------
 check_sms_queue = CHECKS.check_queue
@@ -112,72 +105,12 @@ check_failure_rate = CHECKS.check_failure_rate
 
 # -- Checks: message_logs ---------------------------------------------------------------------------
 check_status_counts = CHECKS.check_status_counts
+check_error_codes = CHECKS.check_error_codes
+plot_failures_by_class = CHECKS.plot_failures_by_category
+plot_top_error_codes = CHECKS.plot_top_error_codes
 check_tenant_split = CHECKS.check_tenant_split
 plot_tenant_split = CHECKS.plot_tenant_split
 failure_sample = CHECKS.failure_sample
-
-
-def check_error_codes(ctx: RunContext) -> CheckResult:
-    """Every failure classified by its Twilio code into transient / permanent / consent / config."""
-    name, title = "top_errors", "SMS failures by Twilio error code"
-    with timed() as ms:
-        try:
-            frame = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
-                                 ctx.window_params(channel=CHANNEL, limit=TOP_CODES))
-        except (QueryError, ConfigError) as exc:
-            return db_error(ctx, name, title, exc)
-    if frame.empty:
-        ctx.facts.update(dominant_error_class=None, error_class_shares={}, category_counts={})
-        return ctx.record(CheckResult(name, title, "ok", "no failures recorded in the window", table=frame,
-                                      duration_ms=ms()))
-    info = [classify_twilio(c) for c in frame["error_code"]]
-    frame.insert(1, "class", [i.cls for i in info])
-    frame.insert(2, "category", [i.category for i in info])
-    frame.insert(3, "meaning", [i.title for i in info])
-    total = int(frame["count"].sum())
-    by_class = frame.groupby("class")["count"].sum().sort_values(ascending=False)
-    by_category = {c: int(frame[frame["category"] == c]["count"].sum()) for c in SMS_CATEGORIES}
-    shares = {str(k): int(v) / total for k, v in by_class.items()}
-    top = str(by_class.index[0])
-    ctx.facts.update(dominant_error_class=top, dominant_error_share=shares[top], error_total=total,
-                     error_class_shares=shares, category_counts=by_category)
-    ctx.state["top_errors_frame"] = frame
-    summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
-               + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
-    return ctx.record(CheckResult(name, title, "warn" if total >= 10 else "ok", summary,
-                                  facts={"classes": {str(k): int(v) for k, v in by_class.items()},
-                                         "categories": by_category, "dominant_class": top},
-                                  table=frame[["error_code", "class", "category", "meaning", "count", "tenants"]],
-                                  duration_ms=ms()))
-
-
-def plot_failures_by_class(ctx: RunContext) -> Figure:
-    """Failures per time bucket, coloured by retry category (transient, permanent, consent, config)."""
-    size = bucket_seconds(ctx)
-    try:
-        frame = ctx.db.fetch(queries.error_codes_over_time(size, by_tenant=ctx.by_tenant),
-                             ctx.window_params(channel=CHANNEL))
-    except (QueryError, ConfigError) as exc:
-        db_error(ctx, "failures_over_time", "Failures over time", exc)
-        frame = pd.DataFrame(columns=["bucket", "error_code", "count"])
-    if not frame.empty:
-        frame["category"] = [classify_twilio(c).category for c in frame["error_code"]]
-        frame = frame.groupby(["bucket", "category"], as_index=False)["count"].sum()
-    else:
-        frame = pd.DataFrame(columns=["bucket", "category", "count"])
-    return charts.plot_over_time(frame, size, key="category", order=SMS_CATEGORIES, colours=charts.CLASS_COLOURS,
-                                 title=f"SMS failures over the last {ctx.params.window} by retry category (UTC)",
-                                 empty="no SMS failures in the window")
-
-
-def plot_top_error_codes(ctx: RunContext) -> Figure:
-    """The top error codes as bars, labelled with their meaning."""
-    frame = ctx.state.get("top_errors_frame")
-    if frame is None or frame.empty:
-        return charts.plot_top_errors(pd.DataFrame(columns=["error", "count"]), title="Top SMS error codes")
-    labelled = pd.DataFrame({"error": [f"{c} {m}" for c, m in zip(frame["error_code"], frame["meaning"], strict=True)],
-                             "count": frame["count"]})
-    return charts.plot_top_errors(labelled.head(10), title="Top SMS error codes in the window")
 
 
 # -- Checks: Twilio ---------------------------------------------------------------------------------
@@ -210,13 +143,7 @@ def _outage(ctx: RunContext) -> Match | None:
 
 
 def _from_sms_logs(ctx: RunContext, cause: str) -> Match | None:
-    if not ctx.facts.get("incident_present"):
-        return None
-    share = sum(class_share(ctx, c) for c in LOG_CAUSES[cause])
-    if share < DOMINANT_SHARE:
-        return None
-    return Match(f"{share:.0%} of the window's failures are {' / '.join(LOG_CAUSES[cause])} errors — "
-                 f"{CAUSES[cause][0].lower()}{CAUSES[cause][1:]}", log_evidence(ctx))
+    return CHECKS.from_classes(ctx, LOG_CAUSES[cause], CAUSES[cause][0].lower() + CAUSES[cause][1:])
 
 
 def diagnose_sms(ctx: RunContext) -> Diagnosis:
@@ -330,31 +257,9 @@ def retry_failed(ctx: RunContext) -> RetryFailedSms:
 
 def review_invalid_numbers(ctx: RunContext) -> CheckResult:
     """Write the review list of invalid numbers (masked) to the run bundle; sends nothing, changes nothing."""
-    name, title = "invalid_numbers_review", "Invalid numbers: review list"
     codes = sorted(str(c) for c, info in TWILIO_CODES.items() if info.cls == "invalid_number")
-    try:
-        frame = ctx.db.fetch(queries.failed_recipients(by_tenant=ctx.by_tenant),
-                             ctx.window_params(channel=CHANNEL, codes=codes, limit=ctx.profile.row_cap))
-    except (QueryError, ConfigError) as exc:
-        return db_error(ctx, name, title, exc)
-    if frame.empty:
-        return ctx.record(CheckResult(name, title, "ok", "no invalid-number failures in the window"))
-    frame["recipient"] = [REDACTOR.text(str(r)) for r in frame["recipient"]]
-    frame["meaning"] = [classify_twilio(c).title for c in frame["error_code"]]
-    path = ctx.run_dir / REVIEW_FILE
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["tenant_id", "recipient_masked", "error_code", "meaning", "failures", "last_seen", "message_id"])
-        for row in frame.itertuples(index=False):
-            writer.writerow([row.tenant_id, row.recipient, row.error_code, row.meaning, row.count,
-                             row.last_seen.isoformat() if hasattr(row.last_seen, "isoformat") else row.last_seen,
-                             row.message_id])
-    per_tenant = frame.groupby("tenant_id")["recipient"].nunique().to_dict()
-    ctx.extra["invalid_numbers_review"] = {"file": REVIEW_FILE, "numbers": len(frame), "per_tenant": per_tenant}
-    ctx.write_summary()
-    return ctx.record(CheckResult(name, title, "warn", f"{len(frame):,} numbers to review, written to {REVIEW_FILE}",
-                                  facts={"numbers": len(frame), "per_tenant": per_tenant, "file": REVIEW_FILE},
-                                  table=frame[["tenant_id", "recipient", "error_code", "meaning", "count"]].head(20)))
+    return CHECKS.write_recipient_review(ctx, name="invalid_numbers_review", title="Invalid numbers: review list",
+                                         codes=codes, filename=REVIEW_FILE)
 
 
 class MarkDoNotContact(Action):
@@ -427,14 +332,13 @@ def mark_do_not_contact(ctx: RunContext) -> MarkDoNotContact:
 FALLBACK = {"channel": "WHATSAPP", "priorities": ["urgent"]}
 
 
-class RouteUrgentToWhatsApp(Action):
+class RouteUrgentToWhatsApp(TenantChannelChange):
     """While Twilio is down, route the affected tenants' urgent SMS to WhatsApp (assumed endpoint)."""
 
     name = "route_urgent_to_whatsapp"
     title = "Route urgent SMS to WhatsApp"
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
+    channel = "sms"
+    key = "fallback"
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis
@@ -442,45 +346,11 @@ class RouteUrgentToWhatsApp(Action):
             return False, f"diagnosis is {d.cause if d else 'not made'}: only a Twilio outage calls for the fallback"
         return True, "Twilio is down: urgent messages should still reach people"
 
-    def plan(self) -> Plan:
-        tenants = affected_tenants(self.ctx)
-        steps = []
-        for tenant in tenants:
-            current = self.ctx.api.get_channel("sms", tenant).get("fallback")
-            if current != FALLBACK:
-                steps.append({"call": "PATCH /api/v1/communication/channels/sms", "tenant_id": tenant,
-                              "from": current, "to": FALLBACK})
-        if not steps:
-            return Plan(self.name, "nothing to change", blocked="no affected tenant, or all already fall back to WhatsApp")
-        return Plan(self.name, f"route urgent SMS of {len(steps)} tenant(s) to WhatsApp", steps=steps)
+    def target(self, current: Any) -> Any:
+        return FALLBACK
 
-    def apply(self, plan: Plan) -> dict[str, Any]:
-        done: list[dict[str, Any]] = []
-        for step in plan.steps:
-            try:
-                self.ctx.api.update_channel("sms", step["tenant_id"], {"fallback": step["to"]})
-            except PlatformAPIError as exc:
-                for prev in reversed(done):
-                    self.ctx.api.update_channel("sms", prev["tenant_id"], {"fallback": prev["from"]})
-                raise MitigationFailed(f"routed {len(done)} of {len(plan.steps)} tenants, then {exc}; rolled back") from exc
-            done.append(step)
-        return {"routed": [s["tenant_id"] for s in done]}
-
-    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
-        wrong = [s["tenant_id"] for s in plan.steps
-                 if self.ctx.api.get_channel("sms", s["tenant_id"]).get("fallback") != s["to"]]
-        if wrong:
-            return False, f"fallback not set for {', '.join(wrong)}"
-        return True, f"urgent SMS of {len(plan.steps)} tenant(s) now fall back to WhatsApp"
-
-    @property
-    def can_undo(self) -> bool:
-        return True
-
-    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
-        for step in plan.steps:
-            self.ctx.api.update_channel("sms", step["tenant_id"], {"fallback": step["from"]})
-        return {"restored": [s["tenant_id"] for s in plan.steps]}
+    def describe(self, count: int) -> str:
+        return f"route urgent SMS of {count} tenant(s) to WhatsApp"
 
 
 def route_urgent_to_whatsapp(ctx: RunContext) -> RouteUrgentToWhatsApp:
@@ -533,32 +403,14 @@ plot_queue_trend = CHECKS.plot_queue_trend
 check_recovery = CHECKS.check_recovery
 
 
-def check_delivery_receipts(ctx: RunContext) -> CheckResult:
-    """DELIVERED receipts per minute recently against the baseline: are receipts arriving again?"""
-    name, title = "delivery_receipts", "Delivery receipts (DELIVERED) vs baseline"
-    since = ctx.state.get(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, pd.Timedelta(minutes=15))
-    try:
-        row = ctx.db.one(queries.failure_totals(by_tenant=ctx.by_tenant),
-                         ctx.window_params(channel=CHANNEL, since=since, until=datetime.now(UTC)))
-    except (QueryError, ConfigError) as exc:
-        return db_error(ctx, name, title, exc)
-    minutes = max((datetime.now(UTC) - since).total_seconds() / 60, 1.0)
-    recent = int(row.get("delivered") or 0) / minutes
-    base = int(ctx.facts.get("baseline_delivered") or 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
-    facts = {"since": since.isoformat(timespec="seconds"), "delivered_per_minute": round(recent, 2),
-             "baseline_delivered_per_minute": round(base, 2)}
-    text = f"{recent:,.1f} delivered per minute since {since:%H:%M} UTC vs {base:,.1f} at baseline"
-    if base and recent < 0.5 * base:
-        return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text, classification="not_recovered",
-                                      facts=facts))
-    return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
+check_delivery_receipts = CHECKS.check_delivery_receipts
 
 
 # -- Post-incident ----------------------------------------------------------------------------------
 def post_incident(ctx: RunContext) -> Checklist:
     """The spec's checklist, answered from this run's data where it can be."""
     review = ctx.extra.get("invalid_numbers_review")
-    numbers = (f"{review['numbers']:,} invalid numbers listed in {review['file']} (masked), by tenant "
+    numbers = (f"{review['recipients']:,} invalid numbers listed in {review['file']} (masked), by tenant "
                f"{review['per_tenant']}" if review else "no invalid-number review list was needed in this run")
     codes = ctx.state.get("top_errors_frame")
     breakdown = ("; ".join(f"{c} {m}: {n:,}" for c, m, n in zip(codes["error_code"], codes["meaning"], codes["count"],
@@ -584,10 +436,3 @@ def post_incident(ctx: RunContext) -> Checklist:
     ctx.extra["post_incident"] = checklist.to_json()
     ctx.write_summary()
     return checklist
-
-
-def twilio_code_table() -> pd.DataFrame:
-    """The classification table used above, for the notebook's reference."""
-    return pd.DataFrame([{"code": c, "class": i.cls, "category": i.category, "meaning": i.title}
-                         for c, i in sorted(TWILIO_CODES.items())])
-

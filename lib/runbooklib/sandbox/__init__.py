@@ -20,7 +20,7 @@ from typing import Any
 from runbooklib.sandbox import seed
 from runbooklib.sandbox.scenario import Scenario
 from runbooklib.sandbox.smtp import SmtpServer, make_certificate
-from runbooklib.sandbox.standins import PlatformStandIn, SesStandIn, StatusPageStandIn, TwilioStandIn
+from runbooklib.sandbox.standins import GraphStandIn, PlatformStandIn, SesStandIn, StatusPageStandIn, TwilioStandIn
 
 SECRET_ENV = {
     "api_token": "RUNBOOK_DEMO_API_TOKEN",
@@ -32,7 +32,10 @@ SECRET_ENV = {
     "aws_secret_access_key": "RUNBOOK_DEMO_AWS_SECRET_ACCESS_KEY",
     "twilio_account_sid": "RUNBOOK_DEMO_TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "RUNBOOK_DEMO_TWILIO_AUTH_TOKEN",
+    "whatsapp_access_token": "RUNBOOK_DEMO_WHATSAPP_TOKEN",
+    "whatsapp_app_secret": "RUNBOOK_DEMO_META_APP_SECRET",
 }
+WABA_ID, PHONE_NUMBER_ID, APP_ID = "102290129340398", "106540352242922", "740551209813274"
 
 
 class Sandbox:
@@ -53,6 +56,7 @@ class Sandbox:
         self.ses: SesStandIn | None = None
         self.twilio: TwilioStandIn | None = None
         self.statuspage: StatusPageStandIn | None = None
+        self.graph: GraphStandIn | None = None
         self.rows = 0
         self._writer: Any = None
         self._previous_env: dict[str, str | None] = {}
@@ -83,6 +87,9 @@ class Sandbox:
             sid=self.secrets["twilio_account_sid"], token=self.secrets["twilio_auth_token"],
             scenario=self.scenario.section("twilio")).start()
         self.statuspage = StatusPageStandIn(scenario=self.scenario.section("statuspage")).start()  # type: ignore[assignment]
+        self.graph = GraphStandIn(  # type: ignore[assignment]
+            token=self.secrets["whatsapp_access_token"], app_id=APP_ID, app_secret=self.secrets["whatsapp_app_secret"],
+            waba_id=WABA_ID, phone_id=PHONE_NUMBER_ID, scenario=self.scenario.section("whatsapp")).start()
         logs = self.scenario.section("message_logs")
         self.platform = PlatformStandIn(  # type: ignore[assignment]
             token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
@@ -107,7 +114,8 @@ class Sandbox:
 
     def describe(self) -> dict[str, Any]:
         """Endpoints and secret variable names for the demo profile (no secret values)."""
-        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup and self.twilio and self.statuspage
+        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup
+        assert self.twilio and self.statuspage and self.graph
         ca = str(self.workdir / "trusted.crt")
 
         def smtp(server: SmtpServer, user_env: str, password_env: str) -> dict[str, Any]:
@@ -133,6 +141,9 @@ class Sandbox:
                            "auth_token_env": SECRET_ENV["twilio_auth_token"],
                            "from_numbers": list(self.scenario.section("twilio")["from_numbers"]),
                            "api_base_url": self.twilio.url, "status_page_url": self.statuspage.url},
+                "whatsapp": {"graph_url": self.graph.url, "waba_id": WABA_ID, "phone_number_id": PHONE_NUMBER_ID,
+                             "access_token_env": SECRET_ENV["whatsapp_access_token"], "app_id": APP_ID,
+                             "app_secret_env": SECRET_ENV["whatsapp_app_secret"]},
                 "providers": {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"},
                 "timeouts": {"connect": 3, "read": 5},
             },
@@ -147,7 +158,7 @@ class Sandbox:
         for server in (self.smtp_primary, self.smtp_backup):
             if server is not None:
                 server.stop()
-        for standin in (self.platform, self.ses, self.twilio, self.statuspage):
+        for standin in (self.platform, self.ses, self.twilio, self.statuspage, self.graph):
             if standin is not None:
                 standin.stop()
         if self._writer is not None:
@@ -175,4 +186,6 @@ def _generate(key: str) -> str:
         return "AKIA" + secrets.token_hex(8).upper()
     if key == "twilio_account_sid":
         return "AC" + secrets.token_hex(16)
+    if key == "whatsapp_access_token":
+        return "EAAG" + secrets.token_urlsafe(48)
     return secrets.token_urlsafe(24)

@@ -18,7 +18,7 @@ from runbooklib.errors import ConfigError
 
 SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
 FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_numbers", "components", "incidents",
-             "create_error"}
+             "create_error", "templates", "scopes", "send_error", "throughput"}
 """Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...)."""
 
 DEFAULTS: dict[str, Any] = {
@@ -68,6 +68,33 @@ DEFAULTS: dict[str, Any] = {
         "from_numbers": ["+15005550006"],
         "create_error": None,
     },
+    "whatsapp": {
+        "token": "valid",
+        "token_expires_in_days": 45,
+        "scopes": ["whatsapp_business_messaging", "whatsapp_business_management"],
+        "access_denied": False,
+        "send_error": None,
+        "phone": {
+            "display_phone_number": "+1 555-010-0200", "verified_name": "Lineup", "quality_rating": "GREEN",
+            "status": "CONNECTED", "name_status": "APPROVED", "code_verification_status": "VERIFIED",
+            "platform_type": "CLOUD_API", "throughput": {"level": "STANDARD"},
+            "whatsapp_business_manager_messaging_limit": "TIER_10K",
+        },
+        "templates": [
+            {"name": "booking_confirmation_v2", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
+             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
+             "components": [{"type": "BODY", "text": "Your booking {{1}} is confirmed."}]},
+            {"name": "event_reminder", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
+             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
+             "components": [{"type": "BODY", "text": "Reminder: {{1}} starts at {{2}}."}]},
+            {"name": "ticket_delivery", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
+             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
+             "components": [{"type": "BODY", "text": "Your tickets for {{1}}: {{2}}"}]},
+            {"name": "event_reminder_plain", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
+             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
+             "components": [{"type": "BODY", "text": "Your event {{1}} is coming up."}]},
+        ],
+    },
     "statuspage": {
         "indicator": "none",
         "description": "All Systems Operational",
@@ -76,6 +103,7 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 TWILIO_AUTH = ("ok", "reject")
+WHATSAPP_TOKEN = ("valid", "expired")
 ACCOUNT_STATUSES = ("active", "suspended", "closed")
 
 
@@ -136,6 +164,9 @@ class Scenario:
         if merged["twilio"]["account_status"] not in ACCOUNT_STATUSES:
             raise ConfigError(f"scenario {name}.twilio.account_status: {merged['twilio']['account_status']!r}; "
                               f"allowed: {', '.join(ACCOUNT_STATUSES)}")
+        if merged["whatsapp"]["token"] not in WHATSAPP_TOKEN:
+            raise ConfigError(f"scenario {name}.whatsapp.token: {merged['whatsapp']['token']!r}; "
+                              f"allowed: {', '.join(WHATSAPP_TOKEN)}")
         incident = merged["message_logs"]["incident"]
         if incident["failure_rate"] and not incident["errors"]:
             raise ConfigError(f"scenario {name}.message_logs.incident: a failure_rate needs errors to record")

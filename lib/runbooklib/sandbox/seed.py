@@ -53,7 +53,7 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     incident = logs["incident"]
     onset = now - timedelta(minutes=float(incident["started_minutes_ago"]))
     failing_tenants = set(incident["tenants"]) or set(tenants)
-    errors = [(e["error"], str(e.get("error_code", "")) or None) for e in incident["errors"]]
+    errors = [(e["error"], str(e.get("error_code", "")) or None, e.get("template")) for e in incident["errors"]]
     channel = str(logs["channel"])
     baseline_errors = [(e["error"], str(e.get("error_code", "")) or None) for e in logs["baseline_errors"]] or list(
         BASELINE_FAILURES.get(channel, BASELINE_FAILURES["EMAIL"]))
@@ -71,11 +71,13 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     for i, created in enumerate(times):
         tenant = rng.choices(tenants, weights)[0]
         error: tuple[str, str | None] | None = None
+        template = rng.choice(TEMPLATES.get(channel, TEMPLATES["EMAIL"]))
         retry = 0
         in_incident = incident["failure_rate"] and created >= onset and tenant in failing_tenants
         roll = rng.random()
         if in_incident and roll < float(incident["failure_rate"]):
-            error = rng.choices(errors, error_weights)[0]
+            text, code, failing_template = rng.choices(errors, error_weights)[0]
+            error, template = (text, code), failing_template or template
             status = "FAILED" if rng.random() < 0.75 else "RETRYING"
             retry = 3 if status == "FAILED" else rng.randint(1, 2)
         elif roll < float(logs["baseline"]["failure_rate"]):
@@ -94,7 +96,7 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
         rows.append({
             "id": f"{scenario.name}-{i:06d}", "tenant_id": tenant, "channel": logs["channel"], "status": status,
             "provider": logs["provider"], "recipient": _recipient(channel, rng),
-            "template": rng.choice(TEMPLATES.get(channel, TEMPLATES["EMAIL"])),
+            "template": template,
             "created_at": created, "updated_at": created + timedelta(seconds=rng.randint(1, 90)),
             "retry_count": retry, "metadata": meta,
         })

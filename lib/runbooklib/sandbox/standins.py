@@ -94,6 +94,7 @@ class PlatformStandIn(StandIn):
 
     PROVIDERS = {"email": ("ses", "smtp", "smtp_backup"), "sms": ("twilio",), "whatsapp": ("meta",)}
     FALLBACK_CHANNELS = ("WHATSAPP", "EMAIL", "SMS")
+    KEYS = {"provider", "fallback", "template_fallbacks", "outside_window_template", "access_token"}
 
     def __init__(self, *, token: str, scenario: dict[str, Any], tenants: list[str], queue: str,
                  on_change: Callable[[str, str, str, Any], int] | None = None) -> None:
@@ -101,8 +102,12 @@ class PlatformStandIn(StandIn):
         self.token = token
         self.queue = queue
         self.queues = {name: dict(counts) for name, counts in scenario["queues"].items()}
-        self.channels = {t: {ch: {"channel": ch, "tenant_id": t, "provider": provider, "fallback": None}
+        self.channels = {t: {ch: {"channel": ch, "tenant_id": t, "provider": provider, "fallback": None,
+                                  **({"template_fallbacks": {}, "outside_window_template": None,
+                                      "access_token_updated_at": None} if ch == "whatsapp" else {})}
                              for ch, provider in scenario["providers"].items()} for t in tenants}
+        self.access_tokens: dict[str, str] = {}
+        """Tokens PATCHed into tenants' WhatsApp config; never echoed back (GET shows when it changed)."""
         self.initial = json.loads(json.dumps(self.channels))
         self.do_not_contact: dict[tuple[str, str], set[str]] = {}
         self.backlog_step = int(scenario["backlog_per_sample"])
@@ -145,8 +150,16 @@ class PlatformStandIn(StandIn):
             return _json(404, {"statusCode": 404, "message": f"no {channel} channel for tenant {tenant!r}"})
         if method == "GET":
             return _json(200, config)
-        if method != "PATCH" or not payload or set(payload) - {"provider", "fallback"}:
-            return _json(400, {"statusCode": 400, "message": "PATCH takes {\"provider\": ...} and/or {\"fallback\": ...}"})
+        if method != "PATCH" or not payload or set(payload) - self.KEYS:
+            return _json(400, {"statusCode": 400, "message": f"PATCH takes some of {sorted(self.KEYS)}"})
+        if "access_token" in payload:
+            if channel != "whatsapp" or not isinstance(payload["access_token"], str) or not payload["access_token"]:
+                return _json(400, {"statusCode": 400, "message": "access_token: a non-empty string, whatsapp only"})
+            self.access_tokens[tenant] = payload.pop("access_token")
+            config["access_token_updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            self._changed("token", tenant, channel, {})
+            if not payload:
+                return _json(200, config)
         if "provider" in payload and payload["provider"] not in self.PROVIDERS.get(channel, ()):
             return _json(400, {"statusCode": 400, "message": f"unknown provider {payload['provider']!r}"})
         fallback = payload.get("fallback")
@@ -354,3 +367,126 @@ class StatusPageStandIn(StandIn):
                          for i, inc in enumerate(self.state["incidents"])]
             return _json(200, {"page": page, "incidents": incidents})
         return _json(404, {"error": "not found"})
+
+
+class GraphStandIn(StandIn):
+    """Meta's Graph API for the WhatsApp Cloud API: templates on the WABA (cursor paging, submit),
+    phone number fields, debug_token, token exchange, and sending messages — with Meta's error shape
+    `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`."""
+
+    def __init__(self, *, token: str, app_id: str, app_secret: str, waba_id: str, phone_id: str,
+                 scenario: dict[str, Any]) -> None:
+        super().__init__()
+        self.tokens = {token}
+        self.app_token = f"{app_id}|{app_secret}"
+        self.app_id, self.app_secret = app_id, app_secret
+        self.waba_id, self.phone_id = waba_id, phone_id
+        self.state = scenario
+        self.templates = [dict(t, id=str(10**15 + i)) for i, t in enumerate(scenario["templates"])]
+        self.submitted: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.issued: list[str] = []
+
+    def _error(self, status: int, code: int, message: str, subcode: int | None = None,
+               kind: str = "OAuthException") -> Response:
+        err: dict[str, Any] = {"message": message, "type": kind, "code": code, "fbtrace_id": uuid.uuid4().hex[:20]}
+        if subcode is not None:
+            err["error_subcode"] = subcode
+        return _json(status, {"error": err})
+
+    def _token_ok(self, headers: dict[str, str]) -> Response | None:
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        if token not in self.tokens:
+            return self._error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if self.state["token"] == "expired" and token not in self.issued:
+            return self._error(401, 190, "Error validating access token: Session has expired.", subcode=463)
+        return None
+
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
+        parts = path.strip("/").split("/")
+        if len(parts) < 2:
+            return self._error(400, 100, "Unsupported request", kind="GraphMethodException")
+        _version, rest = parts[0], parts[1:]
+        if rest == ["debug_token"]:
+            return self._debug_token(headers, query)
+        if rest == ["oauth", "access_token"]:
+            return self._exchange(query)
+        denied = self._token_ok(headers)
+        if denied is not None:
+            return denied
+        if self.state["access_denied"]:
+            return self._error(403, 10, "Application does not have permission for this action")
+        if rest == [self.waba_id, "message_templates"]:
+            return self._templates(method, query, body)
+        if rest == [self.phone_id] and method == "GET":
+            phone = dict(self.state["phone"])
+            phone.update(id=self.phone_id)
+            fields = query.get("fields", "id,display_phone_number,verified_name,quality_rating").split(",")
+            return _json(200, {k: v for k, v in phone.items() if k in fields})
+        if rest == [self.phone_id, "messages"] and method == "POST":
+            return self._send(body)
+        return self._error(400, 100, f"Unsupported {method} request. Object with ID '{rest[0]}' does not exist",
+                           subcode=33, kind="GraphMethodException")
+
+    def _debug_token(self, headers: dict[str, str], query: dict[str, str]) -> Response:
+        if headers.get("Authorization", "").removeprefix("Bearer ") != self.app_token:
+            return self._error(400, 190, "Invalid OAuth access token signature.")
+        token = query.get("input_token", "")
+        now = int(datetime.now(UTC).timestamp())
+        fresh = token in self.issued
+        expired = self.state["token"] == "expired" and not fresh
+        data: dict[str, Any] = {
+            "app_id": self.app_id, "type": "USER", "application": "Lineup", "is_valid": token in self.tokens and not expired,
+            "issued_at": now - 50 * 86400, "data_access_expires_at": now + 40 * 86400,
+            "expires_at": now + 60 * 86400 if fresh else now + int(float(self.state["token_expires_in_days"]) * 86400),
+            "scopes": list(self.state["scopes"]), "user_id": "10158221"}
+        if expired:
+            data["error"] = {"code": 190, "subcode": 463, "message": "Session has expired."}
+            data["expires_at"] = now - 3600
+        return _json(200, {"data": data})
+
+    def _exchange(self, query: dict[str, str]) -> Response:
+        if query.get("client_id") != self.app_id or query.get("client_secret") != self.app_secret:
+            return self._error(400, 1, "Error validating client secret.")
+        if query.get("fb_exchange_token") not in self.tokens:
+            return self._error(400, 190, "Invalid OAuth access token.")
+        token = "EAAG" + uuid.uuid4().hex + uuid.uuid4().hex
+        self.tokens.add(token)
+        self.issued.append(token)
+        return _json(200, {"access_token": token, "token_type": "bearer", "expires_in": 60 * 86400})
+
+    def _templates(self, method: str, query: dict[str, str], body: bytes) -> Response:
+        if method == "POST":
+            payload = json.loads(body or b"{}")
+            if not {"name", "language", "category", "components"} <= set(payload):
+                return self._error(400, 100, "Invalid parameter: name, language, category and components are required",
+                                   kind="OAuthException")
+            template = dict(payload, id=str(10**15 + len(self.templates)), status="PENDING")
+            self.templates.append(template)
+            self.submitted.append(payload)
+            return _json(200, {"id": template["id"], "status": "PENDING", "category": payload["category"]})
+        limit = int(query.get("limit", 25))
+        start = int(query.get("after", "0") or 0)
+        chunk = self.templates[start:start + limit]
+        paging: dict[str, Any] = {"cursors": {"before": str(start), "after": str(start + len(chunk))}}
+        if start + limit < len(self.templates):
+            paging["next"] = f"{self.url}/message_templates?after={start + len(chunk)}"
+        return _json(200, {"data": chunk, "paging": paging})
+
+    def _send(self, body: bytes) -> Response:
+        payload = json.loads(body or b"{}")
+        if self.state["send_error"]:
+            err = self.state["send_error"]
+            return self._error(int(err.get("status", 400)), int(err["code"]), str(err.get("message", "error")))
+        if payload.get("type") == "template":
+            name = payload.get("template", {}).get("name")
+            matches = [t for t in self.templates if t.get("name") == name]
+            if not any(t.get("status") == "APPROVED" for t in matches):
+                return self._error(404, 132001, f"Template name ({name}) does not exist in the translation or is not "
+                                                "approved")
+        wamid = "wamid.HBgL" + uuid.uuid4().hex.upper()
+        self.sent.append({"to": payload.get("to"), "type": payload.get("type"), "id": wamid,
+                          "template": payload.get("template", {}).get("name")})
+        return _json(200, {"messaging_product": "whatsapp", "contacts": [{"input": payload.get("to"),
+                                                                          "wa_id": payload.get("to")}],
+                           "messages": [{"id": wamid}]})

@@ -1,0 +1,490 @@
+"""Runbook 3, WhatsApp Delivery Failure (Meta Cloud API): checks, diagnosis rules and mitigations."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from runbooklib import charts, queries
+from runbooklib.actions import Action, Plan
+from runbooklib.checks import CheckResult
+from runbooklib.context import RunContext
+from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp_error
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
+from runbooklib.params import CommonParams, param
+from runbooklib.providers import whatsapp as wa
+from runbooklib.report import Checklist
+from runbooklib.runbooks.common import (
+    MITIGATED_AT,
+    CodedChannelChecks,
+    TenantChannelChange,
+    affected_tenants,
+    finding,
+    from_check,
+    log_evidence,
+    tenant_rule,
+)
+
+SLUG = "whatsapp_delivery_failure"
+TITLE = "WhatsApp Delivery Failure"
+CHANNEL = "WHATSAPP"
+QUEUE = "whatsapp"
+DEFAULT_SCENARIO = "template_rejected"
+DEMO_PARAMETERS = {"recovery_interval": "1s", "fallback_template": "event_reminder_plain"}
+ACTIONS = ("use_fallback_template", "submit_corrected_template", "use_template_outside_window",
+           "refresh_access_token", "send_test_whatsapp")
+CAUSES = {
+    "healthy": "Failure rate at baseline; templates, phone number and token are fine.",
+    "token_expired": "The access token is expired or invalid (190), or lacks the WhatsApp scopes.",
+    "account_restricted": "The business account or number is restricted or locked (368, 131031, 130497).",
+    "phone_not_registered": "The phone number is not registered on the Cloud API (133010).",
+    "template_rejected": "Templates that messages use are rejected, paused or disabled (132001, 132015, 132016).",
+    "phone_number_quality": "The number's quality rating is low or it is flagged (131048 spam limit).",
+    "window_expired": "Free-form messages sent outside the 24-hour customer service window (131047).",
+    "rate_limited": "Throughput or rate limits are hit (130429, 131056, 80007, 4).",
+    "tenant_specific": "One tenant's WhatsApp is failing while the others are fine.",
+    "unknown": "Failures are elevated but no known cause matched the evidence.",
+}
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "runbook": SLUG,
+    "message_logs": {"channel": CHANNEL, "provider": "meta", "baseline": {"per_hour": 180, "bounce_rate": 0.0},
+                     "window": {"per_minute": 15}},
+    "platform": {"queues": {"whatsapp": {"waiting": 20, "active": 2, "delayed": 1, "failed": 6}}},
+}
+CONVERSATIONS_FILE = "window_expired_conversations.csv"
+TEMPLATE_KEYS = {"name", "language", "category", "components"}
+
+
+@dataclass(frozen=True)
+class Params(CommonParams):
+    """Parameters of the WhatsApp Delivery Failure notebook (common ones first)."""
+
+    fallback_template: str = param("", "APPROVED template to use instead of rejected ones, and outside the 24 h window")
+    template_payload_file: str = param("", "JSON file: the corrected template to submit (name, language, category, components)")
+    test_whatsapp: str = param("", "E.164 number for the gated recovery test message (empty: none)")
+
+    @staticmethod
+    def check_values(values: dict[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        phone = str(values["test_whatsapp"])
+        if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
+            problems.append(("test_whatsapp", "must be one number in E.164 form, e.g. +15551234567"))
+        path = str(values["template_payload_file"])
+        if path and not Path(path).is_file():
+            problems.append(("template_payload_file", f"{path!r} does not exist"))
+        return problems
+
+
+def _params(ctx: RunContext) -> Params:
+    assert isinstance(ctx.params, Params)
+    return ctx.params
+
+
+CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="WhatsApp", noun="messages",
+                            classify=classify_whatsapp_error, code_info=classify_graph, provider="Graph API")
+
+# -- Symptoms ---------------------------------------------------------------------------------------
+check_whatsapp_queue = CHECKS.check_queue
+check_failure_rate = CHECKS.check_failure_rate
+
+# -- Checks: message_logs ---------------------------------------------------------------------------
+check_status_counts = CHECKS.check_status_counts
+check_error_codes = CHECKS.check_error_codes
+plot_failures_by_class = CHECKS.plot_failures_by_category
+plot_top_error_codes = CHECKS.plot_top_error_codes
+check_tenant_split = CHECKS.check_tenant_split
+plot_tenant_split = CHECKS.plot_tenant_split
+failure_sample = CHECKS.failure_sample
+
+
+# -- Checks: Meta ----------------------------------------------------------------------------------
+def _failing_templates(ctx: RunContext) -> dict[str, int]:
+    """Template → failures in the window (the templates failing messages used)."""
+    try:
+        frame = ctx.db.fetch(queries.template_failures(by_tenant=ctx.by_tenant),
+                             ctx.window_params(channel=CHANNEL, limit=50))
+    except (QueryError, ConfigError):
+        return {}
+    return {str(k): int(v) for k, v in frame.groupby("template")["count"].sum().items()} if not frame.empty else {}
+
+
+def check_templates(ctx: RunContext) -> CheckResult:
+    """Template statuses on the WABA, and the templates failing messages used, joined to their status."""
+    used = _failing_templates(ctx)
+    ctx.state["failing_templates"] = used
+    result, templates = wa.check_templates(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, used=used)
+    ctx.state["templates"] = templates
+    if templates:
+        rows = [{"template": t.get("name"), "language": t.get("language"), "status": t.get("status"),
+                 "category": t.get("category"), "rejected_reason": t.get("rejected_reason"),
+                 "quality": (t.get("quality_score") or {}).get("score"), "failures": used.get(str(t.get("name")), 0)}
+                for t in templates]
+        result.table = pd.DataFrame(rows).sort_values(["failures", "template"], ascending=[False, True])
+    return ctx.record(result)
+
+
+def plot_templates_involved(ctx: RunContext) -> Figure:
+    """Failures per template in the window, each labelled with its status on the WABA."""
+    used: dict[str, int] = ctx.state.get("failing_templates") or {}
+    status = {str(t.get("name")): str(t.get("status")) for t in ctx.state.get("templates") or []}
+    frame = pd.DataFrame({"error": [f"{n} ({status.get(n, 'not on WABA')})" for n in used],
+                          "count": list(used.values())}).sort_values("count", ascending=False).head(10)
+    return charts.plot_top_errors(frame, title="Templates of failing WhatsApp messages (status on the WABA)")
+
+
+def check_phone_number(ctx: RunContext) -> CheckResult:
+    """The sending number: quality rating, status, name status, messaging limit, throughput."""
+    return ctx.record(wa.check_phone_number(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout))
+
+
+def check_access_token(ctx: RunContext) -> CheckResult:
+    """debug_token: valid? expiry? scopes? (HTTP 200 can still say invalid.)"""
+    return ctx.record(wa.check_token(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout))
+
+
+# -- Diagnosis --------------------------------------------------------------------------------------
+def _template_rule(ctx: RunContext) -> Match | None:
+    f = finding(ctx, "wa_templates")
+    if f is not None and f.classification == "template_not_approved" and ctx.facts.get("incident_present"):
+        return Match(f"templates in use are not approved: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
+    return CHECKS.from_classes(ctx, ("template",), "template errors (not approved, paused or disabled)")
+
+
+def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
+    """Name the dominant cause from the findings; others that also hold are listed."""
+    checks = ("wa_token", "wa_templates", "wa_phone")
+    rules = [
+        Rule("token_expired", lambda: from_check(ctx, checks, ("token", "auth"), "the access token cannot be used")
+             or CHECKS.from_classes(ctx, ("token",), "the access token expired (190)")),
+        Rule("account_restricted", lambda: from_check(ctx, ("wa_phone",), ("account_locked",), "the account is restricted")
+             or CHECKS.from_classes(ctx, ("account_locked",), "the business account is locked or restricted")),
+        Rule("phone_not_registered", lambda: from_check(ctx, ("wa_phone",), ("phone_not_registered",),
+                                                        "the number is not on the Cloud API")
+             or CHECKS.from_classes(ctx, ("phone_not_registered",), "the number is not registered (133010)")),
+        Rule("template_rejected", lambda: _template_rule(ctx)),
+        Rule("phone_number_quality", lambda: from_check(ctx, ("wa_phone",), ("quality",), "the number's quality is low")
+             or CHECKS.from_classes(ctx, ("quality",), "messages are blocked as spam (131048)")),
+        Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
+        Rule("window_expired", lambda: CHECKS.from_classes(
+            ctx, ("window_closed",), "free-form messages sent more than 24 h after the customer last replied")),
+        Rule("rate_limited", lambda: CHECKS.from_classes(ctx, ("rate_limited",), "throughput or rate limits")),
+    ]
+    trouble = [f for f in (finding(ctx, n) for n in checks) if f is not None and f.failed]
+    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")) or bool(trouble),
+                      incident_evidence=log_evidence(ctx) + [f"{f.title}: {f.summary}" for f in trouble])
+    ctx.diagnosis = result
+    ctx.write_summary()
+    return result
+
+
+# -- Mitigation -------------------------------------------------------------------------------------
+def _approved(ctx: RunContext, name: str) -> dict[str, Any] | None:
+    return next((t for t in ctx.state.get("templates") or [] if t.get("name") == name and t.get("status") == "APPROVED"),
+                None)
+
+
+def _bad_templates(ctx: RunContext) -> list[str]:
+    f = finding(ctx, "wa_templates")
+    if f is None:
+        return []
+    return sorted(set(f.facts.get("failing_templates_not_approved", {})) | set(f.facts.get("failing_templates_missing", [])))
+
+
+def _fallback_preflight(ctx: RunContext) -> tuple[bool, str]:
+    name = _params(ctx).fallback_template
+    if not name:
+        return False, "give fallback_template: an APPROVED template to send instead"
+    if _approved(ctx, name) is None:
+        return False, f"fallback_template {name!r} is not APPROVED on the WABA (run the templates check)"
+    return True, f"{name} is APPROVED"
+
+
+class UseFallbackTemplate(TenantChannelChange):
+    """Send the approved fallback template in place of rejected / paused / disabled ones (assumed endpoint)."""
+
+    name = "use_fallback_template"
+    title = "Use the approved fallback template"
+    channel = "whatsapp"
+    key = "template_fallbacks"
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause != "template_rejected":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: no rejected template to replace"
+        return True, f"templates not approved: {', '.join(_bad_templates(self.ctx)) or 'see the templates check'}"
+
+    def preflight(self) -> tuple[bool, str]:
+        return _fallback_preflight(self.ctx)
+
+    def target(self, current: Any) -> Any:
+        fallback = _params(self.ctx).fallback_template
+        return {**(current or {}), **{bad: fallback for bad in _bad_templates(self.ctx)}}
+
+    def describe(self, count: int) -> str:
+        return (f"send {_params(self.ctx).fallback_template} instead of {', '.join(_bad_templates(self.ctx))} "
+                f"for {count} tenant(s)")
+
+
+def use_fallback_template(ctx: RunContext) -> UseFallbackTemplate:
+    return UseFallbackTemplate(ctx)
+
+
+class SubmitCorrectedTemplate(Action):
+    """Submit a corrected template for approval: POST /{WABA_ID}/message_templates with the exact payload."""
+
+    name = "submit_corrected_template"
+    title = "Submit a corrected template for approval"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause != "template_rejected":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: no template to correct"
+        return True, "a rejected template needs a corrected version approved"
+
+    def _draft(self) -> dict[str, Any]:
+        bad = _bad_templates(self.ctx)
+        current = next((t for t in self.ctx.state.get("templates") or [] if bad and t.get("name") == bad[0]), None)
+        if current is None:
+            return {}
+        return {"name": f"{current['name']}_v2", "language": current.get("language"), "category": current.get("category"),
+                "components": current.get("components", []), "rejected_reason_of_original": current.get("rejected_reason")}
+
+    def plan(self) -> Plan:
+        path = _params(self.ctx).template_payload_file
+        details = {"draft_from_rejected_template": self._draft()}
+        if not path:
+            return Plan(self.name, "submit a corrected template", details=details,
+                        blocked=("give template_payload_file: a JSON file with the corrected template (name, language, "
+                                 "category, components); the rejected one's payload is in this plan's details as a start"))
+        try:
+            payload = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            return Plan(self.name, "submit a corrected template", blocked=f"cannot read {path}: {exc}", details=details)
+        missing = TEMPLATE_KEYS - set(payload) if isinstance(payload, dict) else TEMPLATE_KEYS
+        if missing:
+            return Plan(self.name, "submit a corrected template", details=details,
+                        blocked=f"{path} lacks {', '.join(sorted(missing))}")
+        assert self.ctx.profile.whatsapp is not None
+        return Plan(self.name, f"submit template {payload['name']} ({payload['language']}, {payload['category']}) for "
+                               "approval", steps=[{"call": f"POST /{self.ctx.profile.whatsapp.waba_id}/message_templates",
+                                                   "payload": payload}], details=details)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        try:
+            client = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout)
+            return client.submit_template(plan.steps[0]["payload"])
+        except (ProviderError, ConfigError) as exc:
+            raise MitigationFailed(f"template not submitted: {exc}") from exc
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        name = plan.steps[0]["payload"]["name"]
+        templates = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout).templates()
+        found = [t for t in templates if t.get("name") == name]
+        if not found:
+            return False, f"{name} is not listed on the WABA"
+        return True, f"{name} submitted, status {found[0].get('status')} (Meta reviews it; approval can take up to a day)"
+
+
+def submit_corrected_template(ctx: RunContext) -> SubmitCorrectedTemplate:
+    return SubmitCorrectedTemplate(ctx)
+
+
+def list_window_expired_conversations(ctx: RunContext) -> CheckResult:
+    """The conversations that can only take template messages (131047), masked, written to the run bundle."""
+    codes = [str(c) for c, info in GRAPH_CODES.items() if info.cls == "window_closed"]
+    return CHECKS.write_recipient_review(ctx, name="window_expired_conversations",
+                                         title="Conversations outside the 24-hour window", codes=codes,
+                                         filename=CONVERSATIONS_FILE)
+
+
+class UseTemplateOutsideWindow(TenantChannelChange):
+    """Outside the 24-hour window, send the approved template instead of free-form text (assumed endpoint).
+
+    Nothing free-form is re-sent: the change only affects what the platform sends from now on.
+    """
+
+    name = "use_template_outside_window"
+    title = "Send the approved template outside the 24-hour window"
+    channel = "whatsapp"
+    key = "outside_window_template"
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause != "window_expired":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: the 24-hour window is not the problem"
+        return True, "free-form messages are being sent to conversations whose 24-hour window has closed"
+
+    def preflight(self) -> tuple[bool, str]:
+        return _fallback_preflight(self.ctx)
+
+    def target(self, current: Any) -> Any:
+        return _params(self.ctx).fallback_template
+
+    def describe(self, count: int) -> str:
+        return f"send {_params(self.ctx).fallback_template} outside the 24-hour window for {count} tenant(s)"
+
+
+def use_template_outside_window(ctx: RunContext) -> UseTemplateOutsideWindow:
+    return UseTemplateOutsideWindow(ctx)
+
+
+class RefreshAccessToken(Action):
+    """Exchange the access token for a new long-lived one and store it in the tenants' channel config.
+
+    The token value never appears in a plan, a result, an output or the audit log.
+    """
+
+    name = "refresh_access_token"
+    title = "Refresh the long-lived access token"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        token = finding(self.ctx, "wa_token")
+        d = self.ctx.diagnosis
+        if d is not None and d.cause == "token_expired":
+            return True, "the access token is expired or invalid"
+        if token is not None and token.classification == "token_expiring":
+            return True, f"the access token {token.summary}"
+        return False, "the access token is valid and not close to expiry"
+
+    def plan(self) -> Plan:
+        endpoint = self.ctx.profile.whatsapp
+        if endpoint is None or not endpoint.app_id or not endpoint.app_secret_env:
+            return Plan(self.name, self.title, blocked="whatsapp.app_id and app_secret_env must be configured")
+        tenants = affected_tenants(self.ctx)
+        if not tenants:
+            return Plan(self.name, self.title, blocked="no tenant to update; give tenant_id")
+        steps: list[dict[str, Any]] = [{"call": "GET /oauth/access_token", "grant_type": "fb_exchange_token",
+                                        "client_id": endpoint.app_id}]
+        steps += [{"call": "PATCH /api/v1/communication/channels/whatsapp", "tenant_id": t, "set": "access_token"}
+                  for t in tenants]
+        return Plan(self.name, f"exchange the token and store the new one for {len(tenants)} tenant(s)", steps=steps,
+                    details={"note": "Meta exchanges a token only while it is still valid; an expired token needs a "
+                                     "new system-user token, and the exchange then fails with 190."})
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        try:
+            token, expires_in = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout).exchange_token()
+        except (ProviderError, ConfigError) as exc:
+            raise MitigationFailed(f"token exchange failed: {exc}") from exc
+        self.ctx.state["new_token"] = token
+        updated: list[str] = []
+        for step in plan.steps[1:]:
+            try:
+                self.ctx.api.update_channel("whatsapp", step["tenant_id"], {"access_token": token})
+            except PlatformAPIError as exc:
+                raise MitigationFailed(f"new token stored for {len(updated)} of {len(plan.steps) - 1} tenants, then "
+                                       f"{exc}; the old token stays for the rest") from exc
+            updated.append(step["tenant_id"])
+        self.ctx.state[MITIGATED_AT] = datetime.now(UTC)
+        return {"updated": updated, "expires_in_days": round(expires_in / 86400, 1) if expires_in else None}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        assert self.ctx.profile.whatsapp is not None
+        token = str(self.ctx.state.get("new_token", ""))
+        data = wa.Graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout, token=token).debug_token(token)
+        if not data.get("is_valid"):
+            return False, "the new token is not valid according to debug_token"
+        days = (int(data.get("expires_at") or 0) - datetime.now(UTC).timestamp()) / 86400
+        stored = [t for t in result["updated"]
+                  if self.ctx.api.get_channel("whatsapp", t).get("access_token_updated_at")]
+        if len(stored) != len(result["updated"]):
+            return False, "the platform does not show the new token for every tenant"
+        return True, f"new token valid for {days:.0f} days, stored for {len(stored)} tenant(s)"
+
+
+def refresh_access_token(ctx: RunContext) -> RefreshAccessToken:
+    return RefreshAccessToken(ctx)
+
+
+class SendTestWhatsApp(Action):
+    """Send one approved template message to the test number."""
+
+    name = "send_test_whatsapp"
+    title = "Send a test WhatsApp message"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.to = _params(ctx).test_whatsapp
+
+    def needed(self) -> tuple[bool, str]:
+        if not self.to:
+            return False, "no test_whatsapp given"
+        return True, "recovery confirmation needs a message the Cloud API accepts"
+
+    def plan(self) -> Plan:
+        name = _params(self.ctx).fallback_template
+        template = _approved(self.ctx, name) if name else next(
+            (t for t in self.ctx.state.get("templates") or [] if t.get("status") == "APPROVED"), None)
+        if template is None:
+            return Plan(self.name, self.title, blocked="no APPROVED template known (run the templates check)")
+        return Plan(self.name, f"send template {template['name']} ({template.get('language')}) to {self.to}",
+                    steps=[{"send": "whatsapp template", "template": template["name"],
+                            "language": template.get("language", "en_US"), "to": self.to}])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        step = plan.steps[0]
+        try:
+            client = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout)
+            out = client.send_template(self.to, step["template"], step["language"])
+        except (ProviderError, ConfigError) as exc:
+            raise MitigationFailed(f"test message not accepted: {exc}") from exc
+        return {"message_id": (out.get("messages") or [{}])[0].get("id")}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        if result.get("message_id"):
+            return True, "accepted by the Cloud API"
+        return False, f"not accepted: {result}"
+
+
+def send_test_whatsapp(ctx: RunContext) -> SendTestWhatsApp:
+    return SendTestWhatsApp(ctx)
+
+
+# -- Recovery confirmation --------------------------------------------------------------------------
+check_queue_trend = CHECKS.check_queue_trend
+plot_queue_trend = CHECKS.plot_queue_trend
+check_delivery_receipts = CHECKS.check_delivery_receipts
+check_recovery = CHECKS.check_recovery
+
+
+# -- Post-incident ----------------------------------------------------------------------------------
+def post_incident(ctx: RunContext) -> Checklist:
+    """Template approval status, quality metrics, and whether token refresh is automated."""
+    templates = finding(ctx, "wa_templates")
+    approval = (f"{templates.summary}" if templates is not None else "templates were not checked in this run")
+    phone = finding(ctx, "wa_phone")
+    scores = {str(t.get("name")): (t.get("quality_score") or {}).get("score") for t in ctx.state.get("templates") or []}
+    low = [n for n, q in scores.items() if q in ("YELLOW", "RED")]
+    quality = ((f"number: {phone.summary}" if phone is not None else "number not checked")
+               + (f"; templates with low quality: {', '.join(low)}" if low else "; no template has a low quality score"))
+    token = finding(ctx, "wa_token")
+    if token is None:
+        refresh, automated = "the token was not checked in this run", False
+    elif token.facts.get("never_expires"):
+        refresh, automated = "the token never expires (a system-user token): no refresh needed", True
+    else:
+        days = token.facts.get("expires_in_days")
+        refresh = (f"the token expires in {days} days — refresh is not automated unless a job renews it before then"
+                   if days is not None and days > 0 else "the token had expired — refresh was not automated")
+        automated = False
+    checklist = Checklist("Post-incident", [
+        ("Review template approval status", approval, templates is not None and templates.ok),
+        ("Check message quality metrics", quality, phone is not None and phone.ok and not low),
+        ("Verify token refresh is automated", refresh, automated),
+    ])
+    ctx.extra["post_incident"] = checklist.to_json()
+    ctx.write_summary()
+    return checklist
