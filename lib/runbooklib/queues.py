@@ -1,0 +1,323 @@
+"""BullMQ queues in Redis, driven through the Python `bullmq` package as an admin console would.
+
+Queues: `email`, `sms`, `whatsapp` and the dead-letter queue `communication-dlq`, key prefix `bull`.
+The DLQ is an application pattern, not a BullMQ feature: a DLQ job holds the source queue, source
+job id, name, data, failedReason and attemptsMade, under the deterministic id
+`<source queue>-<source job id>`.
+
+Moving is crash-safe: for each job, add the DLQ job first (an add with an existing id adds
+nothing), read it back, then remove the source job. Stopped at any point, a re-run finishes the
+move without losing or duplicating a job. Replaying re-adds a DLQ job to its source queue under
+the deterministic id `replay-<DLQ job id>` with fresh attempts, then removes it from the DLQ.
+
+bullmq's own connection retries for minutes against a dead Redis, so every call here goes
+through a client with short timeouts and no retries, and a health check PINGs first. bullmq is
+async; this module runs it on one private event-loop thread so that notebook cells and the gate
+can call it synchronously.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from runbooklib.checks import CheckResult, timed
+
+PREFIX = "bull"
+DLQ = "communication-dlq"
+QUEUES = ("email", "sms", "whatsapp", DLQ)
+STATES = ("waiting", "active", "delayed", "failed", "completed", "prioritized", "waiting-children")
+CALL_TIMEOUT = 30.0
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """One private asyncio loop in a daemon thread; `run()` waits for a coroutine's result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="runbook-queues")
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+_LOOP: _LoopThread | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
+    """Run a coroutine on the queues' loop thread and return its result."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            _LOOP = _LoopThread()
+    return _LOOP.run(coro, timeout)
+
+
+def client(url: str, *, timeout: float = 3.0) -> aioredis.Redis:
+    """A Redis client that fails fast: short timeouts, no retries."""
+    return aioredis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                   retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=True)
+
+
+def check_redis(url: str, *, timeout: float = 2.0, name: str = "redis") -> CheckResult:
+    """PING with short timeouts (instead of hanging in bullmq's reconnect loop); version and eviction policy."""
+    title = "Redis (BullMQ)"
+
+    async def probe() -> dict[str, Any]:
+        conn = client(url, timeout=timeout)
+        try:
+            await conn.ping()
+            info = await conn.info("server")
+            policy = await conn.config_get("maxmemory-policy")
+            return {"version": info.get("redis_version"), "maxmemory_policy": policy.get("maxmemory-policy")}
+        finally:
+            await conn.aclose()
+
+    with timed() as ms:
+        try:
+            facts = run(probe(), timeout=timeout * 4)
+        except (RedisError, OSError, TimeoutError) as exc:
+            return CheckResult(name, title, "fail", f"Redis does not answer: {exc.__class__.__name__}: {exc}",
+                               classification="unreachable", duration_ms=ms())
+    if facts.get("maxmemory_policy") not in (None, "noeviction"):
+        return CheckResult(name, title, "warn", f"Redis {facts['version']} answers, but maxmemory-policy is "
+                           f"{facts['maxmemory_policy']}: Redis may evict BullMQ keys (use noeviction)",
+                           facts=facts, duration_ms=ms())
+    return CheckResult(name, title, "ok", f"Redis {facts['version']} answers; maxmemory-policy noeviction",
+                       facts=facts, duration_ms=ms())
+
+
+@dataclass
+class MoveReport:
+    """What a DLQ move did, job by job: moved, finished (DLQ job already there), gone, skipped (busy)."""
+
+    moved: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"moved": len(self.moved), "finished_earlier_move": len(self.finished), "already_gone": len(self.gone),
+                "skipped": self.skipped}
+
+
+@dataclass
+class ReplayReport:
+    """What a DLQ replay did, batch by batch."""
+
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    replayed: list[str] = field(default_factory=list)
+    skipped_delivered: list[str] = field(default_factory=list)
+    stopped: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"batches": self.batches, "replayed": len(self.replayed), "skipped_delivered": len(self.skipped_delivered),
+                "stopped": self.stopped}
+
+
+def dlq_id(source: str, job_id: str) -> str:
+    return f"{source}-{job_id}"
+
+
+def replay_id(dlq_job_id: str) -> str:
+    return f"replay-{dlq_job_id}"
+
+
+class QueueAdmin:
+    """Admin operations on the BullMQ queues of one Redis (synchronous; async bullmq underneath)."""
+
+    def __init__(self, url: str, *, prefix: str = PREFIX, timeout: float = 5.0) -> None:
+        self.url, self.prefix, self.timeout = url, prefix, timeout
+        self._conn: aioredis.Redis | None = None
+        self._queues: dict[str, Any] = {}
+
+    def _queue(self, name: str) -> Any:
+        from bullmq import Queue
+
+        if self._conn is None:
+            self._conn = client(self.url, timeout=self.timeout)
+        if name not in self._queues:
+            self._queues[name] = Queue(name, {"connection": self._conn, "prefix": self.prefix})
+        return self._queues[name]
+
+    def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        async def call() -> T:
+            return await fn()
+        return run(call())
+
+    def close(self) -> None:
+        async def close() -> None:
+            if self._conn is not None:
+                await self._conn.aclose()
+        run(close())
+        self._queues.clear()
+        self._conn = None
+
+    # -- reading ------------------------------------------------------------------------------------
+    def counts(self, name: str) -> dict[str, Any]:
+        """Job counts per state, plus `paused` (meta flag) and `backlog` (waiting + prioritized + delayed)."""
+        q = self._queue(name)
+
+        async def read() -> dict[str, Any]:
+            counts: dict[str, Any] = dict(await q.getJobCounts(*STATES))
+            counts["paused"] = bool(await q.isPaused())
+            counts["legacy_paused_list"] = int(await q.client.llen(q.toKey("paused")))
+            return counts
+        out = self._run(read)
+        out["backlog"] = sum(int(out.get(k, 0)) for k in ("waiting", "prioritized", "delayed")) + out["legacy_paused_list"]
+        return out
+
+    def jobs(self, name: str, states: list[str], *, limit: int = 100) -> list[dict[str, Any]]:
+        """Up to `limit` jobs in `states` (a list: a bare string silently matches nothing in bullmq)."""
+        q = self._queue(name)
+        found = self._run(lambda: q.getJobs(list(states), 0, max(0, limit - 1), False))
+        return [job_record(j) for j in found]
+
+    def job(self, name: str, job_id: str) -> dict[str, Any] | None:
+        found = self._run(lambda: self._queue(name).getJob(job_id))
+        return job_record(found) if found is not None else None
+
+    def is_paused(self, name: str) -> bool:
+        return bool(self._run(lambda: self._queue(name).isPaused()))
+
+    # -- changing -----------------------------------------------------------------------------------
+    def pause(self, name: str) -> None:
+        self._run(lambda: self._queue(name).pause())
+
+    def resume(self, name: str) -> None:
+        self._run(lambda: self._queue(name).resume())
+
+    def add(self, name: str, job_name: str, data: Any, opts: dict[str, Any] | None = None) -> str:
+        job = self._run(lambda: self._queue(name).add(job_name, data, opts or {}))
+        return str(job.id)
+
+    def move_to_dlq(self, source: str, job_ids: list[str], *, dlq: str = DLQ) -> MoveReport:
+        """Move failed jobs to the DLQ, crash-safe and idempotent (see the module docstring)."""
+        report = MoveReport()
+        for job_id in job_ids:
+            self._run(lambda job_id=job_id: self._move_one(source, job_id, dlq, report))  # type: ignore[misc]
+        return report
+
+    async def _move_one(self, source: str, job_id: str, dlq: str, report: MoveReport) -> None:
+        from bullmq import Job
+
+        src, target = self._queue(source), self._queue(dlq)
+        target_id = dlq_id(source, job_id)
+        job = await Job.fromId(src, job_id)
+        existing = await Job.fromId(target, target_id)
+        if job is None:
+            report.gone.append(job_id)
+            return
+        if existing is None:
+            await target.add(job.name, {
+                "sourceQueue": source, "sourceJobId": job_id, "name": job.name, "data": job.data,
+                "failedReason": job.failedReason, "attemptsMade": job.attemptsMade,
+                "movedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            }, {"jobId": target_id, "removeOnComplete": False, "removeOnFail": False})
+            if await Job.fromId(target, target_id) is None:
+                report.skipped[job_id] = "DLQ job not readable after add; source left in place"
+                return
+        try:
+            await job.remove()
+        except Exception as exc:  # bullmq raises when a worker holds the job's lock
+            report.skipped[job_id] = f"source job not removed ({exc}); DLQ copy kept, a re-run finishes it"
+            return
+        (report.finished if existing is not None else report.moved).append(job_id)
+
+    def dlq_jobs(self, *, dlq: str = DLQ, limit: int = 10_000) -> list[dict[str, Any]]:
+        """DLQ jobs (waiting; the DLQ has no worker), oldest first."""
+        q = self._queue(dlq)
+        found = self._run(lambda: q.getJobs(["waiting", "prioritized", "delayed", "paused"], 0, limit - 1, True))
+        return [job_record(j) for j in found]
+
+    def replay(self, *, batches: list[float], max_failure_rate: float, delivered: Callable[[dict[str, Any]], bool],
+               attempts: int = 3, settle_seconds: float = 30.0, dlq: str = DLQ,
+               limit: int = 10_000) -> ReplayReport:
+        """Replay DLQ jobs to their source queues in growing batches (fractions of the DLQ, cumulative).
+
+        Each batch is re-added with fresh attempts, then its outcome is awaited (completed or failed,
+        up to `settle_seconds`); the replay stops when the batch's failure rate exceeds
+        `max_failure_rate`. Jobs whose message is already delivered (`delivered(dlq_job)`) are
+        removed from the DLQ without being replayed.
+        """
+        report = ReplayReport()
+        pending = self.dlq_jobs(dlq=dlq, limit=limit)
+        total = len(pending)
+        done = 0
+        for fraction in batches:
+            upto = total if fraction >= 1 else max(1, int(round(total * fraction)))
+            batch, pending = pending[: max(0, upto - done)], pending[max(0, upto - done):]
+            if not batch:
+                continue
+            done += len(batch)
+            added: list[tuple[str, str]] = []
+            for job in batch:
+                if delivered(job):
+                    self._run(lambda job=job: self._queue(dlq).remove(job["id"]))  # type: ignore[misc]
+                    report.skipped_delivered.append(job["id"])
+                    continue
+                data = job["data"]
+                source = str(data.get("sourceQueue"))
+                new_id = replay_id(job["id"])
+                self.add(source, str(data.get("name") or job["name"]), data.get("data"),
+                         {"jobId": new_id, "attempts": attempts, "removeOnComplete": False, "removeOnFail": False})
+                self._run(lambda job=job: self._queue(dlq).remove(job["id"]))  # type: ignore[misc]
+                added.append((source, new_id))
+                report.replayed.append(job["id"])
+            outcome = self._settle(added, settle_seconds)
+            if outcome["unsettled"]:
+                report.batches.append({"fraction": fraction, "size": len(batch), "replayed": len(added), **outcome})
+                report.stopped = (f"batch {len(report.batches)}: {outcome['unsettled']} replayed jobs neither completed "
+                                  f"nor failed within {settle_seconds:g}s (are workers running?): stopped; "
+                                  f"{len(pending)} jobs stay in the DLQ")
+                break
+            failures = outcome["failed"]
+            rate = failures / len(added) if added else 0.0
+            report.batches.append({"fraction": fraction, "size": len(batch), "replayed": len(added), **outcome,
+                                   "failure_rate": round(rate, 3)})
+            if added and rate > max_failure_rate:
+                report.stopped = (f"batch {len(report.batches)} failed {rate:.0%} > {max_failure_rate:.0%}: stopped; "
+                                  f"{len(pending)} jobs stay in the DLQ")
+                break
+        return report
+
+    def _settle(self, added: list[tuple[str, str]], settle_seconds: float) -> dict[str, int]:
+        """Wait until every replayed job is completed or failed (or time is up); count the outcomes."""
+        deadline = time.monotonic() + settle_seconds
+        states: dict[str, str] = {}
+        while True:
+            for source, job_id in added:
+                if states.get(job_id) in ("completed", "failed"):
+                    continue
+                states[job_id] = str(self._run(lambda s=source, j=job_id: self._queue(s).getJobState(j)))  # type: ignore[misc]
+            if all(states.get(j) in ("completed", "failed") for _, j in added) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        values = list(states.values())
+        return {"completed": values.count("completed"), "failed": values.count("failed"),
+                "unsettled": len(values) - values.count("completed") - values.count("failed")}
+
+    def clean_failed(self, name: str, *, grace_ms: int = 0, limit: int = 10_000) -> int:
+        """Remove failed jobs older than `grace_ms`; returns how many."""
+        removed = self._run(lambda: self._queue(name).clean(grace_ms, limit, "failed"))
+        return len(removed) if isinstance(removed, list) else int(removed or 0)
+
+
+def job_record(job: Any) -> dict[str, Any]:
+    """The fields of a bullmq Job a runbook reads."""
+    return {"id": str(job.id), "name": job.name, "data": job.data, "attemptsMade": int(job.attemptsMade or 0),
+            "attempts": int((job.opts or {}).get("attempts", 1) or 1), "failedReason": job.failedReason,
+            "timestamp": job.timestamp, "finishedOn": job.finishedOn}
