@@ -62,10 +62,10 @@ def make_sandbox(tmp_path: Path) -> Iterator[SandboxFactory]:
     started: list[Sandbox] = []
 
     def factory(scenario: str, *, slug: str = "email_provider_failure", database_url: str | None = None,
-                secret_values: dict[str, str] | None = None) -> Sandbox:
+                secret_values: dict[str, str] | None = None, redis_url: str | None = None) -> Sandbox:
         spec = catalog.get(slug)
         box = Sandbox(spec.load_scenario(scenario), workdir=tmp_path / f"sandbox-{len(started)}",
-                      database_url=database_url, secret_values=secret_values)
+                      database_url=database_url, secret_values=secret_values, redis_url=redis_url)
         started.append(box.start())
         return box
 

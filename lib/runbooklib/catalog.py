@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SCENARIOS_DIR = PACKAGE_DIR / "sandbox" / "scenarios"
-SLUGS = ("email_provider_failure", "sms_delivery_failure", "whatsapp_delivery_failure")
+SLUGS = ("email_provider_failure", "sms_delivery_failure", "whatsapp_delivery_failure", "high_retry_volume")
 """Runbooks implemented so far (the spec has four; see DESIGN.md)."""
 
 

@@ -95,6 +95,17 @@ class PlatformAPI:
         """Switch a tenant's channel to `provider` (the spec's PATCH)."""
         return self.update_channel(channel, tenant_id, {"provider": provider})
 
+    def queue_config(self, queue: str) -> dict[str, Any]:
+        """A queue's retry configuration, `{"queue", "attempts"}` (assumed endpoint)."""
+        data = self._request("GET", f"/api/v1/communication/queues/{queue}")
+        if not isinstance(data, dict) or "attempts" not in data:
+            raise PlatformResponseError("queue configuration has no 'attempts'")
+        return data
+
+    def set_queue_attempts(self, queue: str, attempts: int) -> None:
+        """Set how many attempts the platform gives new jobs of `queue` (assumed endpoint)."""
+        self._request("PATCH", f"/api/v1/communication/queues/{queue}", json={"attempts": attempts})
+
     def retry_failed(self, channel: str, *, exclude_error_codes: list[str] | None = None) -> dict[str, Any]:
         """Re-queue a channel's failed messages (the spec's POST); `exclude_error_codes` is assumed."""
         params = {"channel": channel.upper()}

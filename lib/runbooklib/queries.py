@@ -253,3 +253,64 @@ def failed_recipients(*, by_tenant: bool = False) -> Query:
         .order_by(sa.desc("count"), T.c.tenant_id, T.c.recipient)
         .limit(sa.bindparam("limit"))
     )
+
+
+def _window_any_channel() -> list[ColumnElement[bool]]:
+    return [T.c.created_at >= sa.bindparam("since"), T.c.created_at < sa.bindparam("until")]
+
+
+def retry_distribution() -> Query:
+    """The spec's retry-pattern query, every channel: messages by status and retry_count, highest first.
+
+    Columns: `status`, `retry_count`, `count`.
+    """
+    return (
+        sa.select(T.c.status, T.c.retry_count, sa.func.count().label("count"))
+        .where(*_window_any_channel())
+        .group_by(T.c.status, T.c.retry_count)
+        .order_by(sa.desc(T.c.retry_count), T.c.status)
+    )
+
+
+def errors_by_retry() -> Query:
+    """Errors of failing and retrying messages per channel and retry_count, every channel.
+
+    Columns: `channel`, `error`, `retry_count`, `count`.
+    """
+    error = sa.func.coalesce(ERROR, "(no error recorded)").label("error")
+    return (
+        sa.select(T.c.channel, error, T.c.retry_count, sa.func.count().label("count"))
+        .where(*_window_any_channel(), T.c.status.in_(PROBLEM_STATUSES))
+        .group_by(T.c.channel, error, T.c.retry_count)
+        .order_by(sa.desc("count"), T.c.channel, error, T.c.retry_count)
+    )
+
+
+def retry_volume() -> Query:
+    """One row: `messages` (created), `first_attempts` (retry_count 0), `retries` (sum of retry_count),
+    `problems` (failing, bounced or retrying)."""
+    return sa.select(
+        sa.func.count().label("messages"),
+        _count_if(T.c.status.in_(PROBLEM_STATUSES)).label("problems"),
+        _count_if(T.c.retry_count == 0).label("first_attempts"),
+        sa.func.coalesce(sa.func.sum(T.c.retry_count), 0).label("retries"),
+    ).where(*_window_any_channel())
+
+
+def repeat_offenders(min_retries: int) -> Query:
+    """Messages retried at least `min_retries` times, most retried first; binds `:limit`.
+
+    Columns: `id`, `channel`, `tenant_id`, `status`, `retry_count`, `error`, `job_id`.
+    """
+    return (
+        sa.select(T.c.id, T.c.channel, T.c.tenant_id, T.c.status, T.c.retry_count, ERROR.label("error"),
+                  T.c["metadata"]["job_id"].as_string().label("job_id"))
+        .where(*_window_any_channel(), T.c.retry_count >= int(min_retries))
+        .order_by(sa.desc(T.c.retry_count), T.c.id)
+        .limit(sa.bindparam("limit"))
+    )
+
+
+def delivered_ids() -> Query:
+    """Which of `:ids` (an expanding list of message ids) are DELIVERED. Columns: `id`."""
+    return sa.select(T.c.id).where(T.c.id.in_(sa.bindparam("ids", expanding=True)), T.c.status == "DELIVERED")

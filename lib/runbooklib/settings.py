@@ -108,10 +108,18 @@ class Profile:
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     row_cap: int = DEFAULT_ROW_CAP
     database_url: str = ""  # only the demo profile sets this directly (a local SQLite file, no secret)
+    redis_url_env: str = ""
+    redis_url: str = ""  # only the demo profile sets this directly (a sandbox Redis)
+    bullmq_prefix: str = "bull"
 
     def provider_kind(self, provider: str) -> str | None:
         """Which endpoint (`smtp`, `smtp_backup`, `ses`) serves a channel provider name, if known."""
         return self.providers.get(provider)
+
+    def resolve_redis_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        return secret(self.redis_url_env, what="Redis URL (BullMQ)")
 
     def resolve_database_url(self) -> str:
         if self.database_url:
@@ -139,7 +147,7 @@ def optional_secret(env_name: str) -> str | None:
 
 def register_profile_secrets(profile: Profile) -> None:
     """Register the value of every secret variable a profile names (set or not) for redaction."""
-    names = [profile.database_url_env, profile.platform_api_token_env]
+    names = [profile.database_url_env, profile.platform_api_token_env, profile.redis_url_env]
     for ep in (profile.smtp, profile.smtp_backup):
         if ep is not None:
             names += [ep.password_env, ep.username_env]
@@ -185,7 +193,8 @@ def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required
 
 def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profile") -> Profile:
     """Build a Profile from its YAML mapping, rejecting unknown keys."""
-    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "providers", "timeouts",
+    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "redis",
+               "providers", "timeouts",
                "statement_timeout", "row_cap"}
     unknown = set(data) - allowed
     if unknown:
@@ -194,6 +203,10 @@ def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profi
     if "url" not in api or "token_env" not in api:
         raise ConfigError(f"{where}.platform_api: needs 'url' and 'token_env'")
     timeouts = data.get("timeouts") or {}
+    redis = data.get("redis") or {}
+    if set(redis) - {"url_env", "prefix"}:
+        raise ConfigError(f"{where}.redis: unknown keys {sorted(set(redis) - {'url_env', 'prefix'})}; "
+                          "allowed: ['prefix', 'url_env']")
     return Profile(
         name=name,
         database_url_env=str(data.get("database_url_env", "")),
@@ -209,6 +222,8 @@ def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profi
         read_timeout=float(timeouts.get("read", DEFAULT_READ_TIMEOUT)),
         statement_timeout=float(data.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)),
         row_cap=int(data.get("row_cap", DEFAULT_ROW_CAP)),
+        redis_url_env=str(redis.get("url_env", "")),
+        bullmq_prefix=str(redis.get("prefix", "bull")),
     )
 
 
@@ -238,4 +253,4 @@ def load_profiles(environments_file: str = "") -> dict[str, Profile | None]:
 def demo_profile(sandbox: Mapping[str, Any]) -> Profile:
     """The demo profile, pointed at a running sandbox described by `sandbox` (see sandbox.Sandbox.describe)."""
     base = profile_from_mapping(DEMO, sandbox["profile"], "sandbox")
-    return replace(base, database_url=str(sandbox["database_url"]))
+    return replace(base, database_url=str(sandbox["database_url"]), redis_url=str(sandbox.get("redis_url") or ""))

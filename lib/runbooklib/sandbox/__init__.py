@@ -42,7 +42,7 @@ class Sandbox:
     """Stand-ins and a seeded database for one scenario."""
 
     def __init__(self, scenario: Scenario, *, workdir: Path | None = None, database_url: str | None = None,
-                 secret_values: dict[str, str] | None = None) -> None:
+                 secret_values: dict[str, str] | None = None, redis_url: str | None = None) -> None:
         self.scenario = scenario
         self.scenario_name = scenario.name
         self._own_workdir = workdir is None
@@ -58,6 +58,8 @@ class Sandbox:
         self.statuspage: StatusPageStandIn | None = None
         self.graph: GraphStandIn | None = None
         self.rows = 0
+        self.redis_url = redis_url
+        self.bull: Any = None
         self._writer: Any = None
         self._previous_env: dict[str, str | None] = {}
 
@@ -91,9 +93,17 @@ class Sandbox:
             token=self.secrets["whatsapp_access_token"], app_id=APP_ID, app_secret=self.secrets["whatsapp_app_secret"],
             waba_id=WABA_ID, phone_id=PHONE_NUMBER_ID, scenario=self.scenario.section("whatsapp")).start()
         logs = self.scenario.section("message_logs")
+        if self.scenario.section("bullmq")["enabled"]:
+            from runbooklib.sandbox.bullsandbox import BullSandbox
+
+            self.bull = BullSandbox(self.scenario.section("bullmq"), redis_url=self.redis_url, writer=self._writer,
+                                    scenario=self.scenario.name).start()
+            self.redis_url = self.bull.url
         self.platform = PlatformStandIn(  # type: ignore[assignment]
             token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
             tenants=list(logs["tenants"]), queue=self.scenario.channel.lower(), on_change=self._on_change,
+            live_queues=self.bull.platform_metrics if self.bull else None,
+            attempts=self.scenario.section("bullmq")["attempts"],
         ).start()
         for key, env in SECRET_ENV.items():
             self._previous_env[env] = os.environ.get(env)
@@ -127,6 +137,7 @@ class Sandbox:
             "scenario": self.scenario.name,
             "expect": self.scenario.expect,
             "database_url": self.database_url,
+            "redis_url": self.redis_url or "",
             "profile": {
                 "database_url_env": "",
                 "platform_api": {"url": self.platform.url, "token_env": SECRET_ENV["api_token"]},
@@ -158,6 +169,8 @@ class Sandbox:
         for server in (self.smtp_primary, self.smtp_backup):
             if server is not None:
                 server.stop()
+        if self.bull is not None:
+            self.bull.stop()
         for standin in (self.platform, self.ses, self.twilio, self.statuspage, self.graph):
             if standin is not None:
                 standin.stop()

@@ -30,6 +30,8 @@ def seed_jobs(url: str, queue: str, jobs: list[dict[str, Any]], *, attempts: int
         conn = client(url)
         q = Queue(queue, {"connection": conn, "prefix": prefix})
         opts = {"attempts": attempts, "backoff": 0, "removeOnFail": False, "removeOnComplete": False}
+        before = await q.getJobCounts("completed", "failed")
+        settled_before = before["completed"] + before["failed"]
         for start in range(0, len(jobs), 500):
             await q.addBulk([{"name": j["name"], "data": j["data"], "opts": opts} for j in jobs[start:start + 500]])
         counts: dict[str, int] = {}
@@ -39,7 +41,7 @@ def seed_jobs(url: str, queue: str, jobs: list[dict[str, Any]], *, attempts: int
             deadline = loop.time() + timeout
             while loop.time() < deadline:
                 counts = await q.getJobCounts("completed", "failed", "waiting", "active", "delayed")
-                if counts["completed"] + counts["failed"] >= len(jobs):
+                if counts["completed"] + counts["failed"] >= settled_before + len(jobs):
                     break
                 await asyncio.sleep(0.05)
             await worker.close()

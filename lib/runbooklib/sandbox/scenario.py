@@ -18,7 +18,7 @@ from runbooklib.errors import ConfigError
 
 SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
 FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_numbers", "components", "incidents",
-             "create_error", "templates", "scopes", "send_error", "throughput"}
+             "create_error", "templates", "scopes", "send_error", "throughput", "jobs", "dlq", "attempts"}
 """Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...)."""
 
 DEFAULTS: dict[str, Any] = {
@@ -94,6 +94,15 @@ DEFAULTS: dict[str, Any] = {
              "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
              "components": [{"type": "BODY", "text": "Your event {{1}} is coming up."}]},
         ],
+    },
+    "bullmq": {
+        "enabled": False,
+        "jobs": [],
+        "dlq": [],
+        "dlq_growth_per_sample": 0,
+        "stalled_queue": None,
+        "stalled_growth_per_sample": 0,
+        "attempts": {"email": 3, "sms": 3, "whatsapp": 3},
     },
     "statuspage": {
         "indicator": "none",

@@ -53,7 +53,8 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     incident = logs["incident"]
     onset = now - timedelta(minutes=float(incident["started_minutes_ago"]))
     failing_tenants = set(incident["tenants"]) or set(tenants)
-    errors = [(e["error"], str(e.get("error_code", "")) or None, e.get("template")) for e in incident["errors"]]
+    errors = [(e["error"], str(e.get("error_code", "")) or None, e.get("template"), e.get("retry_count"))
+              for e in incident["errors"]]
     channel = str(logs["channel"])
     baseline_errors = [(e["error"], str(e.get("error_code", "")) or None) for e in logs["baseline_errors"]] or list(
         BASELINE_FAILURES.get(channel, BASELINE_FAILURES["EMAIL"]))
@@ -76,10 +77,12 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
         in_incident = incident["failure_rate"] and created >= onset and tenant in failing_tenants
         roll = rng.random()
         if in_incident and roll < float(incident["failure_rate"]):
-            text, code, failing_template = rng.choices(errors, error_weights)[0]
+            text, code, failing_template, retries = rng.choices(errors, error_weights)[0]
             error, template = (text, code), failing_template or template
             status = "FAILED" if rng.random() < 0.75 else "RETRYING"
             retry = 3 if status == "FAILED" else rng.randint(1, 2)
+            if retries is not None:
+                retry = int(retries) if status == "FAILED" else rng.randint(1, int(retries))
         elif roll < float(logs["baseline"]["failure_rate"]):
             error, status, retry = rng.choice(baseline_errors), "FAILED", 3
         elif roll < float(logs["baseline"]["failure_rate"]) + float(logs["baseline"]["bounce_rate"]):

@@ -97,8 +97,12 @@ class PlatformStandIn(StandIn):
     KEYS = {"provider", "fallback", "template_fallbacks", "outside_window_template", "access_token"}
 
     def __init__(self, *, token: str, scenario: dict[str, Any], tenants: list[str], queue: str,
-                 on_change: Callable[[str, str, str, Any], int] | None = None) -> None:
+                 on_change: Callable[[str, str, str, Any], int] | None = None,
+                 live_queues: Callable[[], list[dict[str, Any]]] | None = None,
+                 attempts: dict[str, int] | None = None) -> None:
         super().__init__()
+        self.live_queues = live_queues
+        self.attempts = dict(attempts or {})
         self.token = token
         self.queue = queue
         self.queues = {name: dict(counts) for name, counts in scenario["queues"].items()}
@@ -126,6 +130,10 @@ class PlatformStandIn(StandIn):
             payload = json.loads(body) if body else {}
         except ValueError:
             return _json(400, {"statusCode": 400, "message": "body is not JSON"})
+        if path == "/api/v1/system-metrics/queues" and method == "GET" and self.live_queues is not None:
+            return _json(200, self.live_queues())
+        if path.startswith("/api/v1/communication/queues/"):
+            return self._queue_config(method, path.rsplit("/", 1)[-1], payload)
         if path == "/api/v1/system-metrics/queues" and method == "GET":
             out = [{"queue": name, **counts} for name, counts in self.queues.items()]
             entry = self.queues.get(self.queue)
@@ -143,6 +151,20 @@ class PlatformStandIn(StandIn):
         if path.startswith(prefix):
             return self._channel(method, path[len(prefix):], query.get("tenant_id", ""), payload)
         return _json(404, {"statusCode": 404, "message": f"no route {method} {path}"})
+
+    def _queue_config(self, method: str, queue: str, payload: dict[str, Any]) -> Response:
+        if queue not in self.attempts:
+            return _json(404, {"statusCode": 404, "message": f"no queue {queue!r}"})
+        if method == "PATCH":
+            attempts = payload.get("attempts")
+            if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 50:
+                return _json(400, {"statusCode": 400, "message": "attempts: a whole number from 1 to 50"})
+            if attempts != self.attempts[queue]:
+                self.attempts[queue] = attempts
+                self._changed("queue", "", queue, payload)
+        elif method != "GET":
+            return _json(405, {"statusCode": 405, "message": "GET or PATCH"})
+        return _json(200, {"queue": queue, "attempts": self.attempts[queue]})
 
     def _channel(self, method: str, channel: str, tenant: str, payload: dict[str, Any]) -> Response:
         config = self.channels.get(tenant, {}).get(channel)

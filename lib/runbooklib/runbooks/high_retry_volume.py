@@ -1,0 +1,663 @@
+"""Runbook 4, High Retry Volume: BullMQ queues and the DLQ, retry patterns in message_logs, gated
+queue mitigations (pause, fewer attempts, poison jobs to the DLQ, controlled DLQ replay, cleaning)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from runbooklib import charts, queries
+from runbooklib.actions import Action, Plan
+from runbooklib.checks import CheckResult, timed
+from runbooklib.context import RunContext
+from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
+from runbooklib.params import CommonParams, param, parse_duration
+from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
+from runbooklib.report import Checklist
+from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding
+
+SLUG = "high_retry_volume"
+TITLE = "High Retry Volume"
+DEFAULT_SCENARIO = "systemic_provider_failure"
+DEMO_PARAMETERS = {"recovery_interval": "1s"}
+ACTIONS = ("pause_queue", "reduce_retry_attempts", "move_poison_to_dlq", "replay_dlq", "clean_failed_jobs")
+CAUSES = {
+    "healthy": "Queues drain, retries at their usual level, the DLQ is not growing.",
+    "queue_stalled": "A queue's backlog grows while nothing is active: no worker is taking jobs.",
+    "dlq_growing": "The dead-letter queue keeps growing: jobs are still being exhausted.",
+    "poison_messages": "A few messages fail at every attempt while the rest go through.",
+    "systemic_provider_failure": "One error dominates across every retry: a provider problem (see the channel's runbook).",
+    "retry_amplification": "Retries grow faster than new sends: the retry loop amplifies the problem.",
+    "multiple_root_causes": "Failures spread over several different errors: more than one cause.",
+    "unknown": "Retries are elevated but no known pattern matched the evidence.",
+}
+CHANNEL_RUNBOOK = {"EMAIL": "email_provider_failure", "SMS": "sms_delivery_failure",
+                   "WHATSAPP": "whatsapp_delivery_failure"}
+SCENARIO_DEFAULTS: dict[str, Any] = {
+    "runbook": SLUG,
+    "message_logs": {"channel": "SMS", "provider": "twilio", "baseline": {"per_hour": 240, "bounce_rate": 0.0},
+                     "window": {"per_minute": 20}},
+    "bullmq": {"enabled": True},
+}
+POISON_RETRIES = 5
+SYSTEMIC_SHARE = 0.6
+FAILED_SAMPLE = 500
+REVIEW_FILE = "failed_jobs_review.csv"
+
+
+@dataclass(frozen=True)
+class Params(CommonParams):
+    """Parameters of the High Retry Volume notebook (common ones first)."""
+
+    queue: str = param("", "queue to act on: email, sms or whatsapp (empty: the one with most failed jobs)")
+    retry_attempts: int = param(1, "attempts per job while retries are reduced (1-10)", declared="int")
+    replay_batches: tuple[str, ...] = param(["1%", "10%", "50%", "100%"], "DLQ replay batches, cumulative share of the DLQ",
+                                            declared="list")
+    replay_max_failure_rate: float = param(0.2, "stop the replay when a batch fails more than this share",
+                                           declared="float")
+
+    @staticmethod
+    def check_values(values: dict[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        if values["queue"] and values["queue"] not in QUEUES[:3]:
+            problems.append(("queue", f"{values['queue']!r}; allowed: {', '.join(QUEUES[:3])} (or empty)"))
+        if not 1 <= int(values["retry_attempts"]) <= 10:
+            problems.append(("retry_attempts", "must be between 1 and 10"))
+        if not 0 < float(values["replay_max_failure_rate"]) <= 1:
+            problems.append(("replay_max_failure_rate", "must be above 0 and at most 1"))
+        try:
+            fractions = _fractions(tuple(values["replay_batches"]))
+            if fractions != sorted(fractions) or fractions[-1] != 1.0:
+                problems.append(("replay_batches", "must grow and end at 100%, e.g. [1%, 10%, 50%, 100%]"))
+        except ValueError as exc:
+            problems.append(("replay_batches", str(exc)))
+        return problems
+
+
+def _fractions(batches: tuple[str, ...]) -> list[float]:
+    out = []
+    for text in batches:
+        value = str(text).strip().rstrip("%")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a percentage; use e.g. 10%") from None
+        if not 0 < number <= 100:
+            raise ValueError(f"{text!r} must be between 0% and 100%")
+        out.append(number / 100)
+    if not out:
+        raise ValueError("give at least one batch, e.g. [100%]")
+    return out
+
+
+def _params(ctx: RunContext) -> Params:
+    assert isinstance(ctx.params, Params)
+    return ctx.params
+
+
+def _admin(ctx: RunContext) -> QueueAdmin:
+    if "queue_admin" not in ctx.state:
+        ctx.state["queue_admin"] = QueueAdmin(ctx.profile.resolve_redis_url(), prefix=ctx.profile.bullmq_prefix,
+                                              timeout=ctx.profile.read_timeout)
+    admin: QueueAdmin = ctx.state["queue_admin"]
+    return admin
+
+
+# -- Symptoms / Checks: queues ----------------------------------------------------------------------
+def check_redis_health(ctx: RunContext) -> CheckResult:
+    """PING the BullMQ Redis with short timeouts (fails fast instead of hanging in a reconnect loop)."""
+    try:
+        url = ctx.profile.resolve_redis_url()
+    except ConfigError as exc:
+        return ctx.record(CheckResult("redis", "Redis (BullMQ)", "error", str(exc), classification="config"))
+    result = check_redis(url, timeout=min(ctx.profile.connect_timeout, 3.0))
+    ctx.facts["redis_ok"] = result.status in ("ok", "warn")
+    return ctx.record(result)
+
+
+def check_queues(ctx: RunContext) -> CheckResult:
+    """Every queue from BullMQ directly and from the Lineup metrics API, side by side."""
+    name, title = "queues", "Queues: BullMQ and the metrics API"
+    if not ctx.facts.get("redis_ok"):
+        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer (see the Redis check)"))
+    with timed() as ms:
+        bull = {q: _admin(ctx).counts(q) for q in QUEUES}
+        try:
+            api = {q["queue"]: q for q in ctx.api.queue_metrics()}
+        except (PlatformAPIError, ConfigError) as exc:
+            api, api_error = {}, str(exc)
+        else:
+            api_error = ""
+    rows = []
+    for q in QUEUES:
+        c, a = bull[q], api.get(q, {})
+        rows.append({"queue": q, "paused": c["paused"], "waiting": c["waiting"] + c["prioritized"], "active": c["active"],
+                     "delayed": c["delayed"], "failed": c["failed"], "completed": c["completed"],
+                     "api_waiting": a.get("waiting"), "api_failed": a.get("failed")})
+    frame = pd.DataFrame(rows)
+    ctx.state["queue_counts"] = bull
+    source = frame[frame["queue"] != DLQ]
+    busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
+    ctx.facts.update(busiest_failed_queue=busiest, dlq_size=int(bull[DLQ]["backlog"]),
+                     failed_jobs=int(source["failed"].sum()))
+    paused = [q for q in QUEUES if bull[q]["paused"]]
+    summary = (f"{int(source['waiting'].sum()):,} waiting, {int(source['active'].sum()):,} active, "
+               f"{int(source['failed'].sum()):,} failed; DLQ {bull[DLQ]['backlog']:,}"
+               + (f"; PAUSED: {', '.join(paused)}" if paused else "") + (f"; metrics API: {api_error}" if api_error else ""))
+    status = "warn" if paused or int(source["failed"].sum()) >= 100 or api_error else "ok"
+    return ctx.record(CheckResult(name, title, status, summary, table=frame, duration_ms=ms(),
+                                  facts={"dlq": bull[DLQ]["backlog"], "paused": paused}))
+
+
+def check_queue_growth(ctx: RunContext) -> CheckResult:
+    """Sample every queue a few times: is a backlog growing with nothing active? is the DLQ growing?"""
+    name, title = "queue_growth", "Queue and DLQ growth over samples"
+    if not ctx.facts.get("redis_ok"):
+        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
+    p = _params(ctx)
+    interval = parse_duration(p.recovery_interval).total_seconds()
+    samples: list[dict[str, dict[str, Any]]] = []
+    for i in range(max(2, p.recovery_samples)):
+        if i:
+            time.sleep(interval)
+        samples.append({q: _admin(ctx).counts(q) for q in QUEUES})
+    ctx.state["growth_samples"] = samples
+    first, last = samples[0], samples[-1]
+    stalled = [q for q in QUEUES[:3] if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
+               and all(s[q]["active"] == 0 for s in samples)]
+    dlq_growth = last[DLQ]["backlog"] - first[DLQ]["backlog"]
+    ctx.facts.update(stalled_queues=",".join(stalled), dlq_growth=dlq_growth)
+    facts = {"samples": len(samples), "interval_seconds": interval, "stalled": stalled, "dlq_growth": dlq_growth,
+             "backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}
+    if stalled:
+        moves = ", ".join(f"{q} {first[q]['backlog']} → {last[q]['backlog']}" for q in stalled)
+        return ctx.record(CheckResult(name, title, "fail", f"backlog growing and nothing active: {moves}",
+                                      classification="stalled", facts=facts))
+    if dlq_growth > 0:
+        return ctx.record(CheckResult(name, title, "fail", f"DLQ grew by {dlq_growth:,} in {len(samples)} samples",
+                                      classification="dlq_growing", facts=facts))
+    return ctx.record(CheckResult(name, title, "ok", "no queue growing with nothing active; DLQ steady", facts=facts))
+
+
+def plot_queue_growth(ctx: RunContext) -> Figure:
+    samples = ctx.state.get("growth_samples") or []
+    fig = charts._figure(height=3.0)
+    if not samples:
+        return charts._empty(fig, "Queue backlog over samples", "no samples")
+    ax = fig.subplots()
+    for q in QUEUES:
+        ax.plot(range(1, len(samples) + 1), [s[q]["backlog"] for s in samples], marker="o", label=q)
+    ax.set_title("Backlog (waiting + delayed) per sample")
+    ax.set_xlabel("sample")
+    ax.set_ylabel("jobs")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def check_failed_jobs(ctx: RunContext) -> CheckResult:
+    """Failed jobs grouped by failedReason, with attempts made and age; a capped sample is kept."""
+    name, title = "failed_jobs", "Failed jobs by reason"
+    if not ctx.facts.get("redis_ok"):
+        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
+    now_ms = datetime.now(UTC).timestamp() * 1000
+    records = []
+    for q in QUEUES[:3]:
+        for job in _admin(ctx).jobs(q, ["failed"], limit=FAILED_SAMPLE):
+            records.append({"queue": q, **job, "exhausted": job["attemptsMade"] >= job["attempts"],
+                            "age_minutes": round((now_ms - (job["finishedOn"] or now_ms)) / 60000, 1),
+                            "message_id": str((job["data"] or {}).get("message_id", ""))})
+    ctx.state["failed_jobs"] = records
+    if not records:
+        return ctx.record(CheckResult(name, title, "ok", "no failed jobs"))
+    frame = pd.DataFrame(records)
+    grouped = (frame.groupby(["queue", "failedReason"])
+               .agg(jobs=("id", "count"), exhausted=("exhausted", "sum"), max_attempts=("attemptsMade", "max"),
+                    oldest_minutes=("age_minutes", "max"))
+               .reset_index().sort_values("jobs", ascending=False))
+    repeated = frame[frame["message_id"] != ""].groupby("message_id")["id"].count()
+    facts = {"failed_sampled": len(records), "reasons": len(grouped), "exhausted": int(frame["exhausted"].sum()),
+             "messages_failing_in_several_jobs": int((repeated > 1).sum())}
+    ctx.facts.update(failed_reasons=len(grouped), exhausted_jobs=facts["exhausted"])
+    top = grouped.iloc[0]
+    summary = (f"{len(records):,} failed jobs (sampled), {len(grouped)} distinct reasons; most: {top['jobs']:,} × "
+               f"{top['failedReason']} ({top['queue']})")
+    return ctx.record(CheckResult(name, title, "warn", summary, facts=facts, table=grouped.head(15)))
+
+
+# -- Checks: message_logs ---------------------------------------------------------------------------
+def check_retry_patterns(ctx: RunContext) -> CheckResult:
+    """The spec's query (status × retry_count), one error across retries vs many, retries vs new sends."""
+    name, title = "retry_patterns", "Retry patterns in message_logs"
+    try:
+        dist = ctx.db.fetch(queries.retry_distribution(), {"since": ctx.since, "until": ctx.until})
+        errors = ctx.db.fetch(queries.errors_by_retry(), {"since": ctx.since, "until": ctx.until})
+        now = ctx.db.one(queries.retry_volume(), {"since": ctx.since, "until": ctx.until})
+        base = ctx.db.one(queries.retry_volume(), {"since": ctx.baseline_since, "until": ctx.since})
+        offenders = ctx.db.fetch(queries.repeat_offenders(POISON_RETRIES),
+                                 {"since": ctx.since, "until": ctx.until, "limit": 50})
+    except (QueryError, ConfigError) as exc:
+        return db_error(ctx, name, title, exc)
+    ctx.state["retry_distribution"] = dist
+    ratio_now = int(now.get("retries") or 0) / max(int(now.get("first_attempts") or 0), 1)
+    ratio_base = int(base.get("retries") or 0) / max(int(base.get("first_attempts") or 0), 1)
+    total_problem = int(errors["count"].sum()) if not errors.empty else 0
+    by_error = errors.groupby(["channel", "error"])["count"].sum().sort_values(ascending=False) if total_problem else None
+    top_share = float(by_error.iloc[0]) / total_problem if by_error is not None else 0.0
+    top_channel, top_error = (by_error.index[0] if by_error is not None else ("", ""))
+    retry_levels = int(errors[errors["error"] == top_error]["retry_count"].nunique()) if total_problem else 0
+    significant = int((by_error / total_problem >= 0.1).sum()) if by_error is not None else 0
+    problem_rate = int(now.get("problems") or 0) / max(int(now.get("messages") or 0), 1)
+    base_problem_rate = int(base.get("problems") or 0) / max(int(base.get("messages") or 0), 1)
+    ctx.facts.update(problems_elevated=elevated(problem_rate, base_problem_rate, int(now.get("problems") or 0)),
+                     problem_rate=problem_rate, baseline_problem_rate=base_problem_rate)
+    ctx.facts.update(retry_ratio=ratio_now, baseline_retry_ratio=ratio_base, problem_messages=total_problem,
+                     top_error=str(top_error), top_error_channel=str(top_channel), top_error_share=top_share,
+                     top_error_retry_levels=retry_levels, significant_errors=significant,
+                     repeat_offenders=len(offenders))
+    ctx.state["repeat_offenders"] = offenders
+    facts = {"retries_per_first_attempt": round(ratio_now, 3), "baseline": round(ratio_base, 3),
+             "failing_share": round(problem_rate, 4), "baseline_failing_share": round(base_problem_rate, 4),
+             "failing_or_retrying": total_problem, "top_error_share": round(top_share, 3),
+             "distinct_errors_over_10pct": significant, "messages_retried_5_plus": len(offenders)}
+    summary = (f"{ratio_now:.2f} retries per first attempt (baseline {ratio_base:.2f}); {total_problem:,} failing or "
+               f"retrying; top error {top_share:.0%}: {top_error}")
+    status = "warn" if ratio_now > max(2 * ratio_base, 0.1) or len(offenders) else "ok"
+    return ctx.record(CheckResult(name, title, status, summary, facts=facts, table=dist))
+
+
+def plot_retry_heatmap(ctx: RunContext) -> Figure:
+    """Messages by status × retry_count (the spec's query) as a heat map."""
+    dist = ctx.state.get("retry_distribution")
+    fig = charts._figure(height=3.4)
+    if dist is None or dist.empty:
+        return charts._empty(fig, "Status × retry_count", "no messages in the window")
+    pivot = dist.pivot_table(index="status", columns="retry_count", values="count", aggfunc="sum", fill_value=0)
+    ax = fig.subplots()
+    image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="Reds")
+    ax.set_xticks(range(len(pivot.columns)), [str(c) for c in pivot.columns])
+    ax.set_yticks(range(len(pivot.index)), list(pivot.index))
+    for (y, x), value in pd.DataFrame(pivot.to_numpy()).stack().items():
+        ax.text(x, y, f"{int(value):,}", ha="center", va="center", fontsize="x-small")
+    ax.set_xlabel("retry_count")
+    ax.set_title(f"Messages by status and retry count (last {ctx.params.window})")
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+# -- Diagnosis --------------------------------------------------------------------------------------
+def _growth_rule(ctx: RunContext, classification: str, lead: str) -> Match | None:
+    f = finding(ctx, "queue_growth")
+    if f is not None and f.classification == classification:
+        return Match(f"{lead}: {f.summary}", [f"{f.title}: {f.summary}"] + _evidence(ctx, "queues", "failed_jobs"))
+    return None
+
+
+def _evidence(ctx: RunContext, *names: str) -> list[str]:
+    return [f"{f.title}: {f.summary}" for f in (finding(ctx, n) for n in names) if f is not None]
+
+
+def _poison(ctx: RunContext) -> Match | None:
+    offenders = int(ctx.facts.get("repeat_offenders") or 0)
+    if offenders and float(ctx.facts.get("top_error_share") or 0) < SYSTEMIC_SHARE or (
+            offenders and int(ctx.facts.get("problem_messages") or 0) < 3 * MIN_FAILURES):
+        return Match(f"{offenders} messages were retried {POISON_RETRIES}+ times and fail at every attempt while the "
+                     "rest go through", _evidence(ctx, "retry_patterns", "failed_jobs"))
+    return None
+
+
+def _systemic(ctx: RunContext) -> Match | None:
+    if (ctx.facts.get("problems_elevated")
+            and float(ctx.facts.get("top_error_share") or 0) >= SYSTEMIC_SHARE
+            and int(ctx.facts.get("top_error_retry_levels") or 0) >= 2):
+        channel = str(ctx.facts.get("top_error_channel"))
+        return Match(f"one error carries {float(ctx.facts['top_error_share']):.0%} of failing messages at every retry "
+                     f"level ({ctx.facts['top_error']}) — run the {CHANNEL_RUNBOOK.get(channel, channel)} runbook",
+                     _evidence(ctx, "retry_patterns", "failed_jobs"))
+    return None
+
+
+def _amplification(ctx: RunContext) -> Match | None:
+    now, base = float(ctx.facts.get("retry_ratio") or 0), float(ctx.facts.get("baseline_retry_ratio") or 0)
+    if now >= max(2 * base, 1.0):  # retries outnumber new sends
+        return Match(f"{now:.2f} retries per first attempt against {base:.2f} at baseline", _evidence(ctx, "retry_patterns"))
+    return None
+
+
+def _multiple(ctx: RunContext) -> Match | None:
+    if int(ctx.facts.get("significant_errors") or 0) >= 3 and ctx.facts.get("problems_elevated"):
+        return Match(f"{ctx.facts['significant_errors']} different errors each carry 10%+ of the failures",
+                     _evidence(ctx, "retry_patterns", "failed_jobs"))
+    return None
+
+
+def diagnose_retries(ctx: RunContext) -> Diagnosis:
+    """Name the pattern; others that also hold are listed."""
+    rules = [
+        Rule("queue_stalled", lambda: _growth_rule(ctx, "stalled", "a queue is stalled")),
+        Rule("dlq_growing", lambda: _growth_rule(ctx, "dlq_growing", "the DLQ keeps growing")),
+        Rule("poison_messages", lambda: _poison(ctx)),
+        Rule("systemic_provider_failure", lambda: _systemic(ctx)),
+        Rule("retry_amplification", lambda: _amplification(ctx)),
+        Rule("multiple_root_causes", lambda: _multiple(ctx)),
+    ]
+    present = (float(ctx.facts.get("retry_ratio") or 0) > max(2 * float(ctx.facts.get("baseline_retry_ratio") or 0), 0.3)
+               or int(ctx.facts.get("failed_jobs") or 0) >= 100)
+    result = diagnose(SLUG, rules, CAUSES, incident_present=present, incident_evidence=_evidence(ctx, "retry_patterns",
+                                                                                                 "queues"))
+    ctx.diagnosis = result
+    ctx.write_summary()
+    return result
+
+
+# -- Mitigation -------------------------------------------------------------------------------------
+def _target_queue(ctx: RunContext) -> str:
+    return _params(ctx).queue or str(ctx.facts.get("busiest_failed_queue") or "sms")
+
+
+class PauseQueue(Action):
+    """Pause a queue (BullMQ meta flag; jobs stay waiting, active ones finish); undo resumes it."""
+
+    name = "pause_queue"
+    title = "Pause the queue"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.queue = _target_queue(ctx)
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause not in ("systemic_provider_failure", "retry_amplification"):
+            return False, f"diagnosis is {d.cause if d else 'not made'}: the retry loop is not amplifying a problem"
+        return True, "stop the retry loop until the root cause is fixed"
+
+    def plan(self) -> Plan:
+        if _admin(self.ctx).is_paused(self.queue):
+            return Plan(self.name, f"pause {self.queue}", blocked=f"{self.queue} is already paused")
+        counts = _admin(self.ctx).counts(self.queue)
+        return Plan(self.name, f"pause {self.queue} ({counts['backlog']:,} waiting jobs stay queued; "
+                               f"{counts['active']:,} active finish)", steps=[{"bullmq": "pause", "queue": self.queue}])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        _admin(self.ctx).pause(self.queue)
+        return {"paused": self.queue}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        ok = _admin(self.ctx).is_paused(self.queue)
+        return ok, f"{self.queue} is {'paused' if ok else 'NOT paused'} (meta flag)"
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        _admin(self.ctx).resume(self.queue)
+        if _admin(self.ctx).is_paused(self.queue):
+            raise MitigationFailed(f"{self.queue} is still paused")
+        return {"resumed": self.queue}
+
+
+def pause_queue(ctx: RunContext) -> PauseQueue:
+    return PauseQueue(ctx)
+
+
+class ReduceRetryAttempts(Action):
+    """Temporarily give new jobs fewer attempts (platform queue config, assumed endpoint); undo restores."""
+
+    name = "reduce_retry_attempts"
+    title = "Reduce retry attempts"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.queue = _target_queue(ctx)
+
+    def needed(self) -> tuple[bool, str]:
+        return PauseQueue(self.ctx).needed()
+
+    def plan(self) -> Plan:
+        current = int(self.ctx.api.queue_config(self.queue)["attempts"])
+        wanted = _params(self.ctx).retry_attempts
+        if current <= wanted:
+            return Plan(self.name, self.title, blocked=f"{self.queue} already gives {current} attempts (≤ {wanted})")
+        return Plan(self.name, f"{self.queue}: {current} → {wanted} attempts for new jobs",
+                    steps=[{"call": f"PATCH /api/v1/communication/queues/{self.queue}", "from": current, "to": wanted}])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        try:
+            self.ctx.api.set_queue_attempts(self.queue, plan.steps[0]["to"])
+        except PlatformAPIError as exc:
+            raise MitigationFailed(str(exc)) from exc
+        return {"attempts": plan.steps[0]["to"]}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        now = int(self.ctx.api.queue_config(self.queue)["attempts"])
+        return now == plan.steps[0]["to"], f"{self.queue} now gives {now} attempts"
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        self.ctx.api.set_queue_attempts(self.queue, plan.steps[0]["from"])
+        return {"attempts": plan.steps[0]["from"]}
+
+
+def reduce_retry_attempts(ctx: RunContext) -> ReduceRetryAttempts:
+    return ReduceRetryAttempts(ctx)
+
+
+def _poison_jobs(ctx: RunContext) -> dict[str, list[str]]:
+    """Failed jobs that exhausted their attempts, by queue: those of the repeat-offender messages when
+    the jobs carry message ids that match, else every exhausted job (the plan lists them all)."""
+    offenders = ctx.state.get("repeat_offenders")
+    messages = set(map(str, offenders["id"])) if offenders is not None and not offenders.empty else set()
+    exhausted = [j for j in ctx.state.get("failed_jobs") or [] if j["exhausted"]]
+    linked = [j for j in exhausted if j["message_id"] in messages]
+    out: dict[str, list[str]] = {}
+    for job in linked or exhausted:
+        out.setdefault(job["queue"], []).append(job["id"])
+    return out
+
+
+class MovePoisonToDlq(Action):
+    """Move poison jobs to communication-dlq: DLQ copy first, read back, then remove (crash-safe)."""
+
+    name = "move_poison_to_dlq"
+    title = "Move poison jobs to the DLQ"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause != "poison_messages":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: no poison messages to set aside"
+        return True, "poison jobs fail at every attempt and keep the retry loop busy"
+
+    def plan(self) -> Plan:
+        jobs = _poison_jobs(self.ctx)
+        if not jobs:
+            return Plan(self.name, self.title, blocked="no failed job of the repeated messages was found")
+        steps = [{"bullmq": "move_to_dlq", "queue": q, "jobs": len(ids), "job_ids": sorted(ids)} for q, ids in jobs.items()]
+        return Plan(self.name, f"move {sum(len(v) for v in jobs.values())} poison jobs to {DLQ}", steps=steps)
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        reports = {s["queue"]: _admin(self.ctx).move_to_dlq(s["queue"], s["job_ids"]).to_json() for s in plan.steps}
+        return {"by_queue": reports}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        in_dlq = {j["data"].get("sourceJobId") for j in _admin(self.ctx).dlq_jobs()}
+        left = [(s["queue"], i) for s in plan.steps for i in s["job_ids"] if _admin(self.ctx).job(s["queue"], i)]
+        missing = [i for s in plan.steps for i in s["job_ids"] if i not in in_dlq]
+        if left or missing:
+            return False, f"{len(left)} jobs still in their queue, {len(missing)} not in the DLQ"
+        return True, f"{sum(len(s['job_ids']) for s in plan.steps)} jobs are in the DLQ and gone from their queues"
+
+
+def move_poison_to_dlq(ctx: RunContext) -> MovePoisonToDlq:
+    return MovePoisonToDlq(ctx)
+
+
+class ReplayDlq(Action):
+    """Replay the DLQ in growing batches; stop on failures; skip messages already delivered."""
+
+    name = "replay_dlq"
+    title = "Replay the DLQ at a controlled rate"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        size = int(self.ctx.facts.get("dlq_size") or 0)
+        d = self.ctx.diagnosis
+        if not size:
+            return False, "the DLQ is empty"
+        if d is None or d.cause != "healthy":
+            return False, f"diagnosis is {d.cause if d else 'not made'}: address the root cause before replaying"
+        return True, f"{size:,} jobs wait in the DLQ and the system is healthy again"
+
+    def _delivered(self, jobs: list[dict[str, Any]]) -> set[str]:
+        ids = [str((j["data"].get("data") or {}).get("message_id", "")) for j in jobs]
+        ids = [i for i in ids if i]
+        if not ids:
+            return set()
+        frame = self.ctx.db.fetch(queries.delivered_ids(), {"ids": ids})
+        return set(map(str, frame["id"])) if not frame.empty else set()
+
+    def plan(self) -> Plan:
+        jobs = _admin(self.ctx).dlq_jobs()
+        delivered = self._delivered(jobs)
+        p = _params(self.ctx)
+        return Plan(self.name, f"replay {len(jobs) - len(delivered):,} DLQ jobs in batches {', '.join(p.replay_batches)}; "
+                               f"skip {len(delivered):,} already delivered",
+                    steps=[{"bullmq": "replay", "dlq": DLQ, "jobs": len(jobs), "skip_delivered": len(delivered),
+                            "batches": list(p.replay_batches), "stop_above_failure_rate": p.replay_max_failure_rate}])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        p = _params(self.ctx)
+        started = datetime.now(UTC)
+        delivered = self._delivered(_admin(self.ctx).dlq_jobs())
+        report = _admin(self.ctx).replay(
+            batches=_fractions(tuple(p.replay_batches)), max_failure_rate=p.replay_max_failure_rate,
+            delivered=lambda job: str((job["data"].get("data") or {}).get("message_id", "")) in delivered,
+            settle_seconds=max(10.0, parse_duration(p.recovery_interval).total_seconds() * 10))
+        self.ctx.state[MITIGATED_AT] = started
+        return report.to_json()
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        if result.get("stopped"):
+            return False, str(result["stopped"])
+        return True, f"replayed {result['replayed']:,}, skipped {result['skipped_delivered']:,} delivered"
+
+
+def replay_dlq(ctx: RunContext) -> ReplayDlq:
+    return ReplayDlq(ctx)
+
+
+def review_failed_jobs(ctx: RunContext) -> CheckResult:
+    """Write the failed jobs (reason, attempts, message id) to the run bundle before anything is cleaned."""
+    name, title = "failed_jobs_review", "Failed jobs: review list"
+    jobs = ctx.state.get("failed_jobs") or []
+    with (ctx.run_dir / REVIEW_FILE).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["queue", "job_id", "name", "message_id", "failed_reason", "attempts_made", "attempts",
+                         "age_minutes"])
+        for j in jobs:
+            writer.writerow([j["queue"], j["id"], j["name"], j["message_id"], j["failedReason"], j["attemptsMade"],
+                             j["attempts"], j["age_minutes"]])
+    ctx.state["review_written"] = True
+    ctx.extra["failed_jobs_review"] = {"file": REVIEW_FILE, "jobs": len(jobs)}
+    ctx.write_summary()
+    return ctx.record(CheckResult(name, title, "ok" if not jobs else "warn",
+                                  f"{len(jobs):,} failed jobs written to {REVIEW_FILE}", facts={"jobs": len(jobs)}))
+
+
+class CleanFailedJobs(Action):
+    """Remove permanently failed jobs, only after the review list is in the run record."""
+
+    name = "clean_failed_jobs"
+    title = "Clean permanently failed jobs"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+
+    def needed(self) -> tuple[bool, str]:
+        exhausted = [j for j in self.ctx.state.get("failed_jobs") or [] if j["exhausted"]]
+        if not exhausted:
+            return False, "no permanently failed jobs"
+        return True, f"{len(exhausted):,} failed jobs exhausted their attempts"
+
+    def plan(self) -> Plan:
+        if not self.ctx.state.get("review_written"):
+            return Plan(self.name, self.title, blocked="write the review list first (review_failed_jobs)")
+        by_queue: dict[str, int] = {}
+        for j in self.ctx.state.get("failed_jobs") or []:
+            if j["exhausted"]:
+                by_queue[j["queue"]] = by_queue.get(j["queue"], 0) + 1
+        return Plan(self.name, f"remove failed jobs from {', '.join(by_queue)} (review list: {REVIEW_FILE})",
+                    steps=[{"bullmq": "clean", "queue": q, "state": "failed", "at_least": n} for q, n in by_queue.items()])
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        return {"removed": {s["queue"]: _admin(self.ctx).clean_failed(s["queue"]) for s in plan.steps}}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        left = {s["queue"]: _admin(self.ctx).counts(s["queue"])["failed"] for s in plan.steps}
+        return not any(left.values()), f"failed jobs left: {left}"
+
+
+def clean_failed_jobs(ctx: RunContext) -> CleanFailedJobs:
+    return CleanFailedJobs(ctx)
+
+
+# -- Recovery confirmation --------------------------------------------------------------------------
+def check_recovery(ctx: RunContext) -> CheckResult:
+    """Sampled again after mitigation: backlog stabilising, DLQ not growing, retries back to normal."""
+    name, title = "recovery", "Queues after mitigation"
+    if not ctx.facts.get("redis_ok"):
+        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
+    p = _params(ctx)
+    interval = parse_duration(p.recovery_interval).total_seconds()
+    samples = []
+    for i in range(max(2, p.recovery_samples)):
+        if i:
+            time.sleep(interval)
+        samples.append({q: _admin(ctx).counts(q)["backlog"] for q in QUEUES})
+    growing = [q for q in QUEUES[:3] if samples[-1][q] > samples[0][q]]
+    dlq = samples[-1][DLQ] - samples[0][DLQ]
+    facts = {"backlog": {q: [s[q] for s in samples] for q in QUEUES}}
+    if growing or dlq > 0:
+        return ctx.record(CheckResult(name, title, "fail", f"still growing: {', '.join(growing) or ''}"
+                                      + (f" DLQ +{dlq}" if dlq > 0 else ""), classification="not_recovered", facts=facts))
+    return ctx.record(CheckResult(name, title, "ok", "backlogs stable or shrinking; DLQ not growing", facts=facts))
+
+
+# -- Post-incident ----------------------------------------------------------------------------------
+def post_incident(ctx: RunContext) -> Checklist:
+    """DLQ contents, permanently failed jobs, and a retry-strategy recommendation from the error classes."""
+    size = int(ctx.facts.get("dlq_size") or 0)
+    review = ctx.extra.get("failed_jobs_review")
+    share = float(ctx.facts.get("top_error_share") or 0)
+    if ctx.diagnosis is not None and ctx.diagnosis.cause == "systemic_provider_failure":
+        advice = ("one provider error dominated every retry: retries only added load — cap attempts lower and use "
+                  "exponential backoff with a longer first delay; pause the queue when the provider is down")
+    elif ctx.diagnosis is not None and ctx.diagnosis.cause == "poison_messages":
+        advice = ("a few messages failed at every attempt: fail them at once (UnrecoverableError) on validation errors "
+                  "and send them to the DLQ after the first permanent failure")
+    else:
+        advice = f"top error share {share:.0%}: the current retry strategy looks adequate"
+    checklist = Checklist("Post-incident", [
+        ("Review DLQ contents", f"{size:,} jobs in {DLQ} at the start of this run", size == 0),
+        ("Clean up permanently failed messages",
+         f"review list {review['file']} ({review['jobs']:,} jobs)" if review else "no review list written in this run",
+         bool(review)),
+        ("Adjust retry strategy if needed", advice, ctx.diagnosis is not None and ctx.diagnosis.healthy),
+    ])
+    ctx.extra["post_incident"] = checklist.to_json()
+    ctx.write_summary()
+    return checklist

@@ -1,0 +1,142 @@
+"""The High Retry Volume notebook, executed through papermill against the sandbox and a real
+redis-server (BullMQ queues seeded by a real worker), per scenario."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runbooklib import catalog
+from runbooklib.queues import DLQ, QUEUES, QueueAdmin, dlq_id, replay_id
+from runbooklib.runs import EXIT_DIAGNOSED, EXIT_HEALTHY, RunResult
+from runbooklib.sandbox import Sandbox
+from tests.conftest import SandboxFactory
+from tests.notebooks import helpers
+from tests.notebooks.helpers import audit, decisions
+from tests.services import RedisServer
+
+SLUG = "high_retry_volume"
+SCENARIOS = catalog.get(SLUG).scenarios()
+GROWING = {"dlq_growing", "queue_stalled"}
+pytestmark = pytest.mark.notebook
+
+
+def run(box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
+    return helpers.run(SLUG, box, tmp_path, **parameters)
+
+
+def make(make_sandbox: SandboxFactory, redis_server: RedisServer, scenario: str) -> Sandbox:
+    return make_sandbox(scenario, slug=SLUG, redis_url=redis_server.url)
+
+
+def states(admin: QueueAdmin) -> dict[str, dict[str, str]]:
+    """Every job of every queue → its state, and each queue's paused flag."""
+    out: dict[str, dict[str, str]] = {}
+    for q in QUEUES:
+        jobs: dict[str, str] = {}
+        for state in ("waiting", "active", "delayed", "failed", "completed", "prioritized"):
+            for job in admin.jobs(q, [state], limit=100_000):
+                jobs[job["id"]] = state
+        jobs["<paused>"] = str(admin.is_paused(q))
+        out[q] = jobs
+    return out
+
+
+def test_every_cause_code_has_a_scenario() -> None:
+    spec = catalog.get(SLUG)
+    assert {spec.load_scenario(s).expect for s in SCENARIOS} == set(spec.causes) - {"unknown"}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_dry_run_names_the_cause_and_changes_no_job(scenario: str, make_sandbox: SandboxFactory,
+                                                    redis_server: RedisServer, tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, scenario)
+    admin = QueueAdmin(redis_server.url)
+    before = states(admin)
+    result = run(box, tmp_path)
+    after = states(admin)
+    admin.close()
+
+    assert result.status == "completed", result.failed_cell
+    assert result.cause == box.scenario.expect, result.summary["diagnosis"]
+    assert result.exit_code == (EXIT_HEALTHY if result.cause == "healthy" else EXIT_DIAGNOSED)
+    assert box.platform is not None and box.platform.mutations() == []
+    for q in QUEUES:
+        if scenario in GROWING:  # the sandbox keeps adding jobs; none of the earlier ones may move
+            assert {k: v for k, v in after[q].items() if k in before[q]} == before[q], q
+        else:
+            assert after[q] == before[q], q
+    assert set(decisions(result).values()) <= {"not_needed", "dry_run", "blocked"}
+
+
+def test_poison_jobs_move_to_the_dlq_with_exact_accounting(make_sandbox: SandboxFactory, redis_server: RedisServer,
+                                                          tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, "poison_messages")
+    admin = QueueAdmin(redis_server.url)
+    failed = {j["id"] for j in admin.jobs("sms", ["failed"], limit=1000)}
+    assert len(failed) == 6
+    result = run(box, tmp_path, dry_run=False, operator="alice", approve=["move_poison_to_dlq"])
+
+    assert result.status == "completed", result.failed_cell
+    entry = audit(result)["move_poison_to_dlq"]
+    assert entry["decision"] == "applied" and entry["result"]["verified"] is True, entry
+    in_source = {j["id"] for j in admin.jobs("sms", ["failed"], limit=1000)}
+    in_dlq = [j["data"]["sourceJobId"] for j in admin.dlq_jobs()]
+    assert len(in_dlq) == len(set(in_dlq))
+    for job_id in failed:
+        assert (job_id in in_source) != (job_id in in_dlq), job_id  # exactly one place
+    assert {dlq_id("sms", i) for i in failed} == {j["id"] for j in admin.dlq_jobs()}
+    admin.close()
+
+
+def test_dlq_replay_skips_delivered_and_accounts_for_every_job(make_sandbox: SandboxFactory, redis_server: RedisServer,
+                                                               tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, "healthy")
+    admin = QueueAdmin(redis_server.url)
+    dlq_before = {j["id"] for j in admin.dlq_jobs()}
+    assert len(dlq_before) == 14
+    result = run(box, tmp_path, dry_run=False, operator="bob", approve=["replay_dlq"])
+
+    assert result.status == "completed", result.failed_cell
+    entry = audit(result)["replay_dlq"]
+    assert entry["decision"] == "applied", entry
+    assert entry["result"]["replayed"] == 11 and entry["result"]["skipped_delivered"] == 3
+    assert [b["size"] for b in entry["result"]["batches"]][0] == 1  # 1% of 14, at least one
+    assert admin.dlq_jobs() == []
+    replayed = [i for i in dlq_before if admin.job("sms", replay_id(i)) is not None]
+    assert len(replayed) == 11
+    assert all(admin.job("sms", replay_id(i))["attempts"] == 3 for i in replayed)  # type: ignore[index]
+    admin.close()
+
+
+def test_pause_and_fewer_attempts_are_applied_and_undone(make_sandbox: SandboxFactory, redis_server: RedisServer,
+                                                         tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, "systemic_provider_failure")
+    assert box.platform is not None
+    result = run(box, tmp_path, dry_run=False, operator="carol",
+                 approve=["pause_queue", "undo_pause_queue", "reduce_retry_attempts", "undo_reduce_retry_attempts"])
+
+    assert result.status == "completed", result.failed_cell
+    got = decisions(result)
+    assert got["pause_queue"] == "applied" and got["undo_pause_queue"] == "undone"
+    assert got["reduce_retry_attempts"] == "applied" and got["undo_reduce_retry_attempts"] == "undone"
+    assert [json.loads(m["body"]) for m in box.platform.mutations()] == [{"attempts": 1}, {"attempts": 3}]
+    admin = QueueAdmin(redis_server.url)
+    assert admin.is_paused("sms") is False
+    admin.close()
+
+
+def test_failed_jobs_are_cleaned_only_after_the_review_list(make_sandbox: SandboxFactory, redis_server: RedisServer,
+                                                            tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, "poison_messages")
+    result = run(box, tmp_path, dry_run=False, operator="dan", approve=["clean_failed_jobs"])
+    assert result.status == "completed", result.failed_cell
+    assert decisions(result)["clean_failed_jobs"] == "applied"
+    review = (result.bundle / "failed_jobs_review.csv").read_text().splitlines()
+    assert len(review) == 1 + 6
+    admin = QueueAdmin(redis_server.url)
+    assert admin.counts("sms")["failed"] == 0 and admin.counts(DLQ)["backlog"] == 0
+    admin.close()
