@@ -13,23 +13,18 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.redis_server import RedisServer
 
 __all__ = ["PostgresServer", "RedisServer"]
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _postgres_bin() -> tuple[Path, str]:

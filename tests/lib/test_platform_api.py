@@ -7,8 +7,8 @@ import pytest
 
 from runbooklib.errors import PlatformAuthError, PlatformResponseError, PlatformUnreachable
 from runbooklib.platform_api import PlatformAPI
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
-from runbooklib.sandbox.smtp import free_port
 from runbooklib.sandbox.standins import PlatformStandIn
 
 TOKEN = "platform-token-for-tests"

@@ -15,7 +15,7 @@ import pytest
 
 from runbooklib.queues import DLQ, QueueAdmin, check_redis, dlq_id, replay_id
 from runbooklib.sandbox.bull import FAIL, seed_jobs, start_worker, stop_worker
-from runbooklib.sandbox.smtp import free_port
+from runbooklib.sandbox.ports import free_port
 from tests.services import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]

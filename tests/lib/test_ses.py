@@ -11,8 +11,8 @@ import pytest
 from botocore.parsers import ResponseParserError
 
 from runbooklib.providers import ses
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
-from runbooklib.sandbox.smtp import free_port
 from runbooklib.sandbox.standins import SesStandIn
 from runbooklib.settings import SesEndpoint
 

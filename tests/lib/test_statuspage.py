@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from runbooklib.providers.statuspage import check_status_page
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
-from runbooklib.sandbox.smtp import free_port
 from runbooklib.sandbox.standins import StatusPageStandIn
 
 SMS = r"sms|messaging"

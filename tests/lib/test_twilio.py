@@ -11,8 +11,8 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 
 from runbooklib.errors import ProviderAuthError, ProviderResponseError, ProviderTimeout
 from runbooklib.providers import twilio as tw
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
-from runbooklib.sandbox.smtp import free_port
 from runbooklib.sandbox.standins import TwilioStandIn
 from runbooklib.settings import TwilioEndpoint
 

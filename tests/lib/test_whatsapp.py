@@ -12,8 +12,8 @@ import pytest
 
 from runbooklib.errors import ConfigError, ProviderTimeout
 from runbooklib.providers import whatsapp as wa
+from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
-from runbooklib.sandbox.smtp import free_port
 from runbooklib.sandbox.standins import GraphStandIn
 from runbooklib.settings import WhatsAppEndpoint
 

@@ -597,3 +597,19 @@ class TenantChannelChange(Action):
             raise MitigationFailed(f"undo did not take for {', '.join(wrong)}")
         self.ctx.state.pop(MITIGATED_AT, None)
         return {"restored": [{"tenant_id": s["tenant_id"], self.key: s["from"]} for s in plan.steps]}
+
+
+class SendTestMessage(Action):
+    """A gated test message to the address or number that the parameter `param_name` gives."""
+
+    param_name = ""
+    accepted_by = ""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.to = str(getattr(ctx.params, self.param_name))
+
+    def needed(self) -> tuple[bool, str]:
+        if not self.to:
+            return False, f"no {self.param_name} given"
+        return True, f"recovery confirmation needs a test message that {self.accepted_by} accepts"

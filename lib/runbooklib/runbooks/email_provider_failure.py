@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from runbooklib.actions import Action, Plan
+from runbooklib.actions import Plan
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
@@ -24,6 +24,7 @@ from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
     DOMINANT_SHARE,
     ChannelChecks,
+    SendTestMessage,
     TenantChannelChange,
     class_share,
     finding,
@@ -260,20 +261,14 @@ def switch_to_backup(ctx: RunContext) -> SwitchEmailProvider:
     return SwitchEmailProvider(ctx)
 
 
-class SendTestEmail(Action):
+class SendTestEmail(SendTestMessage):
     """Send one test email through the provider the channel now uses."""
 
     name = "send_test_email"
     title = "Send a test email"
 
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.to = _params(ctx).test_recipient
-
-    def needed(self) -> tuple[bool, str]:
-        if not self.to:
-            return False, "no test_recipient given"
-        return True, "recovery confirmation needs a test email that is accepted"
+    param_name = "test_recipient"
+    accepted_by = "the provider"
 
     def _provider(self) -> str:
         if self.ctx.state.get(SWITCHED_TO):

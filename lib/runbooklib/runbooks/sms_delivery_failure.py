@@ -29,6 +29,7 @@ from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
     MITIGATED_AT,
     CodedChannelChecks,
+    SendTestMessage,
     TenantChannelChange,
     class_share,
     finding,
@@ -89,11 +90,6 @@ class Params(CommonParams):
         if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
             return [("test_phone", "must be one number in E.164 form, e.g. +15551234567")]
         return []
-
-
-def _params(ctx: RunContext) -> Params:
-    assert isinstance(ctx.params, Params)
-    return ctx.params
 
 
 CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error,
@@ -357,20 +353,14 @@ def route_urgent_to_whatsapp(ctx: RunContext) -> RouteUrgentToWhatsApp:
     return RouteUrgentToWhatsApp(ctx)
 
 
-class SendTestSms(Action):
+class SendTestSms(SendTestMessage):
     """Send one test SMS from the first configured number."""
 
     name = "send_test_sms"
     title = "Send a test SMS"
 
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.to = _params(ctx).test_phone
-
-    def needed(self) -> tuple[bool, str]:
-        if not self.to:
-            return False, "no test_phone given"
-        return True, "recovery confirmation needs a test SMS that Twilio accepts"
+    param_name = "test_phone"
+    accepted_by = "Twilio"
 
     def plan(self) -> Plan:
         tw = self.ctx.profile.twilio

@@ -24,6 +24,7 @@ from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
     MITIGATED_AT,
     CodedChannelChecks,
+    SendTestMessage,
     TenantChannelChange,
     affected_tenants,
     finding,
@@ -409,20 +410,14 @@ def refresh_access_token(ctx: RunContext) -> RefreshAccessToken:
     return RefreshAccessToken(ctx)
 
 
-class SendTestWhatsApp(Action):
+class SendTestWhatsApp(SendTestMessage):
     """Send one approved template message to the test number."""
 
     name = "send_test_whatsapp"
     title = "Send a test WhatsApp message"
 
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.to = _params(ctx).test_whatsapp
-
-    def needed(self) -> tuple[bool, str]:
-        if not self.to:
-            return False, "no test_whatsapp given"
-        return True, "recovery confirmation needs a message the Cloud API accepts"
+    param_name = "test_whatsapp"
+    accepted_by = "the Cloud API"
 
     def plan(self) -> Plan:
         name = _params(self.ctx).fallback_template

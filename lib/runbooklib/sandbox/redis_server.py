@@ -10,14 +10,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from runbooklib.sandbox.ports import free_port
+
 START_TIMEOUT = 30.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _redis_binary() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
-import socket
 import ssl
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from runbooklib.sandbox.ports import free_port
 
 
 def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
@@ -46,12 +47,6 @@ def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def free_port() -> int:
-    """A free loopback port (aiosmtpd's Controller cannot take port 0)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class _Recorder:
