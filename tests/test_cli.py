@@ -120,6 +120,6 @@ def test_run_against_a_configured_environment(make_sandbox: SandboxFactory, post
     summary = json.loads((bundle / "summary.json").read_text())
     assert summary["environment"] == "staging" and summary["parameters"]["tenant_id"] == "acme"
     assert box.platform is not None and box.platform.mutations() == []
-    for path in bundle.iterdir():
+    for path in (p for p in bundle.rglob("*") if p.is_file()):
         text = path.read_text()
         assert all(box.secrets[key] not in text for key in names.values()), path.name

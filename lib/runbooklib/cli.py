@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("slug")
     run.add_argument("--incident", required=True, help="incident id, e.g. INC-123")
     common(run)
+    runs = sub.add_parser("runs", help="the runs recorded, one line each")
+    runs.add_argument("--incident", help="only this incident")
+    runs.add_argument("--output", type=Path, default=Path("runs"), help="where run bundles are (default: runs/)")
+    review = sub.add_parser("review", help="compile every run of an incident into one post-incident review")
+    review.add_argument("incident")
+    review.add_argument("--output", type=Path, default=Path("runs"), help="where run bundles are (default: runs/)")
+    review.add_argument("--webhook", help="POST the review's summary and location to this URL (a ticketing system)")
     demo = sub.add_parser("demo", help="run a runbook against a simulated incident on this machine")
     demo.add_argument("slug", nargs="?", default=DEFAULT_RUNBOOK)
     group = demo.add_mutually_exclusive_group()
@@ -173,6 +180,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _report(result, scenario.expect)
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from runbooklib.review import list_runs
+
+    records = list_runs(args.output, args.incident)
+    if not records:
+        print(f"no runs recorded under {args.output}" + (f" for {args.incident}" if args.incident else ""))
+        return 0
+    print(f"{'started':<25}  {'runbook':<27}  {'operator':<12}  {'diagnosis':<28}  {'applied':<30}  outcome")
+    for record in records:
+        print(REDACTOR.text(record.line()))
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from runbooklib.review import send_webhook, write_review
+
+    started = time.monotonic()
+    review, md_path, html_path = write_review(args.output, args.incident)
+    print(f"review of {args.incident}: {len(review.runs)} runs; {md_path} and {html_path} "
+          f"({time.monotonic() - started:.1f}s)")
+    if args.webhook:
+        status = send_webhook(args.webhook, review, md_path.parent)
+        print(f"webhook answered HTTP {status}")
+        return 0 if status < 400 else EXIT_FAILED
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -183,6 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_show(args.slug)
         if args.command == "run":
             return cmd_run(args)
+        if args.command == "runs":
+            return cmd_runs(args)
+        if args.command == "review":
+            return cmd_review(args)
         return cmd_demo(args)
     except ConfigError as exc:
         _err(f"runbook: {exc}")

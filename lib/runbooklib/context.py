@@ -9,6 +9,7 @@ description, starts an in-kernel sandbox so that the notebook runs as-is in Jupy
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import types
@@ -34,6 +35,7 @@ _KERNEL_SANDBOXES: dict[str, Any] = {}
 """Sandboxes started by notebooks in this process, by scenario file: re-running the first cell in
 Jupyter reuses the running sandbox (its state, e.g. a switched provider, is what the world now is)."""
 SUMMARY = "summary.json"
+EVIDENCE = "evidence"
 AUDIT = "audit.jsonl"
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
 
@@ -107,7 +109,23 @@ class RunContext:
     @cached_property
     def db(self) -> Database:
         return Database(self.profile.resolve_database_url(), statement_timeout=self.profile.statement_timeout,
-                        row_cap=self.profile.row_cap, connect_timeout=self.profile.connect_timeout)
+                        row_cap=self.profile.row_cap, connect_timeout=self.profile.connect_timeout,
+                        on_result=self.keep_evidence)
+
+    def keep_evidence(self, sql: str, params: Mapping[str, Any], frame: Any) -> None:
+        """Store a query's result (CSV, redacted), its SQL, bound values and a SHA-256 in `evidence/`, so the
+        aggregates behind this run's decisions outlive message_logs' retention."""
+        folder = self.run_dir / EVIDENCE
+        folder.mkdir(exist_ok=True)
+        number = len(list(folder.glob("*.csv"))) + 1
+        text = REDACTOR.text(frame.to_csv(index=False))
+        name = f"{number:03d}.csv"
+        (folder / name).write_text(text, encoding="utf-8")
+        entry = {"file": name, "sql": sql, "params": REDACTOR.data({k: str(v) for k, v in params.items()}),
+                 "rows": len(frame), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                 "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        with (folder / "index.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
 
     @cached_property
     def api(self) -> PlatformAPI:

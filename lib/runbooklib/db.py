@@ -9,7 +9,7 @@ times out or returns more rows than the cap raises `QueryError`.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,10 @@ class Database:
     """Runs read-only statements with a time limit and a row cap; returns DataFrames."""
 
     def __init__(self, url: str, *, statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
-                 row_cap: int = DEFAULT_ROW_CAP, connect_timeout: float = 5.0) -> None:
+                 row_cap: int = DEFAULT_ROW_CAP, connect_timeout: float = 5.0,
+                 on_result: Callable[[str, Mapping[str, Any], pd.DataFrame], None] | None = None) -> None:
+        self.on_result = on_result
+        """Called with (compiled SQL, bound values, result) after every query: the run keeps its evidence."""
         self.statement_timeout = statement_timeout
         self.row_cap = row_cap
         url = normalise_url(url)
@@ -82,7 +85,14 @@ class Database:
         if len(rows) > self.row_cap:
             raise QueryError(f"query returned more than the row cap of {self.row_cap} rows; narrow the window")
         data = [[_utc(v) for v in row] for row in rows]
-        return pd.DataFrame(data, columns=columns)
+        frame = pd.DataFrame(data, columns=columns)
+        if self.on_result is not None:
+            self.on_result(self.sql(statement), bound, frame)
+        return frame
+
+    def sql(self, statement: sa.Executable) -> str:
+        """The statement as this database runs it (placeholders, not values)."""
+        return str(statement.compile(dialect=self.engine.dialect))  # type: ignore[attr-defined]
 
     def one(self, statement: sa.Executable, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The single row of an aggregate statement, as a dict (empty dict for no row)."""

@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 
 from runbooklib import catalog
-from runbooklib.context import SUMMARY, bundle_name
+from runbooklib.context import EVIDENCE, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
 from runbooklib.redact import REDACTOR
 
@@ -147,6 +147,9 @@ def _finish_summary(bundle: Path, slug: str, incident: str, status: str, failed_
     summary["timings"] = {"wall_seconds": round(elapsed, 2),
                           "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
     summary["files"] = sorted(p.name for p in bundle.iterdir()) + ([HTML] if HTML not in os.listdir(bundle) else [])
+    evidence = bundle / EVIDENCE
+    if evidence.is_dir():
+        summary["evidence"] = {"index": f"{EVIDENCE}/index.jsonl", "queries": len(list(evidence.glob("*.csv")))}
     path.write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
@@ -162,7 +165,16 @@ def write_html(bundle: Path) -> None:
     nb = nbformat.read(out_nb, as_version=4)  # type: ignore[no-untyped-call]
     exporter = HTMLExporter()  # type: ignore[no-untyped-call]
     body, _ = exporter.from_notebook_node(nb)
-    (bundle / HTML).write_text(body, encoding="utf-8")
+    (bundle / HTML).write_text(offline(body), encoding="utf-8")
+
+
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
+
+
+def offline(page: str) -> str:
+    """Drop every script that reaches the network (nbconvert's require.js, MathJax, its mermaid loader):
+    the record must open offline, and its charts are inline images anyway."""
+    return _SCRIPT.sub(lambda m: "" if re.search(r"https?://", m.group(0)) else m.group(0), page)
 
 
 _SKIP_SCRUB = re.compile(r"\.(png|jpg|parquet)$")
@@ -171,14 +183,14 @@ _SKIP_SCRUB = re.compile(r"\.(png|jpg|parquet)$")
 def scrub_bundle(bundle: Path) -> list[str]:
     """Mask secrets and personal data in every text file of the bundle; returns the files changed."""
     changed = []
-    for path in sorted(bundle.iterdir()):
+    for path in sorted(p for p in bundle.rglob("*")):
         if not path.is_file() or _SKIP_SCRUB.search(path.name):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         clean = REDACTOR.document(text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
-            changed.append(path.name)
+            changed.append(str(path.relative_to(bundle)))
     return changed
 
 

@@ -37,7 +37,7 @@ def database_url(request: pytest.FixtureRequest, database: str) -> str | None:
 
 def assert_nothing_sensitive(bundle: Path, values: list[str], patterns: list[str]) -> None:
     """No file of the bundle holds any of `values` or text matching any of `patterns`."""
-    for path in bundle.iterdir():
+    for path in (p for p in bundle.rglob("*") if p.is_file()):
         text = path.read_text(errors="replace")
         for value in values:
             assert value not in text, f"{value[:12]}… leaked into {path.name}"

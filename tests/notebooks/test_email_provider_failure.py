@@ -3,6 +3,7 @@ on SQLite and on PostgreSQL: the cause it names, what its gate did, and what rea
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -52,8 +53,14 @@ def test_dry_run_names_the_cause_and_changes_nothing(scenario: str, database: st
     expected = "dry_run" if result.cause in SWITCHABLE else "not_needed"
     assert decisions(result)["switch_email_provider"] == expected
     assert decisions(result)["send_test_email"] == "not_needed"
-    assert sorted(p.name for p in result.bundle.iterdir()) == ["audit.jsonl", "notebook.html", "notebook.ipynb",
-                                                               "summary.json"]
+    assert sorted(p.name for p in result.bundle.iterdir()) == ["audit.jsonl", "evidence", "notebook.html",
+                                                               "notebook.ipynb", "summary.json"]
+    index = [json.loads(line) for line in (result.bundle / "evidence" / "index.jsonl").read_text().splitlines()]
+    assert len(index) == result.summary["evidence"]["queries"] >= 6
+    for entry in index:
+        text = (result.bundle / "evidence" / entry["file"]).read_text()
+        assert hashlib.sha256(text.encode()).hexdigest() == entry["sha256"]
+        assert "FROM message_logs" in entry["sql"] and "since" in entry["params"]
     assert result.summary["status"] == "completed"
     assert result.summary["diagnosis"]["evidence"], "a diagnosis comes with its evidence"
 
