@@ -144,3 +144,37 @@ def plot_samples(values: list[float], times: list[datetime], *, title: str, ylab
 def _short(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plot_heatmap(frame: pd.DataFrame, *, rows: str, columns: str, title: str, xlabel: str) -> Figure:
+    """Counts as a heat map (`frame` has `rows`, `columns` and `count`), each cell labelled."""
+    fig = _figure(height=3.4)
+    if frame.empty:
+        return _empty(fig, title, "nothing in the window")
+    pivot = frame.pivot_table(index=rows, columns=columns, values="count", aggfunc="sum", fill_value=0)
+    ax = fig.subplots()
+    image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="Reds")
+    ax.set_xticks(range(len(pivot.columns)), [str(c) for c in pivot.columns])
+    ax.set_yticks(range(len(pivot.index)), [str(i) for i in pivot.index])
+    for y, row in enumerate(pivot.to_numpy()):
+        for x, value in enumerate(row):
+            ax.text(x, y, f"{int(value):,}", ha="center", va="center", fontsize="x-small")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_series(series: dict[str, list[float]], *, title: str, xlabel: str, ylabel: str) -> Figure:
+    """One line per name over sample numbers 1..n."""
+    fig = _figure(height=3.0)
+    if not series or not any(series.values()):
+        return _empty(fig, title, "no samples")
+    ax = fig.subplots()
+    for name, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return fig

@@ -101,6 +101,7 @@ class RunContext:
         self.extra: dict[str, Any] = {}
         """JSON-ready additions to summary.json (e.g. the filled post-incident checklist)."""
         self.state: dict[str, Any] = {}
+        self._evidence_count = 0
         """In-memory working state shared between cells (frames, clients, samples); never saved."""
         self._register_secrets()
         self.write_summary()
@@ -117,7 +118,8 @@ class RunContext:
         aggregates behind this run's decisions outlive message_logs' retention."""
         folder = self.run_dir / EVIDENCE
         folder.mkdir(exist_ok=True)
-        number = len(list(folder.glob("*.csv"))) + 1
+        self._evidence_count += 1
+        number = self._evidence_count
         text = REDACTOR.text(frame.to_csv(index=False))
         name = f"{number:03d}.csv"
         (folder / name).write_text(text, encoding="utf-8")

@@ -156,11 +156,8 @@ def check_queues(ctx: RunContext) -> CheckResult:
                                   facts={"dlq": bull[DLQ]["backlog"], "paused": paused}))
 
 
-def check_queue_growth(ctx: RunContext) -> CheckResult:
-    """Sample every queue a few times: is a backlog growing with nothing active? is the DLQ growing?"""
-    name, title = "queue_growth", "Queue and DLQ growth over samples"
-    if not ctx.facts.get("redis_ok"):
-        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
+def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
+    """Counts of every queue, `recovery_samples` times (at least 2), `recovery_interval` apart."""
     p = _params(ctx)
     interval = parse_duration(p.recovery_interval).total_seconds()
     samples: list[dict[str, dict[str, Any]]] = []
@@ -168,6 +165,15 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
         if i:
             time.sleep(interval)
         samples.append({q: _admin(ctx).counts(q) for q in QUEUES})
+    return samples, interval
+
+
+def check_queue_growth(ctx: RunContext) -> CheckResult:
+    """Sample every queue a few times: is a backlog growing with nothing active? is the DLQ growing?"""
+    name, title = "queue_growth", "Queue and DLQ growth over samples"
+    if not ctx.facts.get("redis_ok"):
+        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
+    samples, interval = _sample(ctx)
     ctx.state["growth_samples"] = samples
     first, last = samples[0], samples[-1]
     stalled = [q for q in QUEUES[:3] if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
@@ -188,17 +194,8 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
 
 def plot_queue_growth(ctx: RunContext) -> Figure:
     samples = ctx.state.get("growth_samples") or []
-    fig = charts._figure(height=3.0)
-    if not samples:
-        return charts._empty(fig, "Queue backlog over samples", "no samples")
-    ax = fig.subplots()
-    for q in QUEUES:
-        ax.plot(range(1, len(samples) + 1), [s[q]["backlog"] for s in samples], marker="o", label=q)
-    ax.set_title("Backlog (waiting + delayed) per sample")
-    ax.set_xlabel("sample")
-    ax.set_ylabel("jobs")
-    ax.legend(fontsize="small")
-    return fig
+    return charts.plot_series({q: [s[q]["backlog"] for s in samples] for q in QUEUES},
+                              title="Backlog (waiting + delayed) per sample", xlabel="sample", ylabel="jobs")
 
 
 def check_failed_jobs(ctx: RunContext) -> CheckResult:
@@ -275,20 +272,9 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
 def plot_retry_heatmap(ctx: RunContext) -> Figure:
     """Messages by status × retry_count (the spec's query) as a heat map."""
     dist = ctx.state.get("retry_distribution")
-    fig = charts._figure(height=3.4)
-    if dist is None or dist.empty:
-        return charts._empty(fig, "Status × retry_count", "no messages in the window")
-    pivot = dist.pivot_table(index="status", columns="retry_count", values="count", aggfunc="sum", fill_value=0)
-    ax = fig.subplots()
-    image = ax.imshow(pivot.to_numpy(), aspect="auto", cmap="Reds")
-    ax.set_xticks(range(len(pivot.columns)), [str(c) for c in pivot.columns])
-    ax.set_yticks(range(len(pivot.index)), list(pivot.index))
-    for (y, x), value in pd.DataFrame(pivot.to_numpy()).stack().items():
-        ax.text(x, y, f"{int(value):,}", ha="center", va="center", fontsize="x-small")
-    ax.set_xlabel("retry_count")
-    ax.set_title(f"Messages by status and retry count (last {ctx.params.window})")
-    fig.colorbar(image, ax=ax, shrink=0.8)
-    return fig
+    return charts.plot_heatmap(dist if dist is not None else pd.DataFrame(columns=["status", "retry_count", "count"]),
+                               rows="status", columns="retry_count", xlabel="retry_count",
+                               title=f"Messages by status and retry count (last {ctx.params.window})")
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -305,8 +291,10 @@ def _evidence(ctx: RunContext, *names: str) -> list[str]:
 
 def _poison(ctx: RunContext) -> Match | None:
     offenders = int(ctx.facts.get("repeat_offenders") or 0)
-    if offenders and float(ctx.facts.get("top_error_share") or 0) < SYSTEMIC_SHARE or (
-            offenders and int(ctx.facts.get("problem_messages") or 0) < 3 * MIN_FAILURES):
+    # a few messages retried again and again, not one error sweeping through many messages
+    few_failures = int(ctx.facts.get("problem_messages") or 0) < 3 * MIN_FAILURES
+    no_dominant_error = float(ctx.facts.get("top_error_share") or 0) < SYSTEMIC_SHARE
+    if offenders and (few_failures or no_dominant_error):
         return Match(f"{offenders} messages were retried {POISON_RETRIES}+ times and fail at every attempt while the "
                      "rest go through", _evidence(ctx, "retry_patterns", "failed_jobs"))
     return None
@@ -621,16 +609,10 @@ def check_recovery(ctx: RunContext) -> CheckResult:
     name, title = "recovery", "Queues after mitigation"
     if not ctx.facts.get("redis_ok"):
         return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
-    p = _params(ctx)
-    interval = parse_duration(p.recovery_interval).total_seconds()
-    samples = []
-    for i in range(max(2, p.recovery_samples)):
-        if i:
-            time.sleep(interval)
-        samples.append({q: _admin(ctx).counts(q)["backlog"] for q in QUEUES})
-    growing = [q for q in QUEUES[:3] if samples[-1][q] > samples[0][q]]
-    dlq = samples[-1][DLQ] - samples[0][DLQ]
-    facts = {"backlog": {q: [s[q] for s in samples] for q in QUEUES}}
+    samples, _ = _sample(ctx)
+    growing = [q for q in QUEUES[:3] if samples[-1][q]["backlog"] > samples[0][q]["backlog"]]
+    dlq = samples[-1][DLQ]["backlog"] - samples[0][DLQ]["backlog"]
+    facts = {"backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}
     if growing or dlq > 0:
         return ctx.record(CheckResult(name, title, "fail", f"still growing: {', '.join(growing) or ''}"
                                       + (f" DLQ +{dlq}" if dlq > 0 else ""), classification="not_recovered", facts=facts))

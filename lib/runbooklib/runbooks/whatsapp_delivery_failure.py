@@ -27,6 +27,7 @@ from runbooklib.runbooks.common import (
     SendTestMessage,
     TenantChannelChange,
     affected_tenants,
+    db_error,
     finding,
     from_check,
     log_evidence,
@@ -107,11 +108,16 @@ failure_sample = CHECKS.failure_sample
 
 # -- Checks: Meta ----------------------------------------------------------------------------------
 def _failing_templates(ctx: RunContext) -> dict[str, int]:
-    """Template → failures in the window (the templates failing messages used)."""
+    """Template → failures in the window (the templates failing messages used).
+
+    If the query fails, that is recorded as its own finding, so the templates check cannot pass
+    quietly for want of data.
+    """
     try:
         frame = ctx.db.fetch(queries.template_failures(by_tenant=ctx.by_tenant),
                              ctx.window_params(channel=CHANNEL, limit=50))
-    except (QueryError, ConfigError):
+    except (QueryError, ConfigError) as exc:
+        db_error(ctx, "wa_template_failures", "Templates of failing messages", exc)
         return {}
     return {str(k): int(v) for k, v in frame.groupby("template")["count"].sum().items()} if not frame.empty else {}
 
