@@ -8,7 +8,7 @@ with IPython the first time a chart is made inside a kernel.
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import matplotlib.dates as mdates
 import pandas as pd
@@ -177,4 +177,40 @@ def plot_series(series: dict[str, list[float]], *, title: str, xlabel: str, ylab
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend(fontsize="small")
+    return fig
+
+
+def plot_before_after(panels: dict[str, list[tuple[datetime, float]]], changes: dict[str, list[tuple[datetime, str]]],
+                      *, percent: set[str] | None = None) -> Figure:
+    """One small panel per key figure over time, with a dashed line at each of its changes (the mitigations),
+    so that before and after can be read at a glance. `percent` names the panels whose values are ratios."""
+    names = [name for name, points in panels.items() if points]
+    columns = 2 if len(names) > 1 else 1
+    rows = max(1, -(-len(names) // columns))
+    fig = _figure(width=10.0, height=2.4 * rows + 0.4)
+    if not names:
+        return _empty(fig, "Key figures", "no key figures were measured")
+    axes = fig.subplots(rows, columns, squeeze=False, sharex=True).flatten()
+    times = [t for name in names for t, _ in panels[name]] + [t for name in names for t, _ in changes.get(name, [])]
+    pad = max((max(times) - min(times)) * 0.05, timedelta(seconds=5))
+    locator = mdates.AutoDateLocator(maxticks=6)  # type: ignore[no-untyped-call]
+    for ax, name in zip(axes, names, strict=False):
+        points = sorted(panels[name])
+        ax.plot(mdates.date2num([t for t, _ in points]), [v for _, v in points], marker="o",  # type: ignore[no-untyped-call]
+                markersize=3)
+        for at, label in changes.get(name, []):
+            ax.axvline(mdates.date2num(at), color="#1a7f37", linestyle="--", linewidth=1)  # type: ignore[no-untyped-call]
+            ax.annotate(_short(label, 28), (mdates.date2num(at), 1.0), xycoords=("data", "axes fraction"),  # type: ignore[no-untyped-call]
+                        fontsize="x-small", color="#1a7f37", rotation=90, ha="right", va="top")
+        if percent and name in percent:
+            ax.yaxis.set_major_formatter(lambda v, _pos: f"{v:.0%}")
+        ax.set_title(name, fontsize="small")
+        ax.set_ylim(bottom=0)
+        ax.xaxis_date()
+        ax.set_xlim(mdates.date2num(min(times) - pad), mdates.date2num(max(times) + pad))  # type: ignore[no-untyped-call]
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+        ax.tick_params(labelbottom=True)
+    for ax in axes[len(names):]:
+        ax.set_axis_off()
     return fig

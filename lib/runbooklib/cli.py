@@ -6,6 +6,7 @@ Exit codes: 0 healthy · 1 run failed · 2 bad parameters or usage · 3 incident
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -14,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import catalog
-from runbooklib.errors import ConfigError, RunbookError
+from runbooklib.context import default_runs_dir
+from runbooklib.errors import ConfigError, RunbookError, StorageError
 from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import CommonParams, declared_parameters, validate
 from runbooklib.redact import REDACTOR
 from runbooklib.runs import EXIT_BAD_PARAMETERS, EXIT_FAILED, RunResult, execute, load_parameter_files
 from runbooklib.settings import DEMO, load_profiles, register_profile_secrets
+from runbooklib.store import S3Location, is_s3, local_copy
 
 DEFAULT_RUNBOOK = "email_provider_failure"
+STAGING = ".staging"
+"""Under the local runs folder: runs bound for s3:// are written here first, and stay if the upload fails."""
 RUNNER_SET = {"incident", "run_dir", "sandbox"}
 """Parameters the CLI sets itself; giving them with -p is an error."""
 
@@ -48,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="set a parameter (typed by its declaration: text stays text, e.g. ids like 0123)")
         p.add_argument("-f", "--parameters-file", action="append", default=[], type=Path, metavar="YAML",
                        help="YAML parameter file(s), merged shallowly in order")
-        p.add_argument("--output", type=Path, default=Path("runs"), help="where run bundles go (default: runs/)")
+        p.add_argument("--output", default="runs", help="where run bundles go: a folder (default: runs/) or s3://bucket/prefix")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     run = sub.add_parser("run", help="run a runbook against an environment and write a run bundle")
@@ -57,10 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     common(run)
     runs = sub.add_parser("runs", help="the runs recorded, one line each")
     runs.add_argument("--incident", help="only this incident")
-    runs.add_argument("--output", type=Path, default=Path("runs"), help="where run bundles are (default: runs/)")
+    runs.add_argument("--output", default="runs", help="where run bundles are: a folder (default: runs/) or s3://bucket/prefix")
     review = sub.add_parser("review", help="compile every run of an incident into one post-incident review")
     review.add_argument("incident")
-    review.add_argument("--output", type=Path, default=Path("runs"), help="where run bundles are (default: runs/)")
+    review.add_argument("--output", default="runs",
+                        help="where run bundles are, and the review goes: a folder (default: runs/) or s3://bucket/prefix")
     review.add_argument("--webhook", help="POST the review's summary and location to this URL (a ticketing system)")
     demo = sub.add_parser("demo", help="run a runbook against a simulated incident on this machine")
     demo.add_argument("slug", nargs="?", default=DEFAULT_RUNBOOK)
@@ -127,15 +133,41 @@ def prepare(slug: str, raw: dict[str, Any], *, incident: str) -> tuple[CommonPar
     return params, typed
 
 
-def _report(result: RunResult, expect: str | None = None) -> int:
+def _location(text: str) -> Path | S3Location:
+    """The --output location, checked before anything runs."""
+    return S3Location(text) if is_s3(text) else Path(text)
+
+
+def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], incident: str) -> tuple[RunResult, str | None]:
+    """Run into --output: a folder directly; an s3:// location through a local staging folder, uploaded at the
+    end. Returns the result and where its bundle is kept (None: the upload failed; the staged copy is kept)."""
+    where = _location(args.output)
+    if isinstance(where, Path):
+        result = execute(slug, typed, output_root=where, incident=incident, progress=not args.no_progress)
+        return result, str(result.bundle)
+    staging_root = default_runs_dir() / STAGING
+    staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="runbook-staging-", dir=staging_root))
+    result = execute(slug, typed, output_root=staging, incident=incident, progress=not args.no_progress)
+    try:
+        url = where.upload(result.bundle, incident, result.bundle.name)
+    except StorageError as exc:
+        _err(f"runbook: the run's bundle was not stored: {exc}. It is kept at {result.bundle}; copy it there by hand")
+        return result, None
+    shutil.rmtree(staging, ignore_errors=True)
+    return result, url
+
+
+def _report(result: RunResult, expect: str | None = None, location: str | None = "") -> int:
     status = "completed" if result.status == "completed" else "FAILED"
     print(f"diagnosis: {result.headline}")
     if expect and result.cause and result.status == "completed":
         print(f"scenario expects: {expect} {'✓' if expect == result.cause else '✗ (differs)'}")
     applied = [a["action"] for a in result.summary.get("actions", []) if a.get("decision") in ("applied", "undone")]
     print(f"changes applied: {', '.join(applied) if applied else 'none'}")
-    print(f"run {status}; bundle: {result.bundle}")
-    return result.exit_code
+    print(f"run {status}; bundle: {location or result.bundle}" if location is not None
+          else f"run {status}; bundle NOT stored (kept at {result.bundle})")
+    return result.exit_code if location is not None else EXIT_FAILED
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -145,9 +177,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress("environment is demo: the notebook will start its own sandbox (use `runbook demo` for scenarios)")
     _progress(f"running {args.slug} for {args.incident} in {params.environment} "
               f"({'dry run' if params.dry_run else 'approvals: ' + (', '.join(params.approve) or 'none')})")
-    result = execute(args.slug, typed, output_root=args.output, incident=args.incident,
-                     progress=not args.no_progress)
-    return _report(result)
+    _location(args.output)
+    result, location = _execute(args, args.slug, typed, args.incident)
+    return _report(result, location=location)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -163,10 +195,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
                           "use `runbook run` for a real one", parameter="environment")
     scenario_param = str(Path(path).resolve()) if args.scenario_file else scenario.name
     prepare(args.slug, {**raw, "scenario": scenario_param}, incident=incident)
+    _location(args.output)
     _progress(f"scenario {scenario.name}: {scenario.description.strip()}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
-        _progress("seeding message_logs (SQLite) and starting stand-ins: SMTP ×2, SES, Lineup API")
+        _progress("seeding message_logs (SQLite) and starting stand-ins: SMTP ×2, SES, Twilio, Statuspage, "
+                  "Graph API, Lineup API" + (", Redis with BullMQ" if scenario.section("bullmq").get("enabled") else ""))
         sandbox = Sandbox(scenario, workdir=Path(tmp))
         with sandbox:
             REDACTOR.add_secrets(sandbox.secrets.values())
@@ -174,16 +208,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
             _progress(f"{sandbox.rows:,} rows seeded; running the notebook")
             _, typed = prepare(args.slug, {**raw, "sandbox": str(description)}, incident=incident)
             typed.update(environment=DEMO, sandbox=str(description), scenario=scenario_param)
-            result = execute(args.slug, typed, output_root=args.output, incident=incident,
-                             progress=not args.no_progress)
+            result, location = _execute(args, args.slug, typed, incident)
     _progress(f"done in {time.monotonic() - started:.1f}s")
-    return _report(result, scenario.expect)
+    return _report(result, scenario.expect, location)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from runbooklib.review import list_runs
 
-    records = list_runs(args.output, args.incident)
+    where = _location(args.output)
+    if isinstance(where, Path):
+        records = list_runs(where, args.incident)
+    else:
+        with local_copy(where, args.incident) as root:
+            records = list_runs(root, args.incident, location=str(where))
     if not records:
         print(f"no runs recorded under {args.output}" + (f" for {args.incident}" if args.incident else ""))
         return 0
@@ -194,14 +232,22 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from runbooklib.review import send_webhook, write_review
+    from runbooklib.review import compile_review, send_webhook, write_review
 
     started = time.monotonic()
-    review, md_path, html_path = write_review(args.output, args.incident)
-    print(f"review of {args.incident}: {len(review.runs)} runs; {md_path} and {html_path} "
+    where = _location(args.output)
+    if isinstance(where, Path):
+        review, md_path, html_path = write_review(where, args.incident)
+        md_at, html_at = str(md_path), str(html_path)
+    else:
+        with local_copy(where, args.incident, evidence=True) as root:
+            review = compile_review(root, args.incident, location=str(where))
+        md_at = where.put_text(review.markdown, args.incident, "review.md")
+        html_at = where.put_text(review.html, args.incident, "review.html")
+    print(f"review of {args.incident}: {len(review.runs)} runs; {md_at} and {html_at} "
           f"({time.monotonic() - started:.1f}s)")
     if args.webhook:
-        status = send_webhook(args.webhook, review, md_path.parent)
+        status = send_webhook(args.webhook, review, markdown_at=md_at, html_at=html_at)
         print(f"webhook answered HTTP {status}")
         return 0 if status < 400 else EXIT_FAILED
     return 0

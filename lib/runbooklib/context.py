@@ -38,6 +38,13 @@ SUMMARY = "summary.json"
 EVIDENCE = "evidence"
 AUDIT = "audit.jsonl"
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
+METRICS = {
+    "failure_rate": "failure rate",
+    "queue_depth": "queue depth (waiting + delayed)",
+    "dlq_size": "DLQ size",
+    "retry_ratio": "retries per first attempt",
+}
+"""The key figures a run measures (`RunContext.measure`), which a review shows before and after mitigation."""
 
 
 def namespace_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,6 +105,8 @@ class RunContext:
         self.findings: dict[str, CheckResult] = {}
         self.facts: dict[str, Any] = {}
         self.diagnosis: Diagnosis | None = None
+        self.measurements: list[dict[str, Any]] = []
+        """Key figures with the time they describe (see METRICS), in the order measured."""
         self.extra: dict[str, Any] = {}
         """JSON-ready additions to summary.json (e.g. the filled post-incident checklist)."""
         self.state: dict[str, Any] = {}
@@ -163,6 +172,17 @@ class RunContext:
         self.write_summary()
         return result
 
+    def measure(self, metric: str, value: float, *, scope: str, basis: str, at: datetime | None = None) -> None:
+        """Keep one key figure (e.g. the SMS failure rate, the email queue depth) with when it was true.
+
+        `scope` says of what (a channel or queue name), `basis` how it was measured ("last 1h",
+        "since mitigation", "sample"); a review places it before or after the incident's mitigations.
+        """
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; one of {', '.join(METRICS)}")
+        self.measurements.append({"metric": metric, "scope": scope, "value": round(float(value), 6), "basis": basis,
+                                  "at": (at or datetime.now(UTC)).isoformat(timespec="milliseconds")})
+
     def record_outcome(self, outcome: GateOutcome) -> GateOutcome:
         self.write_summary()
         return outcome
@@ -191,6 +211,7 @@ class RunContext:
             "facts": {k: v for k, v in self.facts.items() if isinstance(v, str | int | float | bool | type(None))},
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "actions": [o.to_json() for o in self.gate.outcomes],
+            "measurements": self.measurements,
             **self.extra,
         })
 

@@ -4,6 +4,7 @@
 RunbookError
  ├── ConfigError             bad parameters, unknown environment, missing secret variable
  ├── QueryError              a database query failed, timed out or hit the row cap
+ ├── StorageError            an s3:// run store could not be read or written
  ├── PlatformAPIError        the Lineup API could not be used
  │    ├── PlatformUnreachable
  │    ├── PlatformAuthError
@@ -39,6 +40,10 @@ class ConfigError(RunbookError):
 
 class QueryError(RunbookError):
     """A database query failed, was interrupted by the time limit, or exceeded the row cap."""
+
+
+class StorageError(RunbookError):
+    """An s3:// location for run records could not be read or written."""
 
 
 class PlatformAPIError(RunbookError):

@@ -66,6 +66,11 @@ def _count_if(condition: ColumnElement[bool]) -> ColumnElement[int]:
     return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
 
+DELAYED = sa.and_(T.c.status.in_(("QUEUED", "RETRYING", "SENT", "DELIVERED")),
+                  sa.or_(T.c.status.in_(("QUEUED", "RETRYING")), T.c.retry_count > 0))
+"""A delayed message: not failed, and still waiting or retrying, or sent only after one or more retries."""
+
+
 def status_counts(*, by_tenant: bool = False) -> Query:
     """The spec's check: messages by status in the window.
 
@@ -136,12 +141,12 @@ def top_errors(*, by_tenant: bool = False) -> Query:
 def tenant_split() -> Query:
     """Per tenant in the window, most failures first; binds `:limit`.
 
-    Columns: `tenant_id`, `total`, `failed`.
+    Columns: `tenant_id`, `total`, `failed`, `delayed` (see DELAYED).
     """
     tenant = sa.func.coalesce(T.c.tenant_id, "(none)").label("tenant_id")
     failed = _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed")
     return (
-        sa.select(tenant, sa.func.count().label("total"), failed)
+        sa.select(tenant, sa.func.count().label("total"), failed, _count_if(DELAYED).label("delayed"))
         .where(*_where(False))
         .group_by(tenant)
         .order_by(sa.desc("failed"), sa.desc("total"), tenant)
@@ -150,10 +155,12 @@ def tenant_split() -> Query:
 
 
 def tenant_count() -> Query:
-    """Columns: `tenants` (distinct tenants with messages), `failing_tenants` (with a failure), `total`, `failed`."""
+    """Columns: `tenants` (distinct tenants with messages), `failing_tenants` (with a failure), `total`, `failed`,
+    `delayed`."""
     return sa.select(
         sa.func.count().label("total"),
         _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed"),
+        _count_if(DELAYED).label("delayed"),
         sa.func.count(sa.distinct(T.c.tenant_id)).label("tenants"),
         sa.func.count(sa.distinct(sa.case((T.c.status.in_(FAILED_STATUSES), T.c.tenant_id)))).label(
             "failing_tenants"

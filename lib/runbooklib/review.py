@@ -1,34 +1,38 @@
 """The incident record: the runs of an incident listed, and compiled into one post-incident review.
 
-A review is built only from run bundles (`summary.json`, `audit.jsonl`): a timeline of runs and
-gate decisions (who approved what, when, with which plan, with what result), the key figures of
-each run in order (failure rate, queue backlog, DLQ size, retries per first attempt), the impact,
-and each runbook's post-incident checklist as its last run answered it. It is written as Markdown
-and as one self-contained HTML file (charts inline, no scripts, no network).
+A review is built only from run bundles (`summary.json`, `audit.jsonl`, `evidence/`): a timeline
+of runs and gate decisions (who approved what, when, with which plan, with what result); the key
+figures (failure rate per channel, queue depth, DLQ size, retries per first attempt) before and
+after the first mitigation, charted over time with every mitigation marked; the impact (messages
+failed and delayed per channel and tenant, messages replayed or re-queued); each runbook's
+post-incident checklist as its last run answered it; and each run's evidence with its checksums
+verified. It is written as Markdown and as one self-contained HTML file (charts inline, no scripts,
+no network).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import io
 import json
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-from matplotlib.figure import Figure
 
+from runbooklib import charts
 from runbooklib.audit import read_audit
-from runbooklib.context import AUDIT, SUMMARY
+from runbooklib.context import AUDIT, EVIDENCE, METRICS, SUMMARY
 from runbooklib.errors import ConfigError, PlatformUnreachable
+from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import INCIDENT_RE
 from runbooklib.redact import REDACTOR
 
-FIGURES = (("failure_rate", "failure rate", "{:.1%}"), ("queue_waiting", "queue waiting", "{:,.0f}"),
-           ("dlq_size", "DLQ size", "{:,.0f}"), ("retry_ratio", "retries per first attempt", "{:.2f}"))
 CHANGED = ("applied", "undone")
 
 
@@ -39,6 +43,8 @@ class RunRecord:
     bundle: Path
     summary: dict[str, Any]
     audit: list[dict[str, Any]] = field(default_factory=list)
+    location: str = ""
+    """Where the bundle is kept (its folder, or its `s3://` prefix when `bundle` is a local copy)."""
 
     @property
     def started(self) -> str:
@@ -66,8 +72,10 @@ class RunRecord:
                 f"{', '.join(self.applied) or 'nothing applied':<30}  {self.outcome}")
 
 
-def list_runs(root: Path, incident: str | None = None) -> list[RunRecord]:
-    """Every run bundle under `root` (or under `root/<incident>`), oldest first."""
+def list_runs(root: Path, incident: str | None = None, *, location: str | None = None) -> list[RunRecord]:
+    """Every run bundle under `root` (or under `root/<incident>`), oldest first.
+
+    `location` is where `root`'s runs are kept when `root` is a local copy (an `s3://` prefix)."""
     if incident is not None and not INCIDENT_RE.match(incident):
         raise ConfigError(f"{incident!r} is not an incident id", parameter="incident")
     base = root / incident if incident else root
@@ -79,7 +87,9 @@ def list_runs(root: Path, incident: str | None = None) -> list[RunRecord]:
             summary = json.loads(summary_path.read_text())
         except ValueError:
             continue
-        records.append(RunRecord(summary_path.parent, summary, read_audit(summary_path.parent / AUDIT)))
+        bundle = summary_path.parent
+        where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle)
+        records.append(RunRecord(bundle, summary, read_audit(bundle / AUDIT), where))
     return sorted(records, key=lambda r: r.started)
 
 
@@ -93,29 +103,144 @@ class Review:
     html: str
 
 
-def _figure_value(summary: dict[str, Any], key: str) -> float | None:
-    facts = summary.get("facts") or {}
-    value = facts.get(key)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+CHANNEL_OF = {"email_provider_failure": "email", "sms_delivery_failure": "sms", "whatsapp_delivery_failure": "whatsapp",
+              "high_retry_volume": "every channel (DLQ)"}
+REQUEUED_KEYS = ("replayed", "retried")
+"""Result keys of applied actions that count messages sent again (DLQ replay, SMS retry-failed)."""
+NOT_MITIGATIONS = ("send_test_", UNDO_PREFIX)
+"""Applied actions that do not mark a mitigation: test messages and undos."""
 
 
-def _chart(runs: list[RunRecord]) -> str:
-    """A PNG (base64) of the key figures per run, in run order; empty when nothing to draw."""
-    fig = Figure(figsize=(8, 2.8), layout="constrained")
-    series = [(label, [(i + 1, _figure_value(r.summary, key)) for i, r in enumerate(runs)])
-              for key, label, _ in FIGURES]
-    series = [(label, [(x, y) for x, y in points if y is not None]) for label, points in series]
-    series = [(label, points) for label, points in series if points]
-    if not series:
+@dataclass(frozen=True)
+class Measurement:
+    """One key figure of one run, with when it was true."""
+
+    metric: str
+    scope: str
+    value: float
+    basis: str
+    at: datetime
+    run: int
+    runbook: str
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.metric, self.scope
+
+    @property
+    def label(self) -> str:
+        if self.metric == "dlq_size":
+            return "DLQ size"
+        if self.metric == "retry_ratio":
+            return f"retries per first attempt ({self.scope})"
+        return f"{self.scope} {METRICS[self.metric].split(' (')[0]}"
+
+    def text(self) -> str:
+        return f"{_fmt(self.metric, self.value)} ({self.basis}, {self.at:%H:%M:%S}, run {self.run})"
+
+
+@dataclass(frozen=True)
+class Change:
+    """An action applied during the incident."""
+
+    at: datetime
+    action: str
+    runbook: str
+    by: str
+    run: int
+
+    @property
+    def mitigation(self) -> bool:
+        return not self.action.startswith(NOT_MITIGATIONS)
+
+
+def _fmt(metric: str, value: float) -> str:
+    if metric == "failure_rate":
+        return f"{value:.1%}"
+    if metric == "retry_ratio":
+        return f"{value:.2f}"
+    return f"{value:,.0f}"
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def measurements(runs: list[RunRecord]) -> list[Measurement]:
+    """Every key figure the runs measured, oldest first."""
+    out = []
+    for n, r in enumerate(runs, 1):
+        for m in r.summary.get("measurements") or []:
+            at = _when(m.get("at"))
+            if at is None or m.get("metric") not in METRICS or not isinstance(m.get("value"), int | float):
+                continue
+            out.append(Measurement(str(m["metric"]), str(m.get("scope") or ""), float(m["value"]),
+                                   str(m.get("basis") or ""), at, n, r.runbook))
+    return sorted(out, key=lambda m: m.at)
+
+
+def changes(runs: list[RunRecord]) -> list[Change]:
+    """Every action applied (or undone) in the incident, oldest first."""
+    out = []
+    for n, r in enumerate(runs, 1):
+        for e in r.audit:
+            at = _when(e.get("ts"))
+            if e.get("decision") in CHANGED and at is not None:
+                by = (e.get("approval") or {}).get("by") or e.get("operator") or "?"
+                out.append(Change(at, str(e.get("action")), r.runbook, str(by), n))
+    return sorted(out, key=lambda c: c.at)
+
+
+@dataclass(frozen=True)
+class KeyFigure:
+    """One key figure compared around the first mitigation of the runbooks that measured it."""
+
+    label: str
+    series: list[Measurement]
+    mitigations: list[Change]
+
+    @property
+    def before(self) -> Measurement | None:
+        """The last measurement before the first mitigation (with none: the first measurement)."""
+        if not self.mitigations:
+            return self.series[0]
+        earlier = [m for m in self.series if m.at < self.mitigations[0].at]
+        return earlier[-1] if earlier else None
+
+    @property
+    def after(self) -> Measurement | None:
+        """The last measurement since the first mitigation (with none: the last, if measured twice)."""
+        if not self.mitigations:
+            return self.series[-1] if len(self.series) > 1 else None
+        later = [m for m in self.series if m.at >= self.mitigations[0].at]
+        return later[-1] if later else None
+
+
+def key_figures(found: list[Measurement], applied: list[Change]) -> list[KeyFigure]:
+    """Every key figure measured, each with the mitigations applied by the runbooks that measured it
+    (an email switch is not the SMS queue's mitigation)."""
+    out = []
+    for key in sorted({m.key for m in found}, key=lambda k: (list(METRICS).index(k[0]), k[1])):
+        series = [m for m in found if m.key == key]
+        runbooks = {m.runbook for m in series}
+        out.append(KeyFigure(series[0].label, series, [c for c in applied if c.mitigation and c.runbook in runbooks]))
+    return out
+
+
+def _chart(figures: list[KeyFigure]) -> str:
+    """A PNG (base64) of every key figure over time with its mitigations marked; empty when nothing to draw."""
+    if not figures:
         return ""
-    axes = fig.subplots(1, len(series), squeeze=False)[0]
-    for ax, (label, points) in zip(axes, series, strict=True):
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o")
-        ax.set_title(label, fontsize="small")
-        ax.set_xlabel("run")
-        ax.set_xticks([x for x, _ in points])
+    panels = {f.label: [(m.at, m.value) for m in f.series] for f in figures}
+    marks = {f.label: [(c.at, c.action) for c in f.mitigations] for f in figures}
+    percent = {f.label for f in figures if f.series[0].metric == "failure_rate"}
+    fig = charts.plot_before_after(panels, marks, percent=percent)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=90)
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -142,33 +267,104 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
     return sorted(rows, key=lambda row: (row[0][:19], order[id(row)]))
 
 
-def compile_review(root: Path, incident: str) -> Review:
-    """Compile every run of `incident` under `root` into one review (Markdown and HTML)."""
-    runs = list_runs(root, incident)
+def _key_figures(figures: list[KeyFigure], applied: list[Change]) -> list[str]:
+    mitigations = [c for c in applied if c.mitigation]
+    md = [("Mitigations applied: " + "; ".join(f"**{c.action}** ({c.runbook}, run {c.run}) at {c.at:%H:%M:%S} UTC, "
+                                               f"approved by {c.by}" for c in mitigations) + ".")
+          if mitigations else "No mitigation was applied in this incident.",
+          "", "Each figure is compared around the first mitigation of the runbook that measured it: before is the last "
+          "value measured before it, after the last measured since. With no mitigation: the first and the last value.",
+          "", "| key figure | compared around | before | after | change |", "| --- | --- | --- | --- | --- |"]
+    for f in figures:
+        before, after = f.before, f.after
+        change = "—"
+        if before is not None and after is not None:
+            delta = after.value - before.value
+            change = ("+" if delta > 0 else "") + (f"{delta * 100:.1f} pts" if before.metric == "failure_rate"
+                                                   else _fmt(before.metric, delta))
+        around = f"{f.mitigations[0].action} ({f.mitigations[0].at:%H:%M:%S})" if f.mitigations else "no mitigation"
+        md.append(f"| {f.label} | {around} | {before.text() if before else 'not measured'} | "
+                  f"{after.text() if after else 'not measured'} | {change} |")
+    if not figures:
+        md.append("| (no run recorded key figures) | — | — | — | — |")
+    return md
+
+
+def _impact(runs: list[RunRecord]) -> list[str]:
+    md = ["### Messages failed and delayed, per channel and tenant", "",
+          "Delayed: not failed, but still queued or retrying, or sent only after a retry. Each channel's figures come "
+          "from the run whose window held the most failures.", ""]
+    worst: dict[str, tuple[int, dict[str, Any]]] = {}
+    for n, r in enumerate(runs, 1):
+        for channel, impact in ((r.summary.get("impact") or {}).items()):
+            if channel not in worst or int(impact.get("failed") or 0) > int(worst[channel][1].get("failed") or 0):
+                worst[channel] = (n, impact)
+    if worst:
+        md += ["| channel | tenant | messages | failed | delayed | window (UTC), run |", "| --- | --- | --- | --- | --- | --- |"]
+        for channel, (n, impact) in sorted(worst.items()):
+            window = impact.get("window") or {}
+            span = f"{str(window.get('since', ''))[:16]} – {str(window.get('until', ''))[11:16]}, run {n}"
+            for t in impact.get("tenants") or []:
+                md.append(f"| {channel} | {t.get('tenant_id')} | {int(t.get('total') or 0):,} | {int(t.get('failed') or 0):,} "
+                          f"| {int(t.get('delayed') or 0):,} | {span} |")
+            md.append(f"| {channel} | **all tenants** | {int(impact.get('total') or 0):,} | {int(impact.get('failed') or 0):,} "
+                      f"| {int(impact.get('delayed') or 0):,} | {span} |")
+    else:
+        md.append("No run measured failed or delayed messages per tenant.")
+    md += ["", "### Messages replayed or re-queued", ""]
+    requeued = []
+    for n, r in enumerate(runs, 1):
+        for e in r.audit:
+            result = e.get("result") or {}
+            count = next((result[k] for k in REQUEUED_KEYS if isinstance(result.get(k), int)), None)
+            if e.get("decision") == "applied" and count is not None:
+                requeued.append(f"| {CHANNEL_OF.get(r.runbook, r.runbook)} | {e.get('action')} | {count:,} | "
+                                f"{str(e.get('ts'))[:19]}, run {n} |")
+    md += (["| channel | action | messages | when (UTC), run |", "| --- | --- | --- | --- |"] + requeued) if requeued \
+        else ["Nothing was replayed or re-queued."]
+    sizes = [m for m in measurements(runs) if m.metric == "dlq_size"]
+    if sizes:
+        md += ["", f"DLQ size last measured: {sizes[-1].value:,.0f} ({sizes[-1].at:%H:%M:%S} UTC, run {sizes[-1].run})."]
+    return md
+
+
+def _evidence(runs: list[RunRecord]) -> list[str]:
+    """Each run's kept query results, with their checksums verified now."""
+    md = ["Each run keeps the results of the queries its decisions rested on (`evidence/`: CSV, the SQL, its bound "
+          "values and a SHA-256), so this review can be rebuilt after `message_logs` has dropped the rows.", "",
+          "| run | bundle | queries kept | checksums |", "| --- | --- | --- | --- |"]
+    for n, r in enumerate(runs, 1):
+        index = r.bundle / EVIDENCE / "index.jsonl"
+        entries = [json.loads(line) for line in index.read_text().splitlines() if line.strip()] if index.is_file() else []
+        bad = [e["file"] for e in entries
+               if not (r.bundle / EVIDENCE / e["file"]).is_file()
+               or hashlib.sha256((r.bundle / EVIDENCE / e["file"]).read_bytes()).hexdigest() != e.get("sha256")]
+        verdict = "none kept" if not entries else ("all match" if not bad else f"MISMATCH: {', '.join(bad)}")
+        md.append(f"| {n} ({r.runbook}) | {r.location} | {len(entries)} | {verdict} |")
+    return md
+
+
+def compile_review(root: Path, incident: str, *, location: str | None = None) -> Review:
+    """Compile every run of `incident` under `root` into one review (Markdown and HTML).
+
+    `location` is where the runs are kept when `root` is a local copy (e.g. an `s3://` prefix)."""
+    runs = list_runs(root, incident, location=location)
     if not runs:
-        raise ConfigError(f"no runs recorded for {incident} under {root}", parameter="incident")
+        raise ConfigError(f"no runs recorded for {incident} under {location or root}", parameter="incident")
     timeline = _timeline(runs)
+    applied = changes(runs)
+    figures = key_figures(measurements(runs), applied)
     md = [f"# Post-incident review: {incident}", "",
           f"{len(runs)} run(s) of {', '.join(sorted({r.runbook for r in runs}))}, from {runs[0].started} to "
           f"{runs[-1].started}. Compiled {datetime.now().astimezone().isoformat(timespec='seconds')} from the run records.",
-          "", "## Runs", "", "| started | runbook | operator | diagnosis | applied | outcome |",
-          "| --- | --- | --- | --- | --- | --- |"]
-    for r in runs:
-        md.append(f"| {r.started} | {r.runbook} | {r.summary.get('operator') or '—'} | {r.cause} | "
+          "", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
+    for n, r in enumerate(runs, 1):
+        md.append(f"| {n} | {r.started} | {r.runbook} | {r.summary.get('operator') or '—'} | {r.cause} | "
                   f"{', '.join(r.applied) or '—'} | {r.outcome} |")
     md += ["", "## Timeline", ""] + [f"- `{t}` **{rb}** — {what}" for t, rb, what in timeline]
-    md += ["", "## Key figures, run by run", "", "| run | " + " | ".join(label for _, label, _ in FIGURES) + " |",
-           "| --- |" + " --- |" * len(FIGURES)]
-    for i, r in enumerate(runs, 1):
-        cells = [fmt.format(v) if (v := _figure_value(r.summary, key)) is not None else "—" for key, _, fmt in FIGURES]
-        md.append(f"| {i} ({r.runbook}, {r.started}) | " + " | ".join(cells) + " |")
-    md += ["", "## Impact", ""]
-    for r in runs:
-        facts = r.summary.get("facts") or {}
-        replayed = sum(int((e.get("result") or {}).get("replayed") or 0) for e in r.audit)
-        md.append(f"- {r.runbook} ({r.started}): {int(facts.get('window_failed') or 0):,} messages failed of "
-                  f"{int(facts.get('window_total') or 0):,} in the window; tenants with failures: "
-                  f"{facts.get('failing_tenants', '—')}" + (f"; {replayed:,} replayed from the DLQ" if replayed else ""))
+    md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied)
+    md += ["", "## Impact", ""] + _impact(runs)
     md += ["", "## Post-incident checklists", ""]
     latest: dict[str, RunRecord] = {r.runbook: r for r in runs}
     for runbook, r in latest.items():
@@ -177,8 +373,16 @@ def compile_review(root: Path, incident: str) -> Review:
         md += [f"- [{'x' if i.get('ok') else ' '}] **{i.get('item')}** — {i.get('answer')}" for i in checklist] or [
             "- (this run did not reach its post-incident section)"]
         md.append("")
+    md += ["## Evidence", ""] + _evidence(runs)
     markdown = REDACTOR.text("\n".join(md))
-    return Review(incident, runs, markdown, _html(incident, markdown, _chart(runs)))
+    return Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)))
+
+
+def _inline(text: str) -> str:
+    """Escape, then render the Markdown this module writes inline: **bold** and `code`."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
 
 
 def _html(incident: str, markdown: str, chart: str) -> str:
@@ -190,8 +394,8 @@ def _html(incident: str, markdown: str, chart: str) -> str:
         if table:
             rows = [r.strip("|").split(" | ") for r in table if not set(r.replace("|", "").strip()) <= {"-", " "}]
             head, *rest = rows
-            body.append("<table><tr>" + "".join(f"<th>{html.escape(c.strip())}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>"
+            body.append("<table><tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in row) + "</tr>"
                                   for row in rest) + "</table>")
             table.clear()
 
@@ -200,26 +404,32 @@ def _html(incident: str, markdown: str, chart: str) -> str:
             table.append(line)
             continue
         flush()
+        if body and body[-1] == "</ul>" and line.startswith("- "):
+            body.pop()
+        elif line.startswith("- "):
+            body.append("<ul>")
         if line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
             body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
             if line.startswith("## Key figures") and chart:
-                body.append(f'<img alt="key figures per run" src="data:image/png;base64,{chart}">')
+                body.append(f'<img class="chart" alt="key figures over time, mitigations marked" '
+                            f'src="data:image/png;base64,{chart}">')
         elif line.startswith("- "):
-            body.append(f"<li>{html.escape(line[2:])}</li>")
+            body.append(f"<li>{_inline(line[2:])}</li>")
+            body.append("</ul>")
         elif line.strip():
-            body.append(f"<p>{html.escape(line)}</p>")
+            body.append(f"<p>{_inline(line)}</p>")
     flush()
     style = ("body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:.9em}"
-             "li{margin:.2em 0}")
+             "li{margin:.2em 0}img.chart{max-width:100%;height:auto}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Review {html.escape(incident)}</title>"
             f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
 
 
-def write_review(root: Path, incident: str) -> tuple[Review, Path, Path]:
+def write_review(root: Path, incident: str, *, location: str | None = None) -> tuple[Review, Path, Path]:
     """Compile and write `review.md` and `review.html` into `root/<incident>/`."""
-    review = compile_review(root, incident)
+    review = compile_review(root, incident, location=location)
     folder = root / incident
     md_path, html_path = folder / "review.md", folder / "review.html"
     md_path.write_text(review.markdown, encoding="utf-8")
@@ -227,13 +437,13 @@ def write_review(root: Path, incident: str) -> tuple[Review, Path, Path]:
     return review, md_path, html_path
 
 
-def send_webhook(url: str, review: Review, location: Path, *, timeout: float = 10.0) -> int:
+def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, timeout: float = 10.0) -> int:
     """POST the review's summary and where its files are to a ticketing webhook; returns the HTTP status."""
     payload = REDACTOR.data({
         "incident": review.incident,
         "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause, "applied": r.applied,
-                  "outcome": r.outcome, "bundle": str(r.bundle)} for r in review.runs],
-        "review": {"markdown": str(location / "review.md"), "html": str(location / "review.html")},
+                  "outcome": r.outcome, "bundle": r.location} for r in review.runs],
+        "review": {"markdown": markdown_at, "html": html_at},
     })
     try:
         response = httpx.post(url, json=payload, timeout=timeout)

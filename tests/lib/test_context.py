@@ -48,3 +48,15 @@ def test_demo_without_a_sandbox_starts_one_in_the_kernel_and_reuses_it(kernel_sa
     assert summary["status"] == "running" and summary["scenario"] == "healthy"
     first.close()
     second.close()
+
+
+def test_measurements_are_kept_in_the_summary_and_unknown_metrics_refused(kernel_sandboxes: None,
+                                                                          tmp_path: Path) -> None:
+    ctx = start(SLUG, {"scenario": "healthy", "run_dir": str(tmp_path)})
+    ctx.measure("queue_depth", 12, scope="email", basis="sample")
+    with pytest.raises(ValueError, match="unknown metric 'queue_waiting'; one of failure_rate"):
+        ctx.measure("queue_waiting", 1, scope="email", basis="sample")
+    ctx.write_summary()
+    kept = json.loads((tmp_path / "summary.json").read_text())["measurements"]
+    assert [(m["metric"], m["scope"], m["value"]) for m in kept] == [("queue_depth", "email", 12.0)]
+    ctx.close()

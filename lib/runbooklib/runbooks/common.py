@@ -153,6 +153,7 @@ class ChannelChecks:
         waiting = int(entry.get("waiting", 0) or 0)
         failed = int(entry.get("failed", 0) or 0)
         ctx.facts["queue_waiting"] = waiting
+        ctx.measure("queue_depth", waiting + int(entry.get("delayed", 0) or 0), scope=self.queue, basis="metrics API")
         status = "warn" if waiting >= 1000 or failed >= 100 else "ok"
         summary = f"{waiting:,} waiting, {int(entry.get('active', 0) or 0):,} active, {failed:,} failed"
         if entry.get("paused"):
@@ -175,6 +176,8 @@ class ChannelChecks:
         ctx.facts.update(window_total=total, window_failed=failed, failure_rate=now_rate, baseline_rate=base_rate,
                          baseline_total=int(base.get("total") or 0), window_delivered=int(window.get("delivered") or 0),
                          baseline_delivered=int(base.get("delivered") or 0))
+        ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=f"last {ctx.params.window}",
+                    at=ctx.until)
         facts = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
                  "baseline_total": int(base.get("total") or 0), "baseline_failed": int(base.get("failed") or 0),
                  "baseline_rate": round(base_rate, 4), "bounced": int(window.get("bounced") or 0),
@@ -269,6 +272,7 @@ class ChannelChecks:
         ctx.state["tenant_frame"] = frame
         tenants, failing = int(counts.get("tenants") or 0), int(counts.get("failing_tenants") or 0)
         total_failed, total = int(counts.get("failed") or 0), int(counts.get("total") or 0)
+        self.record_impact(ctx, frame, counts)
         facts: dict[str, Any] = {"tenants": tenants, "failing_tenants": failing}
         if frame.empty or total_failed == 0:
             return ctx.record(CheckResult(name, title, "ok", f"{tenants} tenants, none failing", facts=facts,
@@ -284,6 +288,20 @@ class ChannelChecks:
         summary = (f"{failing} of {tenants} tenants have failures; {top['tenant_id']} has {share:.0%} of them "
                    f"({float(top['rate']):.0%} of its {self.noun} fail; the rest {rest_rate:.1%})")
         return ctx.record(CheckResult(name, title, "ok", summary, facts=facts, table=frame, duration_ms=ms()))
+
+    def record_impact(self, ctx: RunContext, frame: pd.DataFrame, counts: dict[str, Any]) -> None:
+        """The channel's messages failed and delayed in the window, per tenant (the busiest by failures, then
+        the rest together), for the review's impact section."""
+        rows: list[dict[str, Any]] = [{"tenant_id": str(r["tenant_id"]), "total": int(r["total"]), "failed": int(r["failed"]),
+                 "delayed": int(r["delayed"])} for r in frame.to_dict("records")]
+        totals = {k: int(counts.get(k) or 0) for k in ("total", "failed", "delayed")}
+        rest = {k: totals[k] - sum(int(r[k]) for r in rows) for k in totals}
+        if any(rest.values()):
+            rows.append({"tenant_id": "(other tenants)", **rest})
+        impact = ctx.extra.setdefault("impact", {})
+        impact[self.channel.lower()] = {"window": {"since": ctx.since.isoformat(timespec="seconds"),
+                                                   "until": ctx.until.isoformat(timespec="seconds")},
+                                        **totals, "tenants": rows}
 
     def plot_tenant_split(self, ctx: RunContext) -> Figure:
         """Failed vs other messages per tenant."""
@@ -318,6 +336,8 @@ class ChannelChecks:
                                                   classification="platform_api", duration_ms=ms()))
                 samples.append((datetime.now(UTC), int(entry.get("waiting", 0) or 0) + int(entry.get("delayed", 0) or 0)))
         ctx.state["queue_samples"] = samples
+        for at, depth in samples:
+            ctx.measure("queue_depth", depth, scope=self.queue, basis="sample", at=at)
         depths = [d for _, d in samples]
         facts = {"samples": depths, "interval_seconds": interval}
         if len(depths) < 2:
@@ -355,6 +375,7 @@ class ChannelChecks:
                  "delivered": int(row.get("delivered") or 0), "rate": round(now_rate, 4), "baseline_rate": round(base, 4)}
         if total == 0:
             return ctx.record(CheckResult(name, title, "warn", f"no {self.noun} created {label} yet", facts=facts))
+        ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=label.removeprefix("in the "))
         text = f"{failed:,} of {total:,} failed {label} ({now_rate:.1%}) vs baseline {base:.1%}"
         if elevated(now_rate, base, failed) or (failed >= MIN_FAILURES and now_rate > base + 0.02):
             return ctx.record(CheckResult(name, title, "fail", "not recovered: " + text,

@@ -143,6 +143,7 @@ def check_queues(ctx: RunContext) -> CheckResult:
                      "api_waiting": a.get("waiting"), "api_failed": a.get("failed")})
     frame = pd.DataFrame(rows)
     ctx.state["queue_counts"] = bull
+    _measure_queues(ctx, bull, basis="BullMQ")
     source = frame[frame["queue"] != DLQ]
     busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
     ctx.facts.update(busiest_failed_queue=busiest, dlq_size=int(bull[DLQ]["backlog"]),
@@ -156,6 +157,15 @@ def check_queues(ctx: RunContext) -> CheckResult:
                                   facts={"dlq": bull[DLQ]["backlog"], "paused": paused}))
 
 
+def _measure_queues(ctx: RunContext, counts: dict[str, dict[str, Any]], *, basis: str) -> None:
+    at = datetime.now(UTC)
+    for q in QUEUES:
+        if q == DLQ:
+            ctx.measure("dlq_size", counts[q]["backlog"], scope=DLQ, basis=basis, at=at)
+        else:
+            ctx.measure("queue_depth", counts[q]["backlog"], scope=q, basis=basis, at=at)
+
+
 def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
     """Counts of every queue, `recovery_samples` times (at least 2), `recovery_interval` apart."""
     p = _params(ctx)
@@ -165,6 +175,7 @@ def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
         if i:
             time.sleep(interval)
         samples.append({q: _admin(ctx).counts(q) for q in QUEUES})
+        _measure_queues(ctx, samples[-1], basis="sample")
     return samples, interval
 
 
@@ -259,6 +270,7 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
                      top_error_retry_levels=retry_levels, significant_errors=significant,
                      repeat_offenders=len(offenders))
     ctx.state["repeat_offenders"] = offenders
+    ctx.measure("retry_ratio", ratio_now, scope="all channels", basis=f"last {ctx.params.window}", at=ctx.until)
     facts = {"retries_per_first_attempt": round(ratio_now, 3), "baseline": round(ratio_base, 3),
              "failing_share": round(problem_rate, 4), "baseline_failing_share": round(base_problem_rate, 4),
              "failing_or_retrying": total_problem, "top_error_share": round(top_share, 3),

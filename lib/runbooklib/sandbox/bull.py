@@ -61,5 +61,10 @@ def start_worker(url: str, queue: str, *, prefix: str = PREFIX) -> Any:
     return run(start())
 
 
-def stop_worker(worker: Any) -> None:
-    run(worker.close())
+def stop_worker(worker: Any, *, grace: float = 15.0) -> None:
+    """Close a worker, letting its jobs finish; after `grace` seconds, force it (bullmq 3.4's close() has been
+    seen waiting out the 30 s call timeout on a loaded machine, its fetch task never finishing)."""
+    try:
+        run(worker.close(), timeout=grace)
+    except TimeoutError:
+        run(worker.close(force=True))
