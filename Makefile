@@ -5,8 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SCENARIO ?=
 RUNBOOK ?= email_provider_failure
+DEMO_INCIDENT := DEMO-$(shell date -u +%Y%m%d-%H%M%S)
+INCIDENT ?= $(DEMO_INCIDENT)
 
-.PHONY: demo test lint install clean
+.PHONY: demo demo-incident test lint install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +27,16 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	@# exit code 3 means "incident diagnosed": the expected outcome of a drill, not a make failure
 	$(BIN)/runbook demo $(RUNBOOK) $(if $(SCENARIO),--scenario $(SCENARIO),) || [ $$? -eq 3 ]
+
+## demo-incident: one simulated incident worked with two runbooks, each diagnosing, applying an approved
+## mitigation and confirming recovery, then compiled into runs/$(INCIDENT)/review.html and review.md
+demo-incident: $(VENV)/.installed
+	$(BIN)/runbook demo email_provider_failure --scenario smtp_auth_failure --incident $(INCIDENT) --no-progress \
+	  -p operator alice -p dry_run false -p approve switch_email_provider,send_test_email \
+	  -p test_recipient oncall@lineup.app || [ $$? -eq 3 ]
+	$(BIN)/runbook demo sms_delivery_failure --scenario rate_limited --incident $(INCIDENT) --no-progress \
+	  -p operator bob -p dry_run false -p approve retry_failed_sms || [ $$? -eq 3 ]
+	$(BIN)/runbook review $(INCIDENT)
 
 ## test: lint, type-check, the whole test suite (starts its own PostgreSQL and Redis), then nbval
 test: $(VENV)/.installed-test
