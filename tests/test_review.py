@@ -77,6 +77,19 @@ def test_the_review_timeline_follows_the_audit_logs(incident: Path) -> None:
             assert matches, entry
             positions.append(matches[0])
         assert positions == sorted(positions), "decisions out of order"
+    for run in review.runs:
+        mine = [line for line in timeline if f"**{run.runbook}**" in line]
+        events = [line.split("** — ", 1)[1] for line in mine]
+        kinds = ["start" if e.startswith("run started") else "check" if e.startswith("check ") else
+                 "diagnosis" if e.startswith("diagnosis ") else "end" if e == "run completed" else "decision"
+                 for e in events]
+        assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("diagnosis") == 1
+        first_decision = kinds.index("decision")
+        assert kinds.index("diagnosis") < first_decision and kinds.index("check") < kinds.index("diagnosis")
+        assert kinds.count("check") == len(run.summary["findings"])
+        checks_after = [line for i, line in enumerate(mine) if kinds[i] == "check" and i > first_decision]
+        if run.runbook == "email_provider_failure":  # recovery is confirmed after the switch
+            assert any("Failure rate since mitigation vs baseline" in line for line in checks_after)
     applied = next(line for line in timeline if "switch_email_provider: applied" in line)
     assert "approved by alice (parameter) for plan" in applied
     assert review.markdown.index("email_provider_failure** — run started") < review.markdown.index(
@@ -89,7 +102,7 @@ def test_the_review_answers_the_checklists_and_opens_offline(incident: Path) -> 
     assert "### email_provider_failure" in review.markdown and "### sms_delivery_failure" in review.markdown
     assert "Review failed phone numbers" in review.markdown and "Consider adding backup provider" in review.markdown
     page = html_path.read_text()
-    assert "<script" not in page and "http" not in page.replace("http-equiv", "")
+    assert "<script" not in page and not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//""", page)
     assert re.search(r'<img class="chart" alt="[^"]+" src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', page)
     assert "oncall@lineup.app" not in review.markdown
 
@@ -149,6 +162,10 @@ def test_key_figures_are_compared_around_each_runbooks_own_mitigation(incident: 
     sms_queue = rows["sms queue depth"]
     assert sms_queue[1].startswith("retry_failed_sms"), "an email switch is not the SMS queue's mitigation"
     assert "metrics API" in sms_queue[2] and "sample" in sms_queue[3]
+    summary = review.markdown[review.markdown.index("## Summary"):review.markdown.index("## Runs")]
+    assert "- **Found** (email_provider_failure): `smtp_auth_failure`" in summary
+    assert re.search(r"- \*\*Done\*\*: switch_email_provider \(.*approved by alice\); retry_failed_sms \(.*bob\)", summary)
+    assert f"email failure rate {email[2].split(' ')[0]} → {email[3].split(' ')[0]}" in summary
     summaries = {r.runbook: r.summary for r in review.runs}
     measured = [m for m in summaries["sms_delivery_failure"]["measurements"] if m["metric"] == "failure_rate"]
     assert rows["sms failure rate"][2].startswith(f"{measured[0]['value']:.1%}")

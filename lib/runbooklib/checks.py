@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -45,6 +46,8 @@ class CheckResult:
     steps: list[Step] = field(default_factory=list)
     table: pd.DataFrame | None = None
     duration_ms: float = 0.0
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    """When the check finished (the timeline of a review lists checks by it)."""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -70,6 +73,7 @@ class CheckResult:
             "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail, "ms": round(s.ms, 1)} for s in self.steps],
             "rows": 0 if self.table is None else len(self.table),
             "duration_ms": round(self.duration_ms, 1),
+            "at": self.at.isoformat(timespec="milliseconds"),
         })
 
     def _repr_html_(self) -> str:

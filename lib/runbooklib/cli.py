@@ -238,7 +238,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     where = _location(args.output)
     if isinstance(where, Path):
         review, md_path, html_path = write_review(where, args.incident)
-        md_at, html_at = str(md_path), str(html_path)
+        md_at, html_at = str(md_path.resolve()), str(html_path.resolve())
     else:
         with local_copy(where, args.incident, evidence=True) as root:
             review = compile_review(root, args.incident, location=str(where))

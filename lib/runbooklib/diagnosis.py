@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from runbooklib.redact import REDACTOR
@@ -43,6 +44,7 @@ class Diagnosis:
     explanation: str
     evidence: list[str] = field(default_factory=list)
     others: list[dict[str, str]] = field(default_factory=list)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def healthy(self) -> bool:
@@ -54,7 +56,8 @@ class Diagnosis:
 
     def to_json(self) -> dict[str, Any]:
         return REDACTOR.mapping({"runbook": self.runbook, "cause": self.cause, "explanation": self.explanation,
-                              "evidence": self.evidence, "others": self.others})
+                              "evidence": self.evidence, "others": self.others,
+                              "at": self.at.isoformat(timespec="milliseconds")})
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.healthy else "#cf222e"

@@ -88,7 +88,7 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
         except ValueError:
             continue
         bundle = summary_path.parent
-        where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle)
+        where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
         records.append(RunRecord(bundle, summary, read_audit(bundle / AUDIT), where))
     return sorted(records, key=lambda r: r.started)
 
@@ -245,16 +245,22 @@ def _chart(figures: list[KeyFigure]) -> str:
 
 
 def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
-    """(time, runbook, what happened) for every run start, diagnosis and gate decision, in time order
+    """(time, runbook, what happened) for every run start, check, diagnosis and gate decision, in time order
     (events of one run keep their order when they share a timestamp)."""
     rows: list[tuple[str, str, str]] = []
     for r in runs:
         window = (r.summary.get("window") or {}).get("length")
         rows.append((r.started, r.runbook, f"run started by {r.summary.get('operator') or 'unknown'} "
                                            f"({r.summary.get('environment')}, window {window})"))
+        findings = sorted((f for f in (r.summary.get("findings") or {}).values() if f.get("at")),
+                          key=lambda f: str(f["at"]))
+        for f in findings:
+            rows.append((str(f["at"]), r.runbook, f"check {f.get('title')}: {str(f.get('status')).upper()} — "
+                                                  f"{f.get('summary')}"))
         diagnosis = r.summary.get("diagnosis") or {}
         if diagnosis:
-            rows.append((r.started, r.runbook, f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}"))
+            rows.append((str(diagnosis.get("at") or r.started), r.runbook,
+                         f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}"))
         for e in r.audit:
             approval = e.get("approval") or {}
             who = f" — approved by {approval.get('by')} ({approval.get('source')}) for plan {e.get('plan_digest')}" \
@@ -264,7 +270,36 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
         if finish:
             rows.append((str(finish), r.runbook, f"run {r.outcome}"))
     order = {id(row): i for i, row in enumerate(rows)}
-    return sorted(rows, key=lambda row: (row[0][:19], order[id(row)]))
+    return sorted(rows, key=lambda row: (_when(row[0]) or datetime.min.replace(tzinfo=UTC), order[id(row)]))
+
+
+def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Change]) -> list[str]:
+    """What was found, what was done, whether it worked, and what it cost — in a few lines."""
+    md = []
+    for runbook in dict.fromkeys(r.runbook for r in runs):
+        last = [r for r in runs if r.runbook == runbook][-1]
+        diagnosis = last.summary.get("diagnosis") or {}
+        md.append(f"- **Found** ({runbook}): `{diagnosis.get('cause', 'no diagnosis')}` — "
+                  f"{diagnosis.get('explanation', 'the run ended before its diagnosis')}")
+    done = [c for c in applied if c.mitigation]
+    md.append("- **Done**: " + ("; ".join(f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})" for c in done)
+                                if done else "no mitigation was applied"))
+    moved = [f"{f.label} {_fmt(f.series[0].metric, f.before.value)} → {_fmt(f.series[0].metric, f.after.value)}"
+             for f in figures if f.mitigations and f.before is not None and f.after is not None]
+    if done:
+        md.append("- **Effect**: " + ("; ".join(moved) if moved else "no figure was measured on both sides of a mitigation"))
+    not_recovered = [f"{r.runbook}: {f.get('title')} — {f.get('summary')}" for r in runs
+                     for f in (r.summary.get("findings") or {}).values() if f.get("classification") == "not_recovered"]
+    if not_recovered:
+        md.append("- **Not recovered** at the last look: " + "; ".join(not_recovered))
+    failed: dict[str, int] = {}
+    for r in runs:
+        for channel, impact in (r.summary.get("impact") or {}).items():
+            failed[channel] = max(failed.get(channel, 0), int(impact.get("failed") or 0))
+    if failed:
+        md.append("- **Impact**: " + ", ".join(f"{n:,} {channel} messages failed" for channel, n in failed.items())
+                  + " in the runs' windows (per tenant below)")
+    return md
 
 
 def _key_figures(figures: list[KeyFigure], applied: list[Change]) -> list[str]:
@@ -335,10 +370,13 @@ def _evidence(runs: list[RunRecord]) -> list[str]:
           "| run | bundle | queries kept | checksums |", "| --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
         index = r.bundle / EVIDENCE / "index.jsonl"
-        entries = [json.loads(line) for line in index.read_text().splitlines() if line.strip()] if index.is_file() else []
-        bad = [e["file"] for e in entries
-               if not (r.bundle / EVIDENCE / e["file"]).is_file()
-               or hashlib.sha256((r.bundle / EVIDENCE / e["file"]).read_bytes()).hexdigest() != e.get("sha256")]
+        try:
+            entries = [json.loads(line) for line in index.read_text().splitlines() if line.strip()] if index.is_file() else []
+            bad = [str(e["file"]) for e in entries
+                   if not (r.bundle / EVIDENCE / str(e["file"])).is_file()
+                   or hashlib.sha256((r.bundle / EVIDENCE / str(e["file"])).read_bytes()).hexdigest() != e.get("sha256")]
+        except (ValueError, KeyError, TypeError):
+            entries, bad = [{}], ["index.jsonl is not readable"]
         verdict = "none kept" if not entries else ("all match" if not bad else f"MISMATCH: {', '.join(bad)}")
         md.append(f"| {n} ({r.runbook}) | {r.location} | {len(entries)} | {verdict} |")
     return md
@@ -357,8 +395,9 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     md = [f"# Post-incident review: {incident}", "",
           f"{len(runs)} run(s) of {', '.join(sorted({r.runbook for r in runs}))}, from {runs[0].started} to "
           f"{runs[-1].started}. Compiled {datetime.now().astimezone().isoformat(timespec='seconds')} from the run records.",
-          "", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+          "", "## Summary", ""] + _summary(runs, figures, applied)
+    md += ["", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
         md.append(f"| {n} | {r.started} | {r.runbook} | {r.summary.get('operator') or '—'} | {r.cause} | "
                   f"{', '.join(r.applied) or '—'} | {r.outcome} |")

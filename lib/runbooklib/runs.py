@@ -145,7 +145,7 @@ def _finish_summary(bundle: Path, slug: str, incident: str, status: str, failed_
         failed_cell = {"index": None, "error": "the notebook ended without calling ctx.finish()"}
     summary["failed_cell"] = failed_cell
     summary["timings"] = {"wall_seconds": round(elapsed, 2),
-                          "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+                          "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
     summary["files"] = sorted(p.name for p in bundle.iterdir()) + ([HTML] if HTML not in os.listdir(bundle) else [])
     evidence = bundle / EVIDENCE
     if evidence.is_dir():

@@ -11,6 +11,7 @@ import pytest
 
 from runbooklib import catalog
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, dlq_id, replay_id
+from runbooklib.review import changes, compile_review, key_figures, measurements
 from runbooklib.runs import EXIT_DIAGNOSED, EXIT_HEALTHY, RunResult
 from runbooklib.sandbox import Sandbox
 from tests.conftest import SandboxFactory
@@ -110,6 +111,12 @@ def test_dlq_replay_skips_delivered_and_accounts_for_every_job(make_sandbox: San
     assert len(replayed) == 11
     assert all(admin.job("sms", replay_id(i))["attempts"] == 3 for i in replayed)  # type: ignore[index]
     admin.close()
+
+    review = compile_review(tmp_path / "runs", "TEST-42")
+    dlq = next(f for f in key_figures(measurements(review.runs), changes(review.runs)) if f.label == "DLQ size")
+    assert dlq.mitigations[0].action == "replay_dlq"
+    assert dlq.before is not None and dlq.before.value == 14 and dlq.after is not None and dlq.after.value == 0
+    assert "| every channel (DLQ) | replay_dlq | 11 |" in review.markdown
 
 
 def test_pause_and_fewer_attempts_are_applied_and_undone(make_sandbox: SandboxFactory, redis_server: RedisServer,
