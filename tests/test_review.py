@@ -126,6 +126,9 @@ def test_webhook_receives_the_summary_and_where_the_files_are(incident: Path) ->
     assert posted["incident"] == "INC-9" and [r["diagnosis"] for r in posted["runs"]] == ["smtp_auth_failure",
                                                                                          "rate_limited"]
     assert posted["review"]["html"].endswith("INC-9/review.html")
+    assert posted["summary"][0].startswith("**Found** (email_provider_failure): `smtp_auth_failure`")
+    email = next(f for f in posted["key_figures"] if f["figure"] == "email failure rate")
+    assert email["mitigation"] == "switch_email_provider" and email["before"] > email["after"]
 
 
 def test_unknown_or_malformed_incident(incident: Path) -> None:

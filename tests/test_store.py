@@ -123,3 +123,31 @@ def test_an_empty_location_lists_no_runs(s3: object, capsys: pytest.CaptureFixtu
     assert main(["runs", "--output", f"s3://{BUCKET}/nothing-yet"]) == 0
     assert "no runs recorded under s3://lineup-incidents/nothing-yet" in capsys.readouterr().out
     assert main(["review", "INC-1", "--output", f"s3://{BUCKET}/nothing-yet"]) == EXIT_BAD_PARAMETERS
+
+
+def test_an_upload_cut_short_never_shows_as_a_run(s3: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from papermill.s3 import S3
+
+    bundle = tmp_path / "20261129T010000Z-sms_delivery_failure"
+    (bundle / "evidence").mkdir(parents=True)
+    for name in ("summary.json", "audit.jsonl", "notebook.html", "zz-review.csv", "evidence/001.csv"):
+        (bundle / name).write_text("{}" if name.endswith(".json") else "x\n")
+    real, calls = S3.cp_string, []
+
+    def cut_short(self: S3, source: str, dest: str, **kwargs: object) -> object:
+        if len(calls) == 3:
+            raise ConnectionResetError("connection reset by peer")
+        calls.append(dest)
+        return real(self, source, dest, **kwargs)
+
+    monkeypatch.setattr(S3, "cp_string", cut_short)
+    location = S3Location(f"s3://{BUCKET}/records")
+    with pytest.raises(StorageError, match="could not write .*ConnectionResetError"):
+        location.upload(bundle, "INC-5", bundle.name)
+    assert len(keys(s3, "records/INC-5/")) == 3 and not any(k.endswith("summary.json") for k in keys(s3, "records/"))
+    monkeypatch.setattr(S3, "cp_string", real)
+    assert main(["runs", "--output", str(location)]) == 0
+    assert "no runs recorded" in capsys.readouterr().out
+    location.upload(bundle, "INC-5", bundle.name)
+    assert keys(s3, "records/INC-5/")[-1].endswith("zz-review.csv") and len(keys(s3, "records/INC-5/")) == 5

@@ -177,7 +177,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         _progress("environment is demo: the notebook will start its own sandbox (use `runbook demo` for scenarios)")
     _progress(f"running {args.slug} for {args.incident} in {params.environment} "
               f"({'dry run' if params.dry_run else 'approvals: ' + (', '.join(params.approve) or 'none')})")
-    _location(args.output)
     result, location = _execute(args, args.slug, typed, args.incident)
     return _report(result, location=location)
 

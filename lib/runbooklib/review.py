@@ -101,6 +101,9 @@ class Review:
     runs: list[RunRecord]
     markdown: str
     html: str
+    summary: list[str] = field(default_factory=list)
+    """The Summary section's lines (Markdown), also sent to a ticketing webhook."""
+    figures: list[KeyFigure] = field(default_factory=list)
 
 
 CHANNEL_OF = {"email_provider_failure": "email", "sms_delivery_failure": "sms", "whatsapp_delivery_failure": "whatsapp",
@@ -395,7 +398,9 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     md = [f"# Post-incident review: {incident}", "",
           f"{len(runs)} run(s) of {', '.join(sorted({r.runbook for r in runs}))}, from {runs[0].started} to "
           f"{runs[-1].started}. Compiled {datetime.now().astimezone().isoformat(timespec='seconds')} from the run records.",
-          "", "## Summary", ""] + _summary(runs, figures, applied)
+          "", "## Summary", ""]
+    summary = _summary(runs, figures, applied)
+    md += summary
     md += ["", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
@@ -414,7 +419,8 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
         md.append("")
     md += ["## Evidence", ""] + _evidence(runs)
     markdown = REDACTOR.text("\n".join(md))
-    return Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)))
+    return Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)),
+                  [REDACTOR.text(line) for line in summary], figures)
 
 
 def _inline(text: str) -> str:
@@ -483,6 +489,10 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
         "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause, "applied": r.applied,
                   "outcome": r.outcome, "bundle": r.location} for r in review.runs],
         "review": {"markdown": markdown_at, "html": html_at},
+        "summary": [line.removeprefix("- ") for line in review.summary],
+        "key_figures": [{"figure": f.label, "mitigation": f.mitigations[0].action if f.mitigations else None,
+                         "before": f.before.value if f.before else None, "after": f.after.value if f.after else None}
+                        for f in review.figures],
     })
     try:
         response = httpx.post(url, json=payload, timeout=timeout)

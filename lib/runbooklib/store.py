@@ -89,11 +89,15 @@ class S3Location:
 
     # -- writing ----------------------------------------------------------------------------------
     def upload(self, folder: Path, *parts: str) -> str:
-        """Copy every file of `folder` to `parts` below this location; returns its s3:// URL."""
+        """Copy every file of `folder` to `parts` below this location; returns its s3:// URL.
+
+        `summary.json` goes last: `runs` and `review` only see a bundle once it is there, so an upload cut
+        short never shows as a run with missing parts."""
         s3 = _s3()
         target = self.url(*parts)
+        files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (p.name == RECORD_FILES[0], str(p)))
         try:
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            for path in files:
                 url = f"{target}/{path.relative_to(folder).as_posix()}"
                 data = path.read_bytes()
                 try:

@@ -174,3 +174,33 @@ def test_clean_failed(admin: QueueAdmin, redis_server: RedisServer, prefix: str)
     seed_jobs(redis_server.url, "whatsapp", poison(6), attempts=1, prefix=prefix)
     assert admin.clean_failed("whatsapp") == 6 and admin.counts("whatsapp")["failed"] == 0
     assert DLQ == "communication-dlq"
+
+
+def test_a_worker_that_will_not_close_is_cut_short_after_its_grace(redis_server: RedisServer, prefix: str) -> None:
+    """close_worker bounds bullmq's close(), which waits for in-flight tasks however long they take."""
+    import asyncio
+
+    from bullmq import Queue, Worker
+
+    from runbooklib.queues import client, run
+    from runbooklib.sandbox.bull import close_worker
+
+    async def never_finishes(job: object, token: str) -> None:
+        await asyncio.Event().wait()
+
+    async def scenario() -> tuple[float, bool]:
+        conn = client(redis_server.url)
+        queue = Queue("email", {"connection": conn, "prefix": prefix})
+        await queue.add("send-email", {"message_id": "stuck"})
+        worker = Worker("email", never_finishes, {"connection": redis_server.url, "prefix": prefix})
+        while (await queue.getJobCounts("active"))["active"] == 0:
+            await asyncio.sleep(0.05)
+        started = asyncio.get_running_loop().time()
+        await close_worker(worker, grace=0.5)
+        elapsed = asyncio.get_running_loop().time() - started
+        await queue.close()
+        await conn.aclose()
+        return elapsed, bool(worker.closed)
+
+    elapsed, closed = run(scenario(), timeout=20)
+    assert closed and 0.5 <= elapsed < 5
