@@ -201,6 +201,10 @@ def test_evidence_checksums_are_verified(incident: Path, tmp_path: Path) -> None
     tampered.write_text(tampered.read_text() + "0\n")
     rows = _table(compile_review(copy, "INC-9").markdown, "## Evidence")
     assert rows[0][3] == "all match" and rows[1][3] == "MISMATCH: 001.csv"
+    index = sorted((copy / "INC-9").glob("*-email_provider_failure/evidence/index.jsonl"))[0]
+    index.write_text(index.read_text() + "{not json\n")
+    rows = _table(compile_review(copy, "INC-9").markdown, "## Evidence")
+    assert rows[0][2:] == ["?", "MISMATCH: index.jsonl is not readable"]
 
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -36,6 +36,8 @@ _KERNEL_SANDBOXES: dict[str, Any] = {}
 Jupyter reuses the running sandbox (its state, e.g. a switched provider, is what the world now is)."""
 SUMMARY = "summary.json"
 EVIDENCE = "evidence"
+EVIDENCE_INDEX = "index.jsonl"
+"""In `evidence/`: one line per kept query result (file, SQL, bound values, rows, SHA-256)."""
 AUDIT = "audit.jsonl"
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
 METRICS = {
@@ -135,7 +137,7 @@ class RunContext:
         entry = {"file": name, "sql": sql, "params": REDACTOR.data({k: str(v) for k, v in params.items()}),
                  "rows": len(frame), "sha256": hashlib.sha256(text.encode()).hexdigest(),
                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
-        with (folder / "index.jsonl").open("a", encoding="utf-8") as fh:
+        with (folder / EVIDENCE_INDEX).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
 
     @cached_property

@@ -27,7 +27,7 @@ import httpx
 
 from runbooklib import charts
 from runbooklib.audit import read_audit
-from runbooklib.context import AUDIT, EVIDENCE, METRICS, SUMMARY
+from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
 from runbooklib.errors import ConfigError, PlatformUnreachable
 from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import INCIDENT_RE
@@ -328,7 +328,7 @@ def _key_figures(figures: list[KeyFigure], applied: list[Change]) -> list[str]:
     return md
 
 
-def _impact(runs: list[RunRecord]) -> list[str]:
+def _impact(runs: list[RunRecord], found: list[Measurement]) -> list[str]:
     md = ["### Messages failed and delayed, per channel and tenant", "",
           "Delayed: not failed, but still queued or retrying, or sent only after a retry. Each channel's figures come "
           "from the run whose window held the most failures.", ""]
@@ -360,7 +360,7 @@ def _impact(runs: list[RunRecord]) -> list[str]:
                                 f"{str(e.get('ts'))[:19]}, run {n} |")
     md += (["| channel | action | messages | when (UTC), run |", "| --- | --- | --- | --- |"] + requeued) if requeued \
         else ["Nothing was replayed or re-queued."]
-    sizes = [m for m in measurements(runs) if m.metric == "dlq_size"]
+    sizes = [m for m in found if m.metric == "dlq_size"]
     if sizes:
         md += ["", f"DLQ size last measured: {sizes[-1].value:,.0f} ({sizes[-1].at:%H:%M:%S} UTC, run {sizes[-1].run})."]
     return md
@@ -372,14 +372,15 @@ def _evidence(runs: list[RunRecord]) -> list[str]:
           "values and a SHA-256), so this review can be rebuilt after `message_logs` has dropped the rows.", "",
           "| run | bundle | queries kept | checksums |", "| --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
-        index = r.bundle / EVIDENCE / "index.jsonl"
+        folder = r.bundle / EVIDENCE
+        index = folder / EVIDENCE_INDEX
         try:
             entries = [json.loads(line) for line in index.read_text().splitlines() if line.strip()] if index.is_file() else []
-            bad = [str(e["file"]) for e in entries
-                   if not (r.bundle / EVIDENCE / str(e["file"])).is_file()
-                   or hashlib.sha256((r.bundle / EVIDENCE / str(e["file"])).read_bytes()).hexdigest() != e.get("sha256")]
+            bad = [str(e["file"]) for e in entries if not (folder / str(e["file"])).is_file()
+                   or hashlib.sha256((folder / str(e["file"])).read_bytes()).hexdigest() != e.get("sha256")]
         except (ValueError, KeyError, TypeError):
-            entries, bad = [{}], ["index.jsonl is not readable"]
+            md.append(f"| {n} ({r.runbook}) | {r.location} | ? | MISMATCH: {EVIDENCE_INDEX} is not readable |")
+            continue
         verdict = "none kept" if not entries else ("all match" if not bad else f"MISMATCH: {', '.join(bad)}")
         md.append(f"| {n} ({r.runbook}) | {r.location} | {len(entries)} | {verdict} |")
     return md
@@ -394,7 +395,8 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
         raise ConfigError(f"no runs recorded for {incident} under {location or root}", parameter="incident")
     timeline = _timeline(runs)
     applied = changes(runs)
-    figures = key_figures(measurements(runs), applied)
+    found = measurements(runs)
+    figures = key_figures(found, applied)
     md = [f"# Post-incident review: {incident}", "",
           f"{len(runs)} run(s) of {', '.join(sorted({r.runbook for r in runs}))}, from {runs[0].started} to "
           f"{runs[-1].started}. Compiled {datetime.now().astimezone().isoformat(timespec='seconds')} from the run records.",
@@ -408,7 +410,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
                   f"{', '.join(r.applied) or '—'} | {r.outcome} |")
     md += ["", "## Timeline", ""] + [f"- `{t}` **{rb}** — {what}" for t, rb, what in timeline]
     md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied)
-    md += ["", "## Impact", ""] + _impact(runs)
+    md += ["", "## Impact", ""] + _impact(runs, found)
     md += ["", "## Post-incident checklists", ""]
     latest: dict[str, RunRecord] = {r.runbook: r for r in runs}
     for runbook, r in latest.items():

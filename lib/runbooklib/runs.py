@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 
 from runbooklib import catalog
-from runbooklib.context import EVIDENCE, SUMMARY, bundle_name
+from runbooklib.context import EVIDENCE, EVIDENCE_INDEX, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
 from runbooklib.redact import REDACTOR
 
@@ -149,7 +149,7 @@ def _finish_summary(bundle: Path, slug: str, incident: str, status: str, failed_
     summary["files"] = sorted(p.name for p in bundle.iterdir()) + ([HTML] if HTML not in os.listdir(bundle) else [])
     evidence = bundle / EVIDENCE
     if evidence.is_dir():
-        summary["evidence"] = {"index": f"{EVIDENCE}/index.jsonl", "queries": len(list(evidence.glob("*.csv")))}
+        summary["evidence"] = {"index": f"{EVIDENCE}/{EVIDENCE_INDEX}", "queries": len(list(evidence.glob("*.csv")))}
     path.write_text(json.dumps(summary, indent=2, default=str))
     return summary
 

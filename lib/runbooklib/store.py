@@ -24,12 +24,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from runbooklib.context import AUDIT, EVIDENCE, SUMMARY
 from runbooklib.errors import ConfigError, StorageError
 
 S3_SCHEME = "s3://"
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 15.0
-RECORD_FILES = ("summary.json", "audit.jsonl")
+RECORD_FILES = (SUMMARY, AUDIT)
 """What `runbook runs` needs of each bundle; `runbook review` also takes `evidence/`."""
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -76,7 +77,7 @@ class S3Location:
             for url in urls:
                 relative = self._key(url)[len(root_key):].lstrip("/")
                 parts = relative.split("/")
-                if parts[-1] not in RECORD_FILES and not (evidence and len(parts) >= 2 and parts[-2] == "evidence"):
+                if parts[-1] not in RECORD_FILES and not (evidence and len(parts) >= 2 and parts[-2] == EVIDENCE):
                     continue
                 if ".." in parts:
                     continue
@@ -95,7 +96,7 @@ class S3Location:
         short never shows as a run with missing parts."""
         s3 = _s3()
         target = self.url(*parts)
-        files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (p.name == RECORD_FILES[0], str(p)))
+        files = sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: (p.name == SUMMARY, str(p)))
         try:
             for path in files:
                 url = f"{target}/{path.relative_to(folder).as_posix()}"
