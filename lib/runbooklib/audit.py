@@ -52,8 +52,27 @@ class AuditLog:
         return entry
 
 
-def read_audit(path: Path) -> list[dict[str, Any]]:
-    """All entries of an audit log file."""
+def read_audit(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every readable entry of an audit log file. A torn or edited line is skipped and, when `problems` is
+    given, reported there ("audit.jsonl line 7 is not readable"); the rest is still read."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    entries: list[dict[str, Any]] = []
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace")
+    except OSError as exc:
+        if problems is not None:
+            problems.append(f"{path.name} cannot be read ({exc.__class__.__name__})")
+        return []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            entries.append(entry)
+        elif problems is not None:
+            problems.append(f"{path.name} line {number} is not readable (torn or edited); skipped")
+    return entries

@@ -13,6 +13,8 @@ from runbooklib.errors import ConfigError
 from runbooklib.params import CommonParams
 
 if TYPE_CHECKING:
+    from runbooklib.context import RunContext
+    from runbooklib.diagnosis import Needed
     from runbooklib.sandbox.scenario import Scenario
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,6 +56,23 @@ class RunbookSpec:
     def causes(self) -> dict[str, str]:
         causes: dict[str, str] = self.module.CAUSES
         return causes
+
+    @property
+    def dependencies(self) -> tuple[str, ...]:
+        """The outside services this runbook uses (see `settings.DEPENDENCY_LABELS`)."""
+        names: tuple[str, ...] = self.module.DEPENDENCIES
+        return names
+
+    def needed(self, ctx: RunContext) -> list[Needed]:
+        """The checks this runbook's `healthy` rests on, for the run's profile."""
+        out: list[Needed] = self.module.needed(ctx)
+        return out
+
+    def time_needs(self, params: CommonParams, slot: float) -> dict[str, float]:
+        """Seconds this runbook spends on purpose beyond one outside call per cell (sampling, settling), each
+        outside call allowed `slot` seconds: part of a headless run's time budget."""
+        needs: dict[str, float] = self.module.time_needs(params, slot)
+        return needs
 
     @property
     def default_scenario(self) -> str:

@@ -1,8 +1,10 @@
 """`CheckResult`: what every `check_*` function returns. A failing check is a result, not an exception.
 
-Status values: `ok` (healthy), `warn` (degraded or worth a look), `fail` (the check found a
-problem — an unreachable provider is a `fail` with classification `unreachable`), `error` (the check
-could not run, e.g. a secret variable is not set), `skipped` (not configured or not applicable).
+Status values: `ok` (healthy), `warn` (degraded or worth a look), `fail` (the check ran and found a
+problem — an SMTP server that cannot be reached is a `fail` with classification `unreachable`),
+`error` (the check could not run: a secret variable is not set, the database or an API did not
+answer, an answer could not be read — it establishes nothing either way), `skipped` (not configured
+or not applicable). A verdict rests only on checks that ran (`runbooklib.diagnosis`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import pandas as pd
 from runbooklib.redact import REDACTOR
 
 STATUSES = ("ok", "warn", "fail", "error", "skipped")
+LABELS = {"ok": "OK", "warn": "WARN", "fail": "FAIL", "error": "COULD NOT CHECK", "skipped": "SKIPPED"}
+"""How each status is shown to a responder (cards, review, CLI)."""
 _COLOURS = {"ok": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e", "error": "#8250df", "skipped": "#6e7781"}
 
 
@@ -61,6 +65,11 @@ class CheckResult:
     def failed(self) -> bool:
         return self.status == "fail"
 
+    @property
+    def passed(self) -> bool:
+        """Ran and found nothing wrong (`ok`, or `warn`: worth a look, not a failure)."""
+        return self.status in ("ok", "warn")
+
     def to_json(self) -> dict[str, Any]:
         """A redacted, JSON-ready record for summary.json (tables are not included, only their size)."""
         return REDACTOR.mapping({
@@ -80,7 +89,7 @@ class CheckResult:
         colour = _COLOURS[self.status]
         parts = [
             f'<div style="border-left:4px solid {colour};padding:4px 10px;margin:4px 0">',
-            f'<b style="color:{colour}">{self.status.upper()}</b> &nbsp;<b>{_e(self.title)}</b>'
+            f'<b style="color:{colour}">{LABELS[self.status]}</b> &nbsp;<b>{_e(self.title)}</b>'
             + (f" &nbsp;<code>{_e(self.classification)}</code>" if self.classification else ""),
             f"<div>{_e(self.summary)}</div>",
         ]
@@ -101,7 +110,7 @@ class CheckResult:
         return "".join(parts)
 
     def __str__(self) -> str:
-        return REDACTOR.text(f"[{self.status.upper()}] {self.title}: {self.summary}")
+        return REDACTOR.text(f"[{LABELS[self.status]}] {self.title}: {self.summary}")
 
 
 @contextmanager

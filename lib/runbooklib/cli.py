@@ -1,11 +1,14 @@
-"""The `runbook` command: list, show, run and demo.
+"""The `runbook` command: list, show, run, demo, runs and review.
 
-Exit codes: 0 healthy · 1 run failed · 2 bad parameters or usage · 3 incident diagnosed.
+Exit codes (`runs.EXIT_CODES`): 0 healthy · 1 run failed · 2 bad parameters or usage · 3 a cause
+diagnosed · 4 inconclusive (a check the verdict needs could not run) · 5 unknown (failures, no cause).
+Bad input of any kind is a clear error naming the value (exit 2), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -20,15 +23,26 @@ from runbooklib.errors import ConfigError, RunbookError, StorageError
 from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import CommonParams, declared_parameters, validate
 from runbooklib.redact import REDACTOR
-from runbooklib.runs import EXIT_BAD_PARAMETERS, EXIT_FAILED, RunResult, execute, load_parameter_files
-from runbooklib.settings import DEMO, load_profiles, register_profile_secrets
+from runbooklib.runs import (
+    EXIT_BAD_PARAMETERS,
+    EXIT_CODES,
+    EXIT_FAILED,
+    RunResult,
+    TimeBudget,
+    execute,
+    load_parameter_files,
+    time_budget,
+)
+from runbooklib.settings import DEMO, Profile, check_http_url, demo_profile, load_profiles, register_profile_secrets
 from runbooklib.store import S3Location, is_s3, local_copy
 
 DEFAULT_RUNBOOK = "email_provider_failure"
 STAGING = ".staging"
 """Under the local runs folder: runs bound for s3:// are written here first, and stay if the upload fails."""
-RUNNER_SET = {"incident", "run_dir", "sandbox"}
+RUNNER_SET = {"incident", "run_dir", "sandbox", "deadline"}
 """Parameters the CLI sets itself; giving them with -p is an error."""
+DEMO_ONLY = {"scenario"}
+"""Parameters only `runbook demo` takes (with its own option, --scenario)."""
 
 
 def _err(message: str) -> None:
@@ -42,7 +56,8 @@ def _progress(message: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="runbook", description="Executable runbooks for incidents in Lineup's communication system.",
-        epilog="exit codes: 0 healthy, 1 run failed, 2 bad parameters, 3 incident diagnosed")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes of run and demo:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items()))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="runbooks and their sandbox scenarios")
     show = sub.add_parser("show", help="a runbook's parameters (types, defaults, help), read from its notebook")
@@ -55,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="YAML parameter file(s), merged shallowly in order")
         p.add_argument("--output", default="runs", help="where run bundles go: a folder (default: runs/) or s3://bucket/prefix")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--check-only", action="store_true",
+                       help="validate the parameters and the profile, show the time budget and what this profile cannot "
+                            "check, and exit without running anything (0 when it would run)")
 
     run = sub.add_parser("run", help="run a runbook against an environment and write a run bundle")
     run.add_argument("slug")
@@ -100,27 +118,31 @@ def cmd_show(slug: str) -> int:
     return 0
 
 
-def _raw_parameters(args: argparse.Namespace) -> dict[str, Any]:
+def _raw_parameters(args: argparse.Namespace, *, demo: bool = False) -> dict[str, Any]:
     raw = load_parameter_files(args.parameters_file)
     for name, value in args.parameter:
         raw[name] = value
-    bad = sorted(set(raw) & RUNNER_SET)
+    bad = sorted(str(k) for k in raw if k in RUNNER_SET)
     if bad:
         raise ConfigError(f"bad parameters:\n  - {bad[0]}: set by the runner; use the command's own option "
                           f"(--incident) instead", parameter=bad[0])
+    if not demo and any(k in DEMO_ONLY for k in raw):
+        raise ConfigError("bad parameters:\n  - scenario: only `runbook demo` runs scenarios (runbook demo "
+                          f"{args.slug} --scenario NAME); `runbook run` checks a real environment", parameter="scenario")
     return raw
 
 
-def prepare(slug: str, raw: dict[str, Any], *, incident: str) -> tuple[CommonParams, dict[str, Any]]:
-    """Validate parameters before anything runs; returns (params, typed values for papermill)."""
+def prepare(slug: str, raw: dict[str, Any], *,
+            incident: str) -> tuple[CommonParams, dict[str, Any], Profile | None]:
+    """Validate parameters before anything runs; returns (params, typed values for papermill, the profile: None
+    for the demo environment, whose profile comes from a sandbox)."""
     spec = catalog.get(slug)
-    profiles = load_profiles(str(raw.get("environments_file") or ""))
+    profiles = load_profiles(_environments_file(raw.get("environments_file")))
     check = {**raw, "incident": incident}
     params = validate(spec.params_cls, check, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
                       environments=profiles, scenarios=spec.scenarios())
-    if params.environment != DEMO:
-        profile = profiles[params.environment]
-        assert profile is not None
+    profile = profiles[params.environment] if params.environment != DEMO else None
+    if profile is not None:
         register_profile_secrets(profile)
     typed = {}
     for p in declared_parameters(spec.params_cls):
@@ -130,25 +152,53 @@ def prepare(slug: str, raw: dict[str, Any], *, incident: str) -> tuple[CommonPar
     for key in ("environments_file",):
         if typed.get(key):
             typed[key] = str(Path(str(typed[key])).resolve())
-    return params, typed
+    return params, typed, profile
 
 
-def _location(text: str) -> Path | S3Location:
-    """The --output location, checked before anything runs."""
-    return S3Location(text) if is_s3(text) else Path(text)
+def _environments_file(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ConfigError(f"bad parameters:\n  - environments_file: must be the path of a YAML file, got "
+                          f"{type(value).__name__}", parameter="environments_file")
+    return value
 
 
-def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], incident: str) -> tuple[RunResult, str | None]:
+def _location(text: str, *, writable: bool = True) -> Path | S3Location:
+    """The --output location, checked before anything runs: an s3:// location, or a folder that exists or can be
+    made (no file in the way, and writable when records are to be written there)."""
+    if is_s3(text):
+        return S3Location(text)
+    path = Path(text)
+    try:
+        probe = path
+        while not probe.exists():
+            if probe.parent == probe:
+                break
+            probe = probe.parent
+        if probe.exists() and not probe.is_dir():
+            raise ConfigError(f"--output {text!r}: {str(probe)!r} is a file, not a folder; give a folder or s3:// "
+                              "location", parameter="output")
+        if writable and probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+            raise ConfigError(f"--output {text!r}: {str(probe)!r} is not writable", parameter="output")
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long
+        raise ConfigError(f"--output {text[:200]!r} is not a usable folder: {exc.__class__.__name__}",
+                          parameter="output") from exc
+    return path
+
+
+def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], incident: str,
+             budget: TimeBudget) -> tuple[RunResult, str | None]:
     """Run into --output: a folder directly; an s3:// location through a local staging folder, uploaded at the
     end. Returns the result and where its bundle is kept (None: the upload failed; the staged copy is kept)."""
     where = _location(args.output)
     if isinstance(where, Path):
-        result = execute(slug, typed, output_root=where, incident=incident, progress=not args.no_progress)
+        result = execute(slug, typed, output_root=where, incident=incident, progress=not args.no_progress, budget=budget)
         return result, str(result.bundle)
     staging_root = default_runs_dir() / STAGING
     staging_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="runbook-staging-", dir=staging_root))
-    result = execute(slug, typed, output_root=staging, incident=incident, progress=not args.no_progress)
+    result = execute(slug, typed, output_root=staging, incident=incident, progress=not args.no_progress, budget=budget)
     try:
         url = where.upload(result.bundle, incident, result.bundle.name)
     except StorageError as exc:
@@ -158,26 +208,77 @@ def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], inciden
     return result, url
 
 
+def _preflight(spec: catalog.RunbookSpec, params: CommonParams, profile: Profile | None) -> TimeBudget:
+    """Before anything runs: the time budget, and what this profile cannot check (the run goes on without it)."""
+    budget = time_budget(spec, params, profile)
+    _progress(f"time budget: {budget.text()}; every outside call has a total deadline")
+    missing = profile.missing(spec.dependencies) if profile is not None else []
+    if missing:
+        _progress("cannot check with this profile (the run goes on with what it can):")
+        for m in missing:
+            print(REDACTOR.text(f"    - {m['label']}: {m['why']}"), file=sys.stderr, flush=True)
+    return budget
+
+
+def _print_unchecked(unchecked: list[dict[str, Any]]) -> None:
+    """What could not be checked, grouped by why (one cause often blocks several checks), with what to do by hand."""
+    needed = [u for u in unchecked if u.get("needed")]
+    if needed:
+        print("could not check — look at these by hand:")
+        for why, group in _grouped(needed).items():
+            print(REDACTOR.text(f"  • {why}"))
+            for u in group:
+                print(REDACTOR.text(f"      - {u.get('what')}" + (f": {u['by_hand']}" if u.get("by_hand") else "")))
+    others = [u for u in unchecked if not u.get("needed")]
+    if others:
+        listed = "; ".join(f"{why} ({', '.join(str(u.get('what')) for u in group)})"
+                           for why, group in _grouped(others).items())
+        print(REDACTOR.text(f"also not checked (the verdict does not rest on these): {listed}"))
+
+
+def _grouped(entries: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        out.setdefault(str(entry.get("why")), []).append(entry)
+    return out
+
+
+OUTCOME_WORDS = {"healthy": "HEALTHY", "cause": "DIAGNOSED", "inconclusive": "INCONCLUSIVE — no all-clear",
+                 "unknown": "UNKNOWN cause"}
+
+
 def _report(result: RunResult, expect: str | None = None, location: str | None = "") -> int:
-    status = "completed" if result.status == "completed" else "FAILED"
     print(f"diagnosis: {result.headline}")
+    _print_unchecked(result.unchecked)
     if expect and result.cause and result.status == "completed":
         print(f"scenario expects: {expect} {'✓' if expect == result.cause else '✗ (differs)'}")
     applied = [a["action"] for a in result.summary.get("actions", []) if a.get("decision") in ("applied", "undone")]
     print(f"changes applied: {', '.join(applied) if applied else 'none'}")
-    print(f"run {status}; bundle: {location or result.bundle}" if location is not None
-          else f"run {status}; bundle NOT stored (kept at {result.bundle})")
-    return result.exit_code if location is not None else EXIT_FAILED
+    code = result.exit_code if location is not None else EXIT_FAILED
+    if result.outcome is None:
+        verdict = "run FAILED" if result.status != "completed" else "run completed WITHOUT a diagnosis"
+    else:
+        verdict = f"run completed — {OUTCOME_WORDS[result.outcome]}" + (
+            f" {result.cause}" if result.outcome == "cause" else "")
+    where = f"bundle: {location or result.bundle}" if location is not None else f"bundle NOT stored (kept at {result.bundle})"
+    print(f"{verdict} (exit {code}); {where}")
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     raw = _raw_parameters(args)
-    params, typed = prepare(args.slug, raw, incident=args.incident)
+    params, typed, profile = prepare(args.slug, raw, incident=args.incident)
+    _location(args.output)
+    spec = catalog.get(args.slug)
     if params.environment == DEMO and not params.sandbox:
         _progress("environment is demo: the notebook will start its own sandbox (use `runbook demo` for scenarios)")
+    budget = _preflight(spec, params, profile)
+    if args.check_only:
+        _progress("--check-only: parameters and profile are valid; nothing was run")
+        return 0
     _progress(f"running {args.slug} for {args.incident} in {params.environment} "
               f"({'dry run' if params.dry_run else 'approvals: ' + (', '.join(params.approve) or 'none')})")
-    result, location = _execute(args, args.slug, typed, args.incident)
+    result, location = _execute(args, args.slug, typed, args.incident, budget)
     return _report(result, location=location)
 
 
@@ -188,26 +289,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = args.scenario_file or spec.scenario_path(args.scenario or spec.default_scenario)
     scenario = spec.load_scenario(Path(path))
     incident = args.incident or f"DRILL-{scenario.name}".replace("_", "-")[:64]
-    raw = {**spec.demo_parameters, **_raw_parameters(args)}
+    raw = {**spec.demo_parameters, **_raw_parameters(args, demo=True)}
     if raw.get("environment", DEMO) != DEMO:
         raise ConfigError("bad parameters:\n  - environment: `runbook demo` always uses the demo environment; "
                           "use `runbook run` for a real one", parameter="environment")
     scenario_param = str(Path(path).resolve()) if args.scenario_file else scenario.name
-    prepare(args.slug, {**raw, "scenario": scenario_param}, incident=incident)
+    params, _, _ = prepare(args.slug, {**raw, "scenario": scenario_param}, incident=incident)
     _location(args.output)
+    if args.check_only:
+        _progress(f"--check-only: scenario {scenario.name} and the parameters are valid; nothing was run")
+        return 0
     _progress(f"scenario {scenario.name}: {scenario.description.strip()}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
         _progress("seeding message_logs (SQLite) and starting stand-ins: SMTP ×2, SES, Twilio, Statuspage, "
                   "Graph API, Lineup API" + (", Redis with BullMQ" if scenario.section("bullmq").get("enabled") else ""))
         sandbox = Sandbox(scenario, workdir=Path(tmp))
-        with sandbox:
+        try:
+            sandbox.start()
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a drill file value of the wrong form
+            raise ConfigError(f"scenario {str(path)!r} cannot be set up: a value has the wrong type or form "
+                              f"({exc.__class__.__name__}: {str(exc)[:200]}); see docs/scenarios.md",
+                              parameter="scenario") from exc
+        try:
             REDACTOR.add_secrets(sandbox.secrets.values())
             description = sandbox.write_description()
             _progress(f"{sandbox.rows:,} rows seeded; running the notebook")
-            _, typed = prepare(args.slug, {**raw, "sandbox": str(description)}, incident=incident)
+            params, typed, _ = prepare(args.slug, {**raw, "sandbox": str(description)}, incident=incident)
             typed.update(environment=DEMO, sandbox=str(description), scenario=scenario_param)
-            result, location = _execute(args, args.slug, typed, incident)
+            budget = _preflight(spec, params, demo_profile(sandbox.describe()))
+            result, location = _execute(args, args.slug, typed, incident, budget)
+        finally:
+            sandbox.stop()
     _progress(f"done in {time.monotonic() - started:.1f}s")
     return _report(result, scenario.expect, location)
 
@@ -227,6 +340,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     print(f"{'started':<25}  {'runbook':<27}  {'operator':<12}  {'diagnosis':<28}  {'applied':<30}  outcome")
     for record in records:
         print(REDACTOR.text(record.line()))
+    damaged = [(r, p) for r in records for p in r.problems]
+    if damaged:
+        print("record problems (read around; the rest is listed):")
+        for record, problem in damaged:
+            print(REDACTOR.text(f"  - {record.location}: {problem}"))
     return 0
 
 
@@ -234,6 +352,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from runbooklib.review import compile_review, send_webhook, write_review
 
     started = time.monotonic()
+    if args.webhook:
+        check_http_url(args.webhook, "--webhook")
     where = _location(args.output)
     if isinstance(where, Path):
         review, md_path, html_path = write_review(where, args.incident)
@@ -245,6 +365,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         html_at = where.put_text(review.html, args.incident, "review.html")
     print(f"review of {args.incident}: {len(review.runs)} runs; {md_at} and {html_at} "
           f"({time.monotonic() - started:.1f}s)")
+    for n, run in enumerate(review.runs, 1):
+        for problem in run.problems:
+            _err(f"runbook: run {n} ({run.location}): {problem}")
     if args.webhook:
         status = send_webhook(args.webhook, review, markdown_at=md_at, html_at=html_at)
         print(f"webhook answered HTTP {status}")
@@ -275,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         _err("runbook: interrupted")
+        return EXIT_FAILED
+    except Exception as exc:  # a bug of ours: say so in one line, never a traceback in a responder's terminal
+        _err(f"runbook: internal error ({exc.__class__.__name__}: {str(exc)[:300]}); this is a bug in comms-runbooks "
+             "— please report it with the command you ran")
         return EXIT_FAILED
 
 

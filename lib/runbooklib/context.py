@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -23,7 +23,8 @@ from runbooklib import catalog
 from runbooklib.audit import AuditLog
 from runbooklib.checks import CheckResult
 from runbooklib.db import Database
-from runbooklib.diagnosis import Diagnosis
+from runbooklib.deadline import Dependency, RunBudget
+from runbooklib.diagnosis import Diagnosis, could_not_check
 from runbooklib.errors import ConfigError
 from runbooklib.gates import UNDO_PREFIX, Gate, GateOutcome
 from runbooklib.params import CommonParams, format_duration, validate
@@ -100,6 +101,12 @@ class RunContext:
         self.baseline_since = self.since - params.baseline_delta
         self.run_dir = run_dir
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.budget = RunBudget(datetime.fromisoformat(params.deadline) if params.deadline else None)
+        """Every outside call's deadline is capped by it (headless runs; no limit in Jupyter)."""
+        self.missing = profile.missing(spec.dependencies)
+        """What this profile cannot reach (endpoints not configured, secret variables not set), found before any
+        check runs; the run goes on with what it can."""
+        self._dependencies: dict[str, Dependency] = {}
         self.audit = AuditLog(run_dir / AUDIT, incident=params.incident, runbook=spec.slug, operator=params.operator)
         self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
                          audit=self.audit,
@@ -122,7 +129,16 @@ class RunContext:
     def db(self) -> Database:
         return Database(self.profile.resolve_database_url(), statement_timeout=self.profile.statement_timeout,
                         row_cap=self.profile.row_cap, connect_timeout=self.profile.connect_timeout,
-                        on_result=self.keep_evidence)
+                        on_result=self.keep_evidence, budget=self.budget)
+
+    def dependency(self, key: str, make: Callable[[float], Dependency]) -> Dependency:
+        """The run's `Dependency` for an outside service (made once by `make(total seconds)`): one total deadline
+        per call, capped by the run's budget, and known down for the rest of the run once it did not answer."""
+        if key not in self._dependencies:
+            made = make(self.profile.total_timeout)
+            made.budget = self.budget
+            self._dependencies[key] = made
+        return self._dependencies[key]
 
     def keep_evidence(self, sql: str, params: Mapping[str, Any], frame: Any) -> None:
         """Store a query's result (CSV, redacted), its SQL, bound values and a SHA-256 in `evidence/`, so the
@@ -144,7 +160,8 @@ class RunContext:
     def api(self) -> PlatformAPI:
         token = secret(self.profile.platform_api_token_env, what="Lineup API token")
         return PlatformAPI(self.profile.platform_api_url, token, connect_timeout=self.profile.connect_timeout,
-                           read_timeout=self.profile.read_timeout)
+                           read_timeout=self.profile.read_timeout, total_timeout=self.profile.total_timeout,
+                           budget=self.budget)
 
     def _register_secrets(self) -> None:
         """Register every secret the profile names, so that none can reach an output even by accident."""
@@ -185,6 +202,20 @@ class RunContext:
         self.measurements.append({"metric": metric, "scope": scope, "value": round(float(value), 6), "basis": basis,
                                   "at": (at or datetime.now(UTC)).isoformat(timespec="milliseconds")})
 
+    def describe(self) -> str:
+        """What this run is, when it must end, and what it cannot check with this profile (the start cell prints it)."""
+        p = self.params
+        lines = [f"{p.incident} · {p.environment} · window {self.since:%Y-%m-%d %H:%M} → {self.until:%H:%M} UTC"
+                 f" · {'dry run' if p.dry_run else 'LIVE'} · record: {self.run_dir}"]
+        if self.budget.ends_at is not None:
+            left = format_duration(timedelta(seconds=max(self.budget.remaining() or 0.0, 0.0)))
+            lines.append(f"time budget: this run ends by {self.budget.ends_at:%H:%M:%S} UTC ({left} left); every "
+                         f"outside call has a total deadline of {self.profile.total_timeout:g}s")
+        if self.missing:
+            lines.append("cannot check with this profile (the run goes on with what it can):")
+            lines += [f"  - {m['label']}: {m['why']}" for m in self.missing]
+        return REDACTOR.text("\n".join(lines))
+
     def record_outcome(self, outcome: GateOutcome) -> GateOutcome:
         self.write_summary()
         return outcome
@@ -211,6 +242,8 @@ class RunContext:
             "scenario": getattr(self.sandbox, "scenario_name", None) or (p.scenario or None),
             "findings": {name: r.to_json() for name, r in self.findings.items()},
             "facts": {k: v for k, v in self.facts.items() if isinstance(v, str | int | float | bool | type(None))},
+            "not_configured": self.missing,
+            "deadline": p.deadline or None,
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "actions": [o.to_json() for o in self.gate.outcomes],
             "measurements": self.measurements,
@@ -227,6 +260,8 @@ class RunContext:
         """Write the final summary; returns the one-line diagnosis for the notebook's last cell."""
         self.write_summary("completed")
         cause = self.diagnosis.headline if self.diagnosis else "no diagnosis was made"
+        if self.diagnosis is not None and self.diagnosis.cause == "inconclusive":
+            cause = f"INCONCLUSIVE — no all-clear; could not check: {could_not_check(self.diagnosis.unchecked)}"
         applied = [o.action for o in self.gate.outcomes if o.changed]
         return REDACTOR.text(f"{self.slug} · {self.params.incident}: {cause}"
                              + (f" · applied: {', '.join(applied)}" if applied else " · nothing changed")

@@ -1,8 +1,17 @@
-"""From findings to one cause: rules tried in priority order; the first that holds names the cause.
+"""From findings to one verdict: rules tried in priority order; the first that holds names the cause.
 
 A rule returns `None` (does not hold) or a `Match` with a one-line explanation and the evidence
 behind it. When several hold, the diagnosis names the first and lists the others, so a responder
 sees that, say, the SMTP server is down *and* one tenant has its own problem.
+
+A verdict says what it rests on. Each runbook declares the checks its `healthy` needs (`Needed`).
+The outcome is one of:
+
+- a cause code — a rule holds (what could not be checked is listed beside it);
+- `inconclusive` — no rule holds and a needed check could not run (error, timeout, missing
+  credential, not configured, not run): it names what and why, and what to look at by hand;
+- `unknown` — every needed check ran, failures are present, and no rule holds;
+- `healthy` — every needed check ran and passed, and no failures are present.
 """
 
 from __future__ import annotations
@@ -13,10 +22,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from runbooklib.checks import CheckResult
 from runbooklib.redact import REDACTOR
 
 HEALTHY = "healthy"
 UNKNOWN = "unknown"
+INCONCLUSIVE = "inconclusive"
+OUTCOMES = ("healthy", "cause", "unknown", "inconclusive")
+"""What kind of verdict a diagnosis is (a cause code's outcome is `cause`)."""
+_COLOURS = {"healthy": "#1a7f37", "cause": "#cf222e", "unknown": "#cf222e", "inconclusive": "#9a6700"}
 
 
 @dataclass
@@ -35,9 +49,49 @@ class Rule:
     test: Callable[[], Match | None]
 
 
+@dataclass(frozen=True)
+class Needed:
+    """A check a runbook's `healthy` rests on, and what a responder looks at by hand when it cannot run."""
+
+    check: str
+    """The finding's name (`CheckResult.name`)."""
+    what: str
+    """What it establishes, e.g. "the email failure rate in message_logs"."""
+    by_hand: str
+    """What to look at instead, e.g. the spec's SQL or curl command."""
+
+
+def unchecked(needed: Sequence[Needed], findings: Mapping[str, CheckResult]) -> list[dict[str, Any]]:
+    """Every check that could not run: the needed ones (error, skipped or not run at all) first, then any other
+    check that errored. Each entry: check, what, status, why, by_hand, needed."""
+    out: list[dict[str, Any]] = []
+    names = {n.check for n in needed}
+    for n in needed:
+        f = findings.get(n.check)
+        if f is None:
+            out.append({"check": n.check, "what": n.what, "status": "not run", "needed": True, "by_hand": n.by_hand,
+                        "why": "its cell did not run in this session"})
+        elif f.status in ("error", "skipped"):
+            out.append({"check": n.check, "what": n.what, "status": f.status, "needed": True, "by_hand": n.by_hand,
+                        "why": REDACTOR.text(f.summary)})
+    for f in findings.values():
+        if f.status == "error" and f.name not in names:
+            out.append({"check": f.name, "what": f.title, "status": f.status, "needed": False, "by_hand": "",
+                        "why": REDACTOR.text(f.summary)})
+    return out
+
+
+def could_not_check(entries: Sequence[Mapping[str, Any]], *, why: bool = True) -> str:
+    """One line: "the email failure rate (why); the email queue (why)" (or only the names)."""
+    if not why:
+        return ", ".join(str(e.get("what")) for e in entries)
+    return "; ".join(f"{e.get('what')} ({e.get('why')})" for e in entries)
+
+
 @dataclass
 class Diagnosis:
-    """The named cause, its one-line explanation, the evidence, and other causes that also hold."""
+    """The verdict: the named cause, its one-line explanation, the evidence, other causes that also hold, and
+    what could not be checked."""
 
     runbook: str
     cause: str
@@ -45,28 +99,42 @@ class Diagnosis:
     evidence: list[str] = field(default_factory=list)
     others: list[dict[str, str]] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    unchecked: list[dict[str, Any]] = field(default_factory=list)
+    """What could not be checked (see `unchecked()`); a `healthy` verdict never has a needed entry here."""
 
     @property
     def healthy(self) -> bool:
         return self.cause == HEALTHY
 
     @property
+    def outcome(self) -> str:
+        return self.cause if self.cause in (HEALTHY, UNKNOWN, INCONCLUSIVE) else "cause"
+
+    @property
     def headline(self) -> str:
-        return REDACTOR.text(f"{self.cause}: {self.explanation}")
+        text = f"{self.cause}: {self.explanation}"
+        if self.unchecked and self.cause != INCONCLUSIVE:
+            text += f" — could not check: {could_not_check(self.unchecked, why=False)}"
+        return REDACTOR.text(text)
 
     def to_json(self) -> dict[str, Any]:
-        return REDACTOR.mapping({"runbook": self.runbook, "cause": self.cause, "explanation": self.explanation,
-                              "evidence": self.evidence, "others": self.others,
-                              "at": self.at.isoformat(timespec="milliseconds")})
+        return REDACTOR.mapping({"runbook": self.runbook, "cause": self.cause, "outcome": self.outcome,
+                                 "explanation": self.explanation, "evidence": self.evidence, "others": self.others,
+                                 "unchecked": self.unchecked, "at": self.at.isoformat(timespec="milliseconds")})
 
     def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.healthy else "#cf222e"
-        ev = "".join(f"<li>{html.escape(REDACTOR.text(e))}</li>" for e in self.evidence)
-        others = "".join(f"<li><code>{html.escape(o['cause'])}</code>: {html.escape(REDACTOR.text(o['explanation']))}</li>"
-                         for o in self.others)
+        colour = _COLOURS[self.outcome]
+        label = {"inconclusive": "Inconclusive — no all-clear"}.get(self.outcome, "Diagnosis")
+        ev = "".join(f"<li>{_e(e)}</li>" for e in self.evidence)
+        others = "".join(f"<li><code>{_e(o['cause'])}</code>: {_e(o['explanation'])}</li>" for o in self.others)
+        missing = "".join(
+            f"<li><b>{_e(u['what'])}</b>: {_e(u['why'])}" + (f"<br>by hand: <code>{_e(u['by_hand'])}</code>"
+                                                               if u.get("by_hand") else "") + "</li>"
+            for u in self.unchecked)
         return (f'<div style="border:2px solid {colour};padding:6px 12px;margin:6px 0">'
-                f'<div style="font-size:1.2em"><b>Diagnosis: <code>{html.escape(self.cause)}</code></b></div>'
-                f"<div>{html.escape(REDACTOR.text(self.explanation))}</div>"
+                f'<div style="font-size:1.2em;color:{colour}"><b>{label}: <code>{_e(self.cause)}</code></b></div>'
+                f"<div>{_e(self.explanation)}</div>"
+                + (f"<div><b>Could not check</b><ul>{missing}</ul></div>" if missing else "")
                 + (f"<div><b>Evidence</b><ul>{ev}</ul></div>" if ev else "")
                 + (f"<div><b>Also holds</b><ul>{others}</ul></div>" if others else "")
                 + "</div>")
@@ -75,13 +143,20 @@ class Diagnosis:
         return self.headline
 
 
-def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *,
-             incident_present: bool, incident_evidence: Sequence[str] = ()) -> Diagnosis:
-    """Try every rule; the first that holds is the cause.
+def _e(value: Any) -> str:
+    return html.escape(REDACTOR.text(str(value)))
 
-    If none holds: `unknown` when `incident_present` (failures without an identified cause), else
-    `healthy`. Every cause a rule names must be documented in `causes`.
+
+def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, incident_present: bool,
+             incident_evidence: Sequence[str] = (), needed: Sequence[Needed] = (),
+             findings: Mapping[str, CheckResult] | None = None) -> Diagnosis:
+    """Try every rule; the first that holds is the cause. Otherwise the verdict rests on `needed`:
+
+    `inconclusive` when a needed check could not run; else `unknown` when `incident_present` or a
+    needed check failed; else `healthy`. Every cause a rule names must be documented in `causes`.
     """
+    findings = findings or {}
+    missing = unchecked(needed, findings)
     matches: list[tuple[str, Match]] = []
     for rule in rules:
         if rule.cause not in causes:
@@ -92,9 +167,19 @@ def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *,
     if matches:
         cause, first = matches[0]
         others = [{"cause": c, "explanation": m.explanation} for c, m in matches[1:]]
-        return Diagnosis(runbook, cause, first.explanation, list(first.evidence), others)
-    if incident_present:
-        return Diagnosis(runbook, UNKNOWN, "failures are elevated but no known cause matched the evidence",
-                         list(incident_evidence))
-    return Diagnosis(runbook, HEALTHY, "failure rate is at baseline and every provider check passed",
-                     list(incident_evidence))
+        return Diagnosis(runbook, cause, first.explanation, list(first.evidence), others, unchecked=missing)
+    failed = [findings[n.check] for n in needed if n.check in findings and findings[n.check].status == "fail"]
+    evidence = list(incident_evidence) + [f"{f.title}: {f.summary}" for f in failed
+                                          if f"{f.title}: {f.summary}" not in incident_evidence]
+    blocking = [u for u in missing if u["needed"]]
+    if blocking:
+        lead = ("failures are elevated, but no cause could be established and " if incident_present or failed
+                else "no all-clear: ")
+        return Diagnosis(runbook, INCONCLUSIVE, f"{lead}{len(blocking)} check(s) the verdict needs could not run: "
+                                                f"{could_not_check(blocking, why=False)}", evidence, unchecked=missing)
+    if incident_present or failed:
+        return Diagnosis(runbook, UNKNOWN, "failures are present but no known cause matched the evidence", evidence,
+                         unchecked=missing)
+    return Diagnosis(runbook, HEALTHY, f"every check the verdict rests on ran and passed ({len(needed)}: "
+                                       f"{', '.join(n.what for n in needed)}); failure rate at baseline",
+                     evidence, unchecked=missing)

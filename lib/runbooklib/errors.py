@@ -4,6 +4,7 @@
 RunbookError
  ├── ConfigError             bad parameters, unknown environment, missing secret variable
  ├── QueryError              a database query failed, timed out or hit the row cap
+ ├── QueueError              BullMQ's Redis could not be used (refused, silent, past its deadline)
  ├── StorageError            an s3:// run store could not be read or written
  ├── PlatformAPIError        the Lineup API could not be used
  │    ├── PlatformUnreachable
@@ -40,6 +41,10 @@ class ConfigError(RunbookError):
 
 class QueryError(RunbookError):
     """A database query failed, was interrupted by the time limit, or exceeded the row cap."""
+
+
+class QueueError(RunbookError):
+    """A Redis/BullMQ call failed, did not answer within its deadline, or Redis is known down in this run."""
 
 
 class StorageError(RunbookError):

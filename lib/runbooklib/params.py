@@ -13,18 +13,28 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from runbooklib.errors import ConfigError
 
 INCIDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+_DURATION_RE = re.compile(r"^(?:(?P<d>\d{1,9})d)?(?:(?P<h>\d{1,9})h)?(?:(?P<m>\d{1,9})m)?(?:(?P<s>\d{1,9})s)?$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 DECLARED_TYPES = ("str", "int", "float", "bool", "list")
+MAX_WINDOW = timedelta(days=31)
+MAX_BASELINE = timedelta(days=90)
+"""The longest look-back and baseline windows: beyond these `message_logs` holds nothing useful (and a window
+of centuries would reach before year 1)."""
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut to `limit` characters: an error names the value without echoing a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def param(default: Any, help: str, *, declared: str = "str") -> Any:
@@ -42,11 +52,14 @@ def parse_duration(text: str) -> timedelta:
     cleaned = text.strip().lower().replace(" ", "")
     match = _DURATION_RE.match(cleaned)
     if not cleaned or not match or not any(match.groupdict().values()):
-        raise ValueError(f"{text!r} is not a duration; use forms like 45s, 30m, 1h, 2h30m, 1d")
+        raise ValueError(f"{shown(text)} is not a duration; use forms like 45s, 30m, 1h, 2h30m, 1d")
     parts = {k: int(v or 0) for k, v in match.groupdict().items()}
-    value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    try:
+        value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    except OverflowError:
+        raise ValueError(f"{shown(text)} is far too long; durations are at most days, e.g. 7d") from None
     if value <= timedelta(0):
-        raise ValueError(f"{text!r} is zero; give a positive duration")
+        raise ValueError(f"{shown(text)} is zero; give a positive duration")
     return value
 
 
@@ -97,6 +110,7 @@ class CommonParams:
     scenario: str = param("", "demo only: sandbox scenario when the notebook starts its own sandbox")
     sandbox: str = param("", "set by `runbook demo`: file describing a running sandbox")
     run_dir: str = param("", "set by `runbook run`: the run bundle folder")
+    deadline: str = param("", "set by `runbook run`: when the run must end (UTC, ISO 8601; empty: no limit)")
 
     @property
     def window_delta(self) -> timedelta:
@@ -145,19 +159,19 @@ def coerce(declared: str, value: Any) -> Any:
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)
-        raise ValueError(f"must be text, got {type(value).__name__} {value!r}")
+        raise ValueError(f"must be text, got {type(value).__name__} {shown(value)}")
     if declared == "bool":
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise ValueError(f"must be true or false, got {value!r}")
+        raise ValueError(f"must be true or false, got {shown(value)}")
     if declared == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
             return int(value)
-        raise ValueError(f"must be a whole number, got {value!r}")
+        raise ValueError(f"must be a whole number, got {shown(value)}")
     if declared == "float":
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
@@ -166,20 +180,22 @@ def coerce(declared: str, value: Any) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ValueError(f"must be a number, got {value!r}")
+        raise ValueError(f"must be a number, got {shown(value)}")
     if declared == "list":
         if isinstance(value, str):
             text = value.strip().strip("[]")
             return tuple(p.strip().strip("'\"") for p in text.split(",") if p.strip())
         if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
             return tuple(v.strip() for v in value)
-        raise ValueError(f"must be a list of names, got {value!r}")
+        raise ValueError(f"must be a list of names, got {shown(value)}")
     raise ValueError(f"unknown declared type {declared}")
 
 
 def _close_matches(name: str, known: Iterable[str]) -> str:
     import difflib
 
+    if len(name) > 100:
+        return ""
     hits = difflib.get_close_matches(name, list(known), n=1)
     return f" (did you mean {hits[0]!r}?)" if hits else ""
 
@@ -204,10 +220,11 @@ def validate(
     declared = {p.name: p for p in declared_parameters(cls)}
     problems: list[tuple[str, str]] = []
     values: dict[str, Any] = {}
-    for name, value in raw.items():
+    for key, value in raw.items():
+        name = key if isinstance(key, str) else shown(key)
         if name not in declared:
-            problems.append((name, f"unknown parameter{_close_matches(name, declared)}; "
-                                   f"allowed: {', '.join(declared)}"))
+            problems.append((name if len(name) <= 40 else name[:37] + "...",
+                             f"unknown parameter{_close_matches(name, declared)}; allowed: {', '.join(declared)}"))
             continue
         try:
             values[name] = coerce(declared[name].declared, value)
@@ -221,33 +238,42 @@ def validate(
     merged = {p.name: (list(p.default) if isinstance(p.default, list) else p.default) for p in declared.values()}
     merged.update(values)
     values = merged
-    for name in ("window", "baseline"):
+    for name, longest in (("window", MAX_WINDOW), ("baseline", MAX_BASELINE)):
         try:
-            parse_duration(str(values[name]))
+            if parse_duration(str(values[name])) > longest:
+                problems.append((name, f"{shown(values[name])} is longer than the {format_duration(longest)} allowed"))
         except ValueError as exc:
             problems.append((name, str(exc)))
+    if values["deadline"]:
+        try:
+            when = datetime.fromisoformat(str(values["deadline"]))
+            if when.tzinfo is None:
+                problems.append(("deadline", "must carry its time zone, e.g. 2026-12-01T03:15:00+00:00"))
+        except ValueError:
+            problems.append(("deadline", f"{shown(values['deadline'])} is not an ISO 8601 time, e.g. "
+                                         "2026-12-01T03:15:00+00:00 (set by `runbook run`)"))
     check("incident", bool(INCIDENT_RE.match(str(values["incident"]))),
-          f"{values['incident']!r} is not an incident id; use letters, digits, '.', '_' or '-' (max 64), e.g. INC-123")
+          f"{shown(values['incident'])} is not an incident id; use letters, digits, '.', '_' or '-' (max 64), e.g. INC-123")
     known_envs = sorted(environments)
     check("environment", values["environment"] in known_envs,
-          f"unknown environment {values['environment']!r}{_close_matches(values['environment'], known_envs)}; "
+          f"unknown environment {shown(values['environment'])}{_close_matches(str(values['environment']), known_envs)}; "
           f"known: {', '.join(known_envs)}")
     known_actions = sorted(actions)
     for text in values["approve"] or ():
         approval = Approval.parse(text)
         if approval.action not in known_actions:
-            problems.append(("approve", f"no action named {approval.action!r} in this runbook"
+            problems.append(("approve", f"no action named {shown(approval.action)} in this runbook"
                                         f"{_close_matches(approval.action, known_actions)}; "
                                         f"actions: {', '.join(known_actions)}"))
         if approval.plan_digest is not None and not re.fullmatch(r"[0-9a-f]{8,64}", approval.plan_digest):
-            problems.append(("approve", f"{text!r}: a plan digest is 8-64 hex characters, as a dry run prints it"))
+            problems.append(("approve", f"{shown(text)}: a plan digest is 8-64 hex characters, as a dry run prints it"))
     if values["approve"] and not str(values["operator"]).strip():
         problems.append(("operator", "approving an action needs the operator's name (-p operator <name>)"))
     known_scenarios = sorted(scenarios)
     scenario = str(values["scenario"])
     if scenario and not scenario.endswith((".yaml", ".yml")) and known_scenarios:
         check("scenario", scenario in known_scenarios,
-              f"unknown scenario {scenario!r}{_close_matches(scenario, known_scenarios)}; "
+              f"unknown scenario {shown(scenario)}{_close_matches(scenario, known_scenarios)}; "
               f"known: {', '.join(known_scenarios)}")
     for p in declared.values():
         if p.name in values and isinstance(values[p.name], list):

@@ -1,4 +1,9 @@
-"""Client for the Lineup platform API (httpx, bearer token, timeouts on every call).
+"""Client for the Lineup platform API (httpx, bearer token, a total deadline on every call).
+
+Every call has httpx's connect and read timeouts *and* a total deadline (`Dependency`): a server
+that trickles its answer a byte at a time is cut off at the deadline like one that never answers.
+Once the API did not answer within its deadline, or refused connections, later calls of the same
+client fail at once with that reason.
 
 Endpoints from the runbook spec:
 - `GET /api/v1/system-metrics/queues` → a JSON array of `{"queue": name, ...counts}`.
@@ -20,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.errors import PlatformAPIError, PlatformAuthError, PlatformResponseError, PlatformUnreachable
 
 QUEUES_PATH = "/api/v1/system-metrics/queues"
@@ -33,8 +39,11 @@ class PlatformAPI:
     """A thin, typed client over the Lineup API; every error becomes a `PlatformAPIError`."""
 
     def __init__(self, base_url: str, token: str, *, connect_timeout: float = 5.0, read_timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 total_timeout: float | None = None, transport: httpx.BaseTransport | None = None,
+                 budget: RunBudget | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.dependency = Dependency("the Lineup API", total_timeout or connect_timeout + read_timeout,
+                                     PlatformUnreachable, budget=budget or RunBudget())
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -47,18 +56,22 @@ class PlatformAPI:
         self._client.close()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        what = f"{method} {path}"
         try:
-            response = self._client.request(method, path, **kwargs)
+            response = self.dependency.call(lambda: self._client.request(method, path, **kwargs), what,
+                                            changes=method != "GET")
         except httpx.TimeoutException as exc:
-            raise PlatformUnreachable(f"{method} {path}: timed out ({exc.__class__.__name__})") from exc
+            self.dependency.trip(f"timed out ({exc.__class__.__name__})")
+            unsure = "; the change may or may not have been made — read it back before retrying" if method != "GET" else ""
+            raise PlatformUnreachable(f"{what}: timed out ({exc.__class__.__name__}){unsure}") from exc
         except httpx.TransportError as exc:
-            raise PlatformUnreachable(f"{method} {path}: cannot connect to {self.base_url} "
-                                      f"({exc.__class__.__name__})") from exc
+            self.dependency.trip(f"could not be reached ({exc.__class__.__name__})")
+            raise PlatformUnreachable(f"{what}: cannot connect to {self.base_url} ({exc.__class__.__name__})") from exc
         if response.status_code in (401, 403):
             raise PlatformAuthError(f"{method} {path}: HTTP {response.status_code}, token rejected",
                                     status=response.status_code)
         if response.status_code >= 400:
-            raise PlatformResponseError(f"{method} {path}: HTTP {response.status_code}: {response.text[:200]}",
+            raise PlatformResponseError(f"{method} {path}: HTTP {response.status_code}: {_excerpt(response)}",
                                         status=response.status_code)
         if response.status_code == 204 or not response.content:
             return None
@@ -128,6 +141,12 @@ class PlatformAPI:
     def remove_do_not_contact(self, channel: str, tenant_id: str, recipients: list[str]) -> None:
         self._request("DELETE", DNC_PATH, json={"channel": channel.upper(), "tenant_id": tenant_id,
                                                 "recipients": recipients})
+
+
+def _excerpt(response: httpx.Response) -> str:
+    """The start of an error body, on one line (a proxy's HTML page is not worth more)."""
+    text = " ".join(response.text[:400].split())
+    return text[:200] or "(empty body)"
 
 
 def _channel(channel: str) -> str:

@@ -11,14 +11,17 @@ move without losing or duplicating a job. Replaying re-adds a DLQ job to its sou
 the deterministic id `replay-<DLQ job id>` with fresh attempts, then removes it from the DLQ.
 
 bullmq's own connection retries for minutes against a dead Redis, so every call here goes
-through a client with short timeouts and no retries, and a health check PINGs first. bullmq is
-async; this module runs it on one private event-loop thread so that notebook cells and the gate
-can call it synchronously.
+through a client with short timeouts and no retries, and a health check PINGs first. Socket
+timeouts bound each read only, so every call also has a total deadline (`asyncio.wait_for`, which
+cancels it cleanly), and once Redis did not answer, later calls of the same `QueueAdmin` fail at
+once (`Dependency`). Every failure is a `QueueError`. bullmq is async; this module runs it on one
+private event-loop thread so that notebook cells and the gate can call it synchronously.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -28,10 +31,14 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from runbooklib.checks import CheckResult, timed
+from runbooklib.deadline import Dependency, RunBudget
+from runbooklib.errors import QueueError
 
 PREFIX = "bull"
 DLQ = "communication-dlq"
@@ -50,7 +57,15 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        """The coroutine's result; `TimeoutError` (and the coroutine cancelled) once `timeout` has passed."""
+        async def bounded() -> T:
+            return await asyncio.wait_for(coro, timeout)
+        future = asyncio.run_coroutine_threadsafe(bounded(), self.loop)
+        try:
+            return future.result(timeout + 5)  # wait_for ends it first; this only guards a blocked loop
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise
 
 
 _LOOP: _LoopThread | None = None
@@ -72,15 +87,23 @@ def client(url: str, *, timeout: float = 3.0) -> aioredis.Redis:
                                    retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=True)
 
 
-def check_redis(url: str, *, timeout: float = 2.0, name: str = "redis") -> CheckResult:
-    """PING with short timeouts (instead of hanging in bullmq's reconnect loop); version and eviction policy."""
+def check_redis(url: str, *, timeout: float = 2.0, name: str = "redis", within: Dependency | None = None) -> CheckResult:
+    """PING with short timeouts (instead of hanging in bullmq's reconnect loop); version and eviction policy.
+
+    `within` is Redis as a run's dependency: a Redis that does not answer is marked down, so the queue
+    checks after this one fail at once."""
     title = "Redis (BullMQ)"
+    within = within or Dependency("Redis", timeout * 4, QueueError)
+
+    stage = {"now": "PING"}
 
     async def probe() -> dict[str, Any]:
         conn = client(url, timeout=timeout)
         try:
             await conn.ping()
+            stage["now"] = "INFO (after PING answered)"
             info = await conn.info("server")
+            stage["now"] = "CONFIG GET (after PING answered)"
             policy = await conn.config_get("maxmemory-policy")
             return {"version": info.get("redis_version"), "maxmemory_policy": policy.get("maxmemory-policy")}
         finally:
@@ -88,10 +111,18 @@ def check_redis(url: str, *, timeout: float = 2.0, name: str = "redis") -> Check
 
     with timed() as ms:
         try:
-            facts = run(probe(), timeout=timeout * 4)
-        except (RedisError, OSError, TimeoutError) as exc:
-            return CheckResult(name, title, "fail", f"Redis does not answer: {exc.__class__.__name__}: {exc}",
-                               classification="unreachable", duration_ms=ms())
+            seconds = within.allowance("PING")
+            facts = run(probe(), timeout=seconds)
+        except QueueError as exc:
+            return CheckResult(name, title, "fail", str(exc), classification="unreachable", duration_ms=ms())
+        except TimeoutError:
+            within.trip(f"gave no answer within {seconds:g}s")
+            return CheckResult(name, title, "fail", f"Redis does not answer: no reply to {stage['now']} within "
+                               f"{seconds:g}s", classification="unreachable", duration_ms=ms())
+        except (RedisError, OSError) as exc:
+            within.trip(f"could not be reached ({exc.__class__.__name__})")
+            return CheckResult(name, title, "fail", f"Redis does not answer {stage['now']}: {exc.__class__.__name__}: "
+                               f"{exc}", classification="unreachable", duration_ms=ms())
     if facts.get("maxmemory_policy") not in (None, "noeviction"):
         return CheckResult(name, title, "warn", f"Redis {facts['version']} answers, but maxmemory-policy is "
                            f"{facts['maxmemory_policy']}: Redis may evict BullMQ keys (use noeviction)",
@@ -139,10 +170,13 @@ def replay_id(dlq_job_id: str) -> str:
 class QueueAdmin:
     """Admin operations on the BullMQ queues of one Redis (synchronous; async bullmq underneath)."""
 
-    def __init__(self, url: str, *, prefix: str = PREFIX, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, prefix: str = PREFIX, timeout: float = 5.0, total_timeout: float | None = None,
+                 budget: RunBudget | None = None) -> None:
         self.url, self.prefix, self.timeout = url, prefix, timeout
         self._conn: aioredis.Redis | None = None
         self._queues: dict[str, Any] = {}
+        self.dependency = Dependency("Redis", total_timeout or 2 * timeout, QueueError, budget=budget or RunBudget())
+        """Every call's total deadline; known down after one that did not answer."""
 
     def _queue(self, name: str) -> Any:
         from bullmq import Queue
@@ -153,16 +187,31 @@ class QueueAdmin:
             self._queues[name] = Queue(name, {"connection": self._conn, "prefix": self.prefix})
         return self._queues[name]
 
-    def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+    def _run(self, fn: Callable[[], Awaitable[T]], what: str = "Redis call") -> T:
+        """One BullMQ/Redis call within the dependency's deadline; every failure becomes a `QueueError`."""
+        seconds = self.dependency.allowance(what)
+
         async def call() -> T:
             return await fn()
-        return run(call())
+        try:
+            return run(call(), timeout=seconds)
+        except TimeoutError as exc:  # asyncio's, from wait_for: the call was cancelled
+            self.dependency.trip(f"gave no answer within {seconds:g}s")
+            raise QueueError(f"{what}: no answer from Redis within {seconds:g}s (total deadline)") from exc
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self.dependency.trip(f"could not be reached ({exc.__class__.__name__})")
+            raise QueueError(f"{what}: Redis could not be reached: {exc.__class__.__name__}: {exc}") from exc
+        except RedisError as exc:
+            raise QueueError(f"{what}: Redis answered with an error: {exc}") from exc
 
     def close(self) -> None:
         async def close() -> None:
             if self._conn is not None:
                 await self._conn.aclose()
-        run(close())
+        try:
+            run(close(), timeout=self.timeout)
+        except (TimeoutError, RedisError, OSError):
+            pass  # a Redis that stopped answering: the connection is dropped either way
         self._queues.clear()
         self._conn = None
 

@@ -27,7 +27,10 @@ import httpx
 
 from runbooklib import charts
 from runbooklib.audit import read_audit
+from runbooklib.checks import LABELS
 from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
+from runbooklib.deadline import DeadlineExceeded, within
+from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
 from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import INCIDENT_RE
@@ -45,6 +48,8 @@ class RunRecord:
     audit: list[dict[str, Any]] = field(default_factory=list)
     location: str = ""
     """Where the bundle is kept (its folder, or its `s3://` prefix when `bundle` is a local copy)."""
+    problems: list[str] = field(default_factory=list)
+    """What of the bundle could not be read (a torn audit line, an unreadable summary): reported, not fatal."""
 
     @property
     def started(self) -> str:
@@ -55,8 +60,19 @@ class RunRecord:
         return str(self.summary.get("runbook", "?"))
 
     @property
+    def diagnosis(self) -> dict[str, Any]:
+        found = self.summary.get("diagnosis")
+        return found if isinstance(found, dict) else {}
+
+    @property
     def cause(self) -> str:
-        return str((self.summary.get("diagnosis") or {}).get("cause", "—"))
+        return str(self.diagnosis.get("cause", "—"))
+
+    @property
+    def unchecked(self) -> list[dict[str, Any]]:
+        """What the run could not check (its diagnosis says), each with what and why."""
+        found = self.diagnosis.get("unchecked")
+        return [u for u in found if isinstance(u, dict)] if isinstance(found, list) else []
 
     @property
     def applied(self) -> list[str]:
@@ -83,14 +99,32 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
         return []
     records = []
     for summary_path in sorted(base.glob(f"**/{SUMMARY}")):
-        try:
-            summary = json.loads(summary_path.read_text())
-        except ValueError:
-            continue
         bundle = summary_path.parent
+        problems: list[str] = []
+        try:
+            summary = json.loads(summary_path.read_bytes().decode("utf-8", errors="replace"))
+        except (OSError, ValueError):
+            summary = None
+        if not isinstance(summary, dict):
+            problems.append(f"{SUMMARY} is not readable; the run is listed from its folder name only")
+            summary = {"runbook": _runbook_of(bundle.name), "status": "unreadable", "started_at": _started_of(bundle.name)}
         where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
-        records.append(RunRecord(bundle, summary, read_audit(bundle / AUDIT), where))
+        audit = read_audit(bundle / AUDIT, problems)
+        records.append(RunRecord(bundle, summary, audit, where, problems))
     return sorted(records, key=lambda r: r.started)
+
+
+def _runbook_of(bundle: str) -> str:
+    """The runbook slug in a bundle folder name (`<UTC time>-<slug>[-n]`)."""
+    parts = bundle.split("-", 1)
+    return parts[1].split("-")[0] if len(parts) == 2 else "?"
+
+
+def _started_of(bundle: str) -> str:
+    try:
+        return datetime.strptime(bundle[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
+    except ValueError:
+        return ""
 
 
 @dataclass
@@ -258,7 +292,8 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
         findings = sorted((f for f in (r.summary.get("findings") or {}).values() if f.get("at")),
                           key=lambda f: str(f["at"]))
         for f in findings:
-            rows.append((str(f["at"]), r.runbook, f"check {f.get('title')}: {str(f.get('status')).upper()} — "
+            rows.append((str(f["at"]), r.runbook, f"check {f.get('title')}: "
+                                                  f"{LABELS.get(str(f.get('status')), str(f.get('status')).upper())} — "
                                                   f"{f.get('summary')}"))
         diagnosis = r.summary.get("diagnosis") or {}
         if diagnosis:
@@ -281,9 +316,17 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
     md = []
     for runbook in dict.fromkeys(r.runbook for r in runs):
         last = [r for r in runs if r.runbook == runbook][-1]
-        diagnosis = last.summary.get("diagnosis") or {}
-        md.append(f"- **Found** ({runbook}): `{diagnosis.get('cause', 'no diagnosis')}` — "
-                  f"{diagnosis.get('explanation', 'the run ended before its diagnosis')}")
+        diagnosis = last.diagnosis
+        line = (f"- **Found** ({runbook}): `{diagnosis.get('cause', 'no diagnosis')}` — "
+                f"{diagnosis.get('explanation', 'the run ended before its diagnosis')}")
+        if last.unchecked and diagnosis.get("cause") != "inconclusive":
+            line += f"; **could not check**: {could_not_check(last.unchecked)}"
+        md.append(line)
+        if diagnosis.get("cause") == "inconclusive":
+            md.append(f"- **Could not check** ({runbook}) — no all-clear; look at these by hand: "
+                      + "; ".join(f"{u.get('what')}: {u.get('why')}" + (f" (by hand: `{u.get('by_hand')}`)"
+                                                                       if u.get("by_hand") else "")
+                                  for u in last.unchecked if u.get("needed")))
     done = [c for c in applied if c.mitigation]
     md.append("- **Done**: " + ("; ".join(f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})" for c in done)
                                 if done else "no mitigation was applied"))
@@ -302,6 +345,9 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
     if failed:
         md.append("- **Impact**: " + ", ".join(f"{n:,} {channel} messages failed" for channel, n in failed.items())
                   + " in the runs' windows (per tenant below)")
+    damaged = [f"run {n} ({r.runbook}): {p}" for n, r in enumerate(runs, 1) for p in r.problems]
+    if damaged:
+        md.append("- **Record problems** (read around, reported here): " + "; ".join(damaged))
     return md
 
 
@@ -488,8 +534,11 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
     """POST the review's summary and where its files are to a ticketing webhook; returns the HTTP status."""
     payload = REDACTOR.data({
         "incident": review.incident,
-        "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause, "applied": r.applied,
-                  "outcome": r.outcome, "bundle": r.location} for r in review.runs],
+        "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause,
+                  "verdict": r.diagnosis.get("outcome"), "could_not_check": [
+                      {"check": u.get("what"), "why": u.get("why"), "needed": bool(u.get("needed"))} for u in r.unchecked],
+                  "applied": r.applied, "outcome": r.outcome, "bundle": r.location, "record_problems": r.problems}
+                 for r in review.runs],
         "review": {"markdown": markdown_at, "html": html_at},
         "summary": [line.removeprefix("- ") for line in review.summary],
         "key_figures": [{"figure": f.label, "mitigation": f.mitigations[0].action if f.mitigations else None,
@@ -497,7 +546,9 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
                         for f in review.figures],
     })
     try:
-        response = httpx.post(url, json=payload, timeout=timeout)
+        response = within(lambda: httpx.post(url, json=payload, timeout=timeout), 2 * timeout)
+    except DeadlineExceeded as exc:
+        raise PlatformUnreachable(f"webhook {url}: no complete answer within {exc.seconds:g}s (total deadline)") from exc
     except httpx.HTTPError as exc:
         raise PlatformUnreachable(f"webhook {url}: {exc.__class__.__name__}") from exc
     return response.status_code

@@ -16,22 +16,44 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nbformat
 
 from runbooklib import catalog
 from runbooklib.context import EVIDENCE, EVIDENCE_INDEX, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
+from runbooklib.params import format_duration
 from runbooklib.redact import REDACTOR
+from runbooklib.yamlfiles import load_yaml
+
+if TYPE_CHECKING:
+    from runbooklib.params import CommonParams
+    from runbooklib.settings import Profile
 
 NOTEBOOK = "notebook.ipynb"
 HTML = "notebook.html"
-CELL_TIMEOUT = 600
-EXIT_HEALTHY, EXIT_FAILED, EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED = 0, 1, 2, 3
-"""Exit codes: healthy · run failed · bad parameters · incident diagnosed."""
+EXIT_HEALTHY, EXIT_FAILED, EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED, EXIT_INCONCLUSIVE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
+EXIT_CODES = {
+    EXIT_HEALTHY: "healthy: every check the verdict rests on ran and passed",
+    EXIT_FAILED: "the run failed (its bundle is still written, naming the failing cell), or its record was not stored",
+    EXIT_BAD_PARAMETERS: "bad parameters, settings or usage: nothing ran",
+    EXIT_DIAGNOSED: "a cause was diagnosed",
+    EXIT_INCONCLUSIVE: "inconclusive: a check the verdict needs could not run — no all-clear; check by hand what it names",
+    EXIT_UNKNOWN: "unknown: failures are present, but no known cause matched the evidence",
+}
+"""Every exit code of `runbook run` / `runbook demo`, and what it means (README and `runbook --help` show it)."""
+EXIT_BY_OUTCOME = {"healthy": EXIT_HEALTHY, "cause": EXIT_DIAGNOSED, "inconclusive": EXIT_INCONCLUSIVE,
+                   "unknown": EXIT_UNKNOWN}
+STARTUP_SECONDS = 60.0
+"""Kernel start, imports and the start cell, in a headless run's time budget."""
+SANDBOX_SECONDS = 30.0
+"""A kernel that starts its own demo sandbox (`runbook run` in the demo environment) needs this more."""
+FINISH_SECONDS = 30.0
+"""Rendering the HTML and scrubbing the bundle after the last cell."""
+MIN_CELL_SECONDS = 10.0
 
 
 @dataclass
@@ -50,10 +72,22 @@ class RunResult:
         return str(cause) if cause is not None else None
 
     @property
-    def exit_code(self) -> int:
+    def outcome(self) -> str | None:
+        """healthy, cause, unknown or inconclusive (None: no diagnosis, or the run failed)."""
         if self.status != "completed":
-            return EXIT_FAILED
-        return EXIT_HEALTHY if self.cause == "healthy" else EXIT_DIAGNOSED
+            return None
+        outcome = (self.summary.get("diagnosis") or {}).get("outcome")
+        return str(outcome) if outcome in EXIT_BY_OUTCOME else None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.outcome is None else EXIT_BY_OUTCOME[self.outcome]
+
+    @property
+    def unchecked(self) -> list[dict[str, Any]]:
+        """What the run could not check (from its diagnosis)."""
+        entries = (self.summary.get("diagnosis") or {}).get("unchecked") or []
+        return [e for e in entries if isinstance(e, dict)]
 
     @property
     def headline(self) -> str:
@@ -62,7 +96,73 @@ class RunResult:
             cell = self.failed_cell or {}
             return REDACTOR.text(f"run failed at cell {cell.get('index')} ({cell.get('section', '?')}): "
                                  f"{cell.get('error', 'unknown error')}")
+        if not diagnosis:
+            return "no diagnosis was made"
         return REDACTOR.text(f"{diagnosis.get('cause')}: {diagnosis.get('explanation')}")
+
+
+@dataclass(frozen=True)
+class TimeBudget:
+    """The most a headless run may take, and what it is made of (printed at the run's start, enforced)."""
+
+    parts: dict[str, float]
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.parts.values())
+
+    def text(self) -> str:
+        return (f"at most {_span(self.seconds)} ("
+                + ", ".join(f"{name}: {_span(seconds)}" for name, seconds in self.parts.items()) + ")")
+
+
+def _span(seconds: float) -> str:
+    return format_duration(timedelta(seconds=round(seconds))) if seconds >= 1 else f"{seconds:.1f}s"
+
+
+def time_budget(spec: catalog.RunbookSpec, params: CommonParams, profile: Profile | None) -> TimeBudget:
+    """A run's time budget from its parameters and profile: start-up, one outside call per code cell (each
+    allowed the profile's total deadline or a statement timeout), the runbook's deliberate waits, finishing.
+
+    `profile` None: the kernel starts its own demo sandbox (timeouts of the built-in demo profile)."""
+    from runbooklib.db import CLIENT_MARGIN
+    from runbooklib.settings import Profile as _Profile
+
+    in_kernel = profile is None
+    timeouts = profile or _Profile(name="demo", database_url_env="", platform_api_url="http://127.0.0.1",
+                                   platform_api_token_env="")
+    slot = max(timeouts.total_timeout, timeouts.statement_timeout + timeouts.connect_timeout + CLIENT_MARGIN)
+    nb = nbformat.read(spec.notebook, as_version=4)  # type: ignore[no-untyped-call]
+    cells = sum(1 for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", []))
+    parts = {"start-up": STARTUP_SECONDS + (SANDBOX_SECONDS if in_kernel else 0.0),
+             f"{cells} cells × {slot:g}s": cells * slot, **spec.time_needs(params, slot), "finish": FINISH_SECONDS}
+    return TimeBudget(parts)
+
+
+FALLBACK_BUDGET = TimeBudget({"a run whose parameters could not be read ahead": 1800.0})
+
+
+def budget_for(slug: str, parameters: Mapping[str, Any]) -> TimeBudget:
+    """The time budget of a run with these (typed or raw) parameters: validated, its profile resolved."""
+    from runbooklib.gates import UNDO_PREFIX
+    from runbooklib.params import validate
+    from runbooklib.settings import DEMO, demo_profile, load_profiles
+
+    spec = catalog.get(slug)
+    try:
+        profiles = load_profiles(str(parameters.get("environments_file") or ""))
+        params = validate(spec.params_cls, {k: v for k, v in parameters.items() if k != "deadline"},
+                          actions=[*spec.actions, *(UNDO_PREFIX + a for a in spec.actions)], environments=profiles,
+                          scenarios=spec.scenarios())
+        if params.environment != DEMO:
+            return time_budget(spec, params, profiles[params.environment])
+        if not params.sandbox:
+            return time_budget(spec, params, None)
+        import json as _json
+
+        return time_budget(spec, params, demo_profile(_json.loads(Path(params.sandbox).read_text())))
+    except (ConfigError, OSError, ValueError, KeyError):
+        return FALLBACK_BUDGET
 
 
 def new_bundle(output_root: Path, incident: str, slug: str, when: datetime | None = None) -> Path:
@@ -86,18 +186,28 @@ def _section_of(nb: nbformat.NotebookNode, index: int) -> str:
 
 
 def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, incident: str,
-            progress: bool = True, env: Mapping[str, str] | None = None, notebook: Path | None = None) -> RunResult:
+            progress: bool = True, env: Mapping[str, str] | None = None, notebook: Path | None = None,
+            budget: TimeBudget | None = None) -> RunResult:
     """Run a runbook notebook headless and write its bundle. Never raises for a failing cell.
 
-    `notebook` overrides the runbook's own notebook (tests use purpose-built failing notebooks).
+    The run must end within its `budget` (default: `budget_for(slug, parameters)`): the kernel gets the
+    deadline (every outside call is capped by it) and each cell's timeout is what is left of it, so a cell
+    that still runs past it is interrupted. `notebook` overrides the runbook's own notebook (tests use
+    purpose-built failing notebooks).
     """
     import papermill as pm
 
     source = notebook or catalog.get(slug).notebook
+    budget = budget or budget_for(slug, parameters)
     bundle = new_bundle(output_root, incident, slug)
     out_nb = bundle / NOTEBOOK
     params = {**parameters, "incident": incident, "run_dir": str(bundle.resolve())}
     started = time.monotonic()
+    kernel_ends = started + budget.seconds - FINISH_SECONDS
+    params["deadline"] = (datetime.now(UTC) + timedelta(seconds=budget.seconds - FINISH_SECONDS)).isoformat()
+    # The kernel stops calling out at its deadline; this cuts a cell that still runs a little after it.
+    limits = {"timeout_func": lambda cell: max(MIN_CELL_SECONDS, kernel_ends + MIN_CELL_SECONDS - time.monotonic()),
+              "interrupt_on_timeout": True}
     failed_cell: dict[str, Any] | None = None
     previous = {k: os.environ.get(k) for k in (env or {})}
     os.environ.update(env or {})
@@ -105,11 +215,14 @@ def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, inci
     try:
         pm.execute_notebook(str(source), str(out_nb), parameters=params, kernel_name="python3",
                             progress_bar=progress, log_output=False, request_save_on_cell_execute=True,
-                            execution_timeout=CELL_TIMEOUT, cwd=str(source.parent))
+                            cwd=str(source.parent), **limits)
         status = "completed"
     except pm.PapermillExecutionError as exc:
         status = "failed"
-        failed_cell = {"index": exc.cell_index, "exec_count": exc.exec_count, "error": f"{exc.ename}: {exc.evalue}"}
+        error = f"{exc.ename}: {exc.evalue}"
+        if exc.ename == "KeyboardInterrupt":
+            error = f"the cell was still running at the end of the run's time budget ({budget.text()}) and was interrupted"
+        failed_cell = {"index": exc.cell_index, "exec_count": exc.exec_count, "error": error}
     except Exception as exc:  # kernel died, timeout, ...: still write the bundle
         status = "failed"
         failed_cell = {"index": None, "error": f"{exc.__class__.__name__}: {exc}"}
@@ -196,17 +309,10 @@ def scrub_bundle(bundle: Path) -> list[str]:
 
 def load_parameter_files(paths: list[Path]) -> dict[str, Any]:
     """Merge YAML parameter files shallowly (later files win), like papermill does."""
-    import yaml
-
     merged: dict[str, Any] = {}
     for path in paths:
-        if not path.is_file():
-            raise ConfigError(f"parameter file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"parameter file {path} is not valid YAML: {exc}") from exc
+        data = load_yaml(path, "parameter file") or {}
         if not isinstance(data, dict):
-            raise ConfigError(f"parameter file {path} must map parameter names to values")
+            raise ConfigError(f"parameter file {str(path)!r} must map parameter names to values")
         merged.update(data)
     return merged

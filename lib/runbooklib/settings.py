@@ -9,15 +9,15 @@ read is registered with the redactor so that it can never reach a saved output.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
-
-import yaml
+from typing import Any, TypeVar, get_type_hints
 
 from runbooklib.errors import ConfigError
 from runbooklib.redact import REDACTOR
+from runbooklib.yamlfiles import load_yaml
 
 DEMO = "demo"
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -25,6 +25,10 @@ DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_STATEMENT_TIMEOUT = 20.0
 DEFAULT_ROW_CAP = 5000
 SMTP_SECURITY = ("starttls", "ssl", "none")
+DEPENDENCY_LABELS = {"database": "message_logs (database)", "platform_api": "Lineup API", "smtp": "SMTP primary",
+                     "smtp_backup": "SMTP backup", "ses": "AWS SES", "twilio": "Twilio", "whatsapp": "WhatsApp Cloud API",
+                     "redis": "Redis (BullMQ)"}
+"""The outside services a runbook may depend on (a runbook module lists its own in `DEPENDENCIES`)."""
 
 
 @dataclass(frozen=True)
@@ -80,8 +84,6 @@ class WhatsAppEndpoint:
     app_secret_env: str = ""  # with app_id: the app token for debug_token and the token exchange
 
     def __post_init__(self) -> None:
-        import re
-
         for name in ("waba_id", "phone_number_id"):
             if not str(getattr(self, name)).isdigit():
                 raise ConfigError(f"whatsapp.{name} must be the numeric id as text, e.g. \"102290129340398\"")
@@ -105,6 +107,8 @@ class Profile:
     providers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
+    total_timeout: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT
+    """Seconds one outside call may take in all (connect, every read, a whole SMTP dialogue)."""
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     row_cap: int = DEFAULT_ROW_CAP
     database_url: str = ""  # only the demo profile sets this directly (a local SQLite file, no secret)
@@ -125,6 +129,54 @@ class Profile:
         if self.database_url:
             return self.database_url
         return secret(self.database_url_env, what="database URL")
+
+    def missing(self, dependencies: tuple[str, ...]) -> list[dict[str, str]]:
+        """What of `dependencies` this profile cannot reach as it stands: endpoints not configured, secret
+        variables not set. One entry per problem: `dependency`, `label` and `why`. Nothing is read but names."""
+        out: list[dict[str, str]] = []
+
+        def note(dependency: str, why: str) -> None:
+            out.append({"dependency": dependency, "label": DEPENDENCY_LABELS[dependency], "why": why})
+
+        def unset(dependency: str, env: str, what: str) -> None:
+            if not env:
+                note(dependency, f"no environment variable is configured for the {what}")
+            elif not os.environ.get(env):
+                note(dependency, f"the {what} is read from ${env}, which is not set")
+
+        for dependency in dependencies:
+            if dependency == "database" and not self.database_url:
+                unset(dependency, self.database_url_env, "database URL")
+            elif dependency == "platform_api":
+                unset(dependency, self.platform_api_token_env, "Lineup API token")
+            elif dependency == "redis" and not self.redis_url:
+                unset(dependency, self.redis_url_env, "Redis URL (BullMQ)")
+            elif dependency in ("smtp", "smtp_backup"):
+                endpoint = self.smtp if dependency == "smtp" else self.smtp_backup
+                if endpoint is None:
+                    note(dependency, "not configured in this profile")
+                elif endpoint.password_env:
+                    unset(dependency, endpoint.password_env, f"SMTP password for {endpoint.host}")
+            elif dependency == "ses":
+                if self.ses is None:
+                    note(dependency, "not configured in this profile")
+                elif self.ses.access_key_id_env:
+                    unset(dependency, self.ses.access_key_id_env, "AWS access key id")
+                    unset(dependency, self.ses.secret_access_key_env, "AWS secret access key")
+            elif dependency == "twilio":
+                if self.twilio is None:
+                    note(dependency, "not configured in this profile")
+                else:
+                    unset(dependency, self.twilio.account_sid_env, "Twilio account SID")
+                    unset(dependency, self.twilio.auth_token_env, "Twilio auth token")
+            elif dependency == "whatsapp":
+                if self.whatsapp is None:
+                    note(dependency, "not configured in this profile")
+                else:
+                    unset(dependency, self.whatsapp.access_token_env, "WhatsApp access token")
+                    if self.whatsapp.app_id and self.whatsapp.app_secret_env:
+                        unset(dependency, self.whatsapp.app_secret_env, "Meta app secret (token checks)")
+        return out
 
 
 def secret(env_name: str, *, what: str) -> str:
@@ -173,10 +225,113 @@ def register_profile_secrets(profile: Profile) -> None:
 
 
 E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint, WhatsAppEndpoint)
+ENDPOINT_KINDS = ("smtp", "smtp_backup", "ses")
+"""What a channel provider name may map to in a profile's `providers`."""
+LIMITS = {"connect": (0.1, 300.0), "read": (0.1, 600.0), "total": (0.1, 900.0), "statement_timeout": (0.1, 3600.0),
+          "row_cap": (1, 1_000_000)}
+"""Allowed ranges of a profile's numbers (seconds; rows)."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ID = re.compile(r"^[0-9]{1,32}$")
 
 
-def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required: str) -> E | None:
-    """Build an endpoint from its YAML mapping, rejecting unknown keys and naming what is missing."""
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {_kind(value)}")
+    for key in value:
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: keys must be names, got {_kind(key)} {_show(key)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return {str: "text", bool: "true/false", int: "a whole number", float: "a number", list: "a list",
+            dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _number(value: Any, where: str, limits: tuple[float, float], *, whole: bool = False) -> float:
+    low, high = limits
+    if isinstance(value, bool) or not isinstance(value, int | float) or (whole and not isinstance(value, int)):
+        raise ConfigError(f"{where}: {_show(value)} is not {'a whole number' if whole else 'a number'}; "
+                          f"allowed: {low:g} to {high:g}")
+    if not low <= value <= high:  # also refuses NaN
+        raise ConfigError(f"{where}: {_show(value)} is out of range; allowed: {low:g} to {high:g}")
+    return float(value)
+
+
+def _check_field(name: str, value: Any, where: str) -> None:
+    """Checks by a field's name: variable names, URLs, ports, numbers, addresses."""
+    if value in ("", ()):
+        return
+    if name.endswith("_env") and not _ENV_NAME.match(str(value)):
+        raise ConfigError(f"{where}: {_show(value)} is not an environment variable name (letters, digits, _)")
+    if name.endswith("_url") or name == "url":
+        check_http_url(str(value), where)
+    if name == "port" and not 1 <= int(value) <= 65535:
+        raise ConfigError(f"{where}: port {value} is out of range; allowed: 1 to 65535")
+    if name == "app_id" and not _ID.match(str(value)):
+        raise ConfigError(f"{where}: must be the numeric id as text, e.g. \"740551209813274\"")
+    if name == "from_numbers":
+        bad = [n for n in value if not re.fullmatch(r"\+[1-9][0-9]{6,14}", n)]
+        if bad:
+            raise ConfigError(f"{where}: {_show(bad[0])} is not a number in E.164 form, e.g. \"+15005550006\"")
+    if name == "from_address" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(value)):
+        raise ConfigError(f"{where}: {_show(value)} is not an email address")
+    if name in ("host", "region", "api_version") and (not str(value).strip() or any(c.isspace() for c in str(value))):
+        raise ConfigError(f"{where}: {_show(value)} must be one word, without spaces")
+
+
+def check_http_url(url: str, where: str) -> str:
+    """`url` if it is an http(s) URL with a host; a ConfigError naming `where` otherwise."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or (port is not None and port == 0):
+        raise ConfigError(f"{where}: {_show(url)} is not an http(s) URL; use e.g. https://lineup.app")
+    return url
+
+
+def _typed(cls: type[E], data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """The mapping's values checked against the endpoint's field types (str, int, bool, tuple of str)."""
+    hints = get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        hint = hints[key]
+        at = f"{where}.{key}"
+        if hint is str:
+            if isinstance(value, int) and not isinstance(value, bool) and key in ("waba_id", "phone_number_id", "app_id"):
+                value = str(value)  # an unquoted id in YAML
+            if not isinstance(value, str):
+                raise ConfigError(f"{at}: expected text, got {_kind(value)} {_show(value)}")
+        elif hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{at}: expected a whole number, got {_kind(value)} {_show(value)}")
+        elif hint is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{at}: expected true or false, got {_kind(value)} {_show(value)}")
+        else:  # tuple[str, ...]
+            if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{at}: expected a list of text, e.g. [\"+15005550006\"], got {_kind(value)} "
+                                  f"{_show(value)}")
+            value = tuple(value)
+        _check_field(key, value, at)
+        out[key] = value
+    return out
+
+
+def _endpoint(cls: type[E], data: Any, where: str, required: str) -> E | None:
+    """Build an endpoint from its YAML mapping, rejecting unknown keys and values of the wrong type."""
+    data = _mapping(data, where)
     if not data:
         return None
     known = set(cls.__dataclass_fields__)
@@ -185,45 +340,69 @@ def _endpoint(cls: type[E], data: Mapping[str, Any] | None, where: str, required
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
     if required not in data:
         raise ConfigError(f"{where}: {required!r} is required")
-    endpoint = cls(**data)
+    endpoint = cls(**_typed(cls, data, where))
     if isinstance(endpoint, SmtpEndpoint) and endpoint.security not in SMTP_SECURITY:
         raise ConfigError(f"{where}.security: {endpoint.security!r}; allowed: {', '.join(SMTP_SECURITY)}")
     return endpoint
 
 
-def profile_from_mapping(name: str, data: Mapping[str, Any], where: str = "profile") -> Profile:
-    """Build a Profile from its YAML mapping, rejecting unknown keys."""
-    allowed = {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "redis",
-               "providers", "timeouts",
-               "statement_timeout", "row_cap"}
+def _keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = set(data) - allowed
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
-    api = data.get("platform_api") or {}
+
+
+def _text(value: Any, where: str, *, name: str = "") -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected text, got {_kind(value)} {_show(value)}")
+    _check_field(name or where.rsplit(".", 1)[-1], value, where)
+    return value
+
+
+def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profile:
+    """Build a Profile from its YAML mapping, rejecting unknown keys and values of the wrong type or range."""
+    data = _mapping(data, where)
+    _keys(data, {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "redis",
+                 "providers", "timeouts", "statement_timeout", "row_cap"}, where)
+    api = _mapping(data.get("platform_api"), f"{where}.platform_api")
+    _keys(api, {"url", "token_env"}, f"{where}.platform_api")
     if "url" not in api or "token_env" not in api:
         raise ConfigError(f"{where}.platform_api: needs 'url' and 'token_env'")
-    timeouts = data.get("timeouts") or {}
-    redis = data.get("redis") or {}
-    if set(redis) - {"url_env", "prefix"}:
-        raise ConfigError(f"{where}.redis: unknown keys {sorted(set(redis) - {'url_env', 'prefix'})}; "
-                          "allowed: ['prefix', 'url_env']")
+    timeouts = _mapping(data.get("timeouts"), f"{where}.timeouts")
+    _keys(timeouts, {"connect", "read", "total"}, f"{where}.timeouts")
+    seconds = {k: _number(timeouts[k], f"{where}.timeouts.{k}", LIMITS[k]) for k in timeouts}
+    connect = seconds.get("connect", DEFAULT_CONNECT_TIMEOUT)
+    read = seconds.get("read", DEFAULT_READ_TIMEOUT)
+    redis = _mapping(data.get("redis"), f"{where}.redis")
+    _keys(redis, {"url_env", "prefix"}, f"{where}.redis")
+    providers = _mapping(data.get("providers"), f"{where}.providers") or {
+        "ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}
+    for provider, kind in providers.items():
+        if kind not in ENDPOINT_KINDS:
+            raise ConfigError(f"{where}.providers.{provider}: {_show(kind)}; allowed: {', '.join(ENDPOINT_KINDS)}")
+    prefix = _text(redis.get("prefix", "bull"), f"{where}.redis.prefix")
+    if not prefix.strip():
+        raise ConfigError(f"{where}.redis.prefix: must not be empty (BullMQ's default is bull)")
     return Profile(
         name=name,
-        database_url_env=str(data.get("database_url_env", "")),
-        platform_api_url=str(api["url"]).rstrip("/"),
-        platform_api_token_env=str(api["token_env"]),
+        database_url_env=_text(data.get("database_url_env", ""), f"{where}.database_url_env"),
+        platform_api_url=check_http_url(_text(api["url"], f"{where}.platform_api.url"),
+                                        f"{where}.platform_api.url").rstrip("/"),
+        platform_api_token_env=_text(api["token_env"], f"{where}.platform_api.token_env"),
         smtp=_endpoint(SmtpEndpoint, data.get("smtp"), f"{where}.smtp", "host"),
         smtp_backup=_endpoint(SmtpEndpoint, data.get("smtp_backup"), f"{where}.smtp_backup", "host"),
         ses=_endpoint(SesEndpoint, data.get("ses"), f"{where}.ses", "region"),
         twilio=_endpoint(TwilioEndpoint, data.get("twilio"), f"{where}.twilio", "auth_token_env"),
         whatsapp=_endpoint(WhatsAppEndpoint, data.get("whatsapp"), f"{where}.whatsapp", "access_token_env"),
-        providers=dict(data.get("providers") or {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}),
-        connect_timeout=float(timeouts.get("connect", DEFAULT_CONNECT_TIMEOUT)),
-        read_timeout=float(timeouts.get("read", DEFAULT_READ_TIMEOUT)),
-        statement_timeout=float(data.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT)),
-        row_cap=int(data.get("row_cap", DEFAULT_ROW_CAP)),
-        redis_url_env=str(redis.get("url_env", "")),
-        bullmq_prefix=str(redis.get("prefix", "bull")),
+        providers=dict(providers),
+        connect_timeout=connect,
+        read_timeout=read,
+        total_timeout=seconds.get("total", connect + read),
+        statement_timeout=_number(data.get("statement_timeout", DEFAULT_STATEMENT_TIMEOUT), f"{where}.statement_timeout",
+                                  LIMITS["statement_timeout"]),
+        row_cap=int(_number(data.get("row_cap", DEFAULT_ROW_CAP), f"{where}.row_cap", LIMITS["row_cap"], whole=True)),
+        redis_url_env=_text(redis.get("url_env", ""), f"{where}.redis.url_env"),
+        bullmq_prefix=prefix,
     )
 
 
@@ -232,21 +411,17 @@ def load_profiles(environments_file: str = "") -> dict[str, Profile | None]:
     profiles: dict[str, Profile | None] = {DEMO: None}
     if not environments_file:
         return profiles
-    path = Path(environments_file)
-    if not path.is_file():
-        raise ConfigError(f"environments_file {environments_file!r} does not exist", parameter="environments_file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"environments_file {environments_file!r} is not valid YAML: {exc}",
-                          parameter="environments_file") from exc
+    data = load_yaml(Path(environments_file), "environments_file", parameter="environments_file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"environments_file {environments_file!r} must map profile names to settings",
                           parameter="environments_file")
     for name, body in data.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            raise ConfigError(f"{environments_file}: {name!r} is not a profile name (letters, digits, . _ -)",
+                              parameter="environments_file")
         if name == DEMO:
             raise ConfigError(f"{environments_file}: the name 'demo' is reserved for the sandbox")
-        profiles[str(name)] = profile_from_mapping(str(name), body or {}, f"{environments_file}:{name}")
+        profiles[name] = profile_from_mapping(name, body, f"{environments_file}:{name}")
     return profiles
 
 

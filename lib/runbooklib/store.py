@@ -8,6 +8,9 @@ taken from `AWS_ENDPOINT_URL_S3` / `AWS_ENDPOINT_URL` / papermill's `BOTO3_ENDPO
 listing as well as for reading and writing (papermill applies its variable to reads and writes
 only). Credentials come from boto3's usual chain; none is ever written into a record.
 
+Each S3 call also has a total deadline (`OPERATION_DEADLINE`): botocore's timeouts bound one socket
+operation, not a transfer that trickles.
+
 Runs are executed into a local staging folder and uploaded when they end; `runs` and `review`
 copy the records they need (`summary.json`, `audit.jsonl`, `evidence/`) into a temporary folder
 and read them there.
@@ -25,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib.context import AUDIT, EVIDENCE, SUMMARY
+from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.errors import ConfigError, StorageError
 
 S3_SCHEME = "s3://"
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 15.0
+OPERATION_DEADLINE = 2 * (CONNECT_TIMEOUT + READ_TIMEOUT)
+"""Seconds one S3 call (list, read or write one file, two attempts) may take in all."""
 RECORD_FILES = (SUMMARY, AUDIT)
 """What `runbook runs` needs of each bundle; `runbook review` also takes `evidence/`."""
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -73,7 +79,7 @@ class S3Location:
         base = self.url(incident) if incident else self.url()
         root_key = self._key(self.url())
         try:
-            urls = [u for u in s3.list(base.rstrip("/") + "/") if not u.endswith("/")]
+            urls = [u for u in _bounded(lambda: s3.list(base.rstrip("/") + "/")) if not u.endswith("/")]
             for url in urls:
                 relative = self._key(url)[len(root_key):].lstrip("/")
                 parts = relative.split("/")
@@ -83,7 +89,7 @@ class S3Location:
                     continue
                 target = dest.joinpath(*parts)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text("".join(s3.cat(url)), encoding="utf-8")
+                target.write_text("".join(_bounded(lambda url=url: list(s3.cat(url)))), encoding="utf-8")
         except Exception as exc:  # botocore and papermill raise many kinds; each means "could not read"
             raise StorageError(f"could not read {base}: {_describe(exc)}") from exc
         return dest
@@ -102,9 +108,11 @@ class S3Location:
                 url = f"{target}/{path.relative_to(folder).as_posix()}"
                 data = path.read_bytes()
                 try:
-                    s3.cp_string(data.decode("utf-8"), url)
+                    text = data.decode("utf-8")
                 except UnicodeDecodeError:
-                    s3.s3.Object(self.bucket, self._key(url)).put(Body=data)
+                    _bounded(lambda url=url, data=data: s3.s3.Object(self.bucket, self._key(url)).put(Body=data))
+                else:
+                    _bounded(lambda url=url, text=text: s3.cp_string(text, url))
         except Exception as exc:
             raise StorageError(f"could not write {target}/: {_describe(exc)}") from exc
         return target + "/"
@@ -112,14 +120,22 @@ class S3Location:
     def put_text(self, text: str, *parts: str) -> str:
         url = self.url(*parts)
         try:
-            _s3().cp_string(text, url)
+            s3 = _s3()
+            _bounded(lambda: s3.cp_string(text, url))
         except Exception as exc:
             raise StorageError(f"could not write {url}: {_describe(exc)}") from exc
         return url
 
 
+def _bounded(fn: Any) -> Any:
+    """One S3 call within `OPERATION_DEADLINE` (a `DeadlineExceeded` is described like any other failure)."""
+    return within(fn, OPERATION_DEADLINE)
+
+
 def _describe(exc: BaseException) -> str:
     """A short, credential-free description of a boto/papermill error."""
+    if isinstance(exc, DeadlineExceeded):
+        return f"no complete answer within {exc.seconds:g}s (total deadline)"
     response = getattr(exc, "response", None)
     if isinstance(response, dict):
         error = response.get("Error") or {}

@@ -27,7 +27,8 @@ def test_without_a_file_only_demo_exists() -> None:
 @pytest.mark.parametrize(("body", "words"), [
     ("prod:\n  platform_api: {url: x, token_env: T}\n  smpt: {host: a}\n", "unknown keys ['smpt']"),
     ("prod:\n  platform_api: {url: x}\n", "needs 'url' and 'token_env'"),
-    ("prod:\n  platform_api: {url: x, token_env: T}\n  smtp: {host: a, security: tls}\n", "allowed: starttls, ssl, none"),
+    ("prod:\n  platform_api: {url: 'https://x.test', token_env: T}\n  smtp: {host: a, security: tls}\n",
+     "allowed: starttls, ssl, none"),
     ("demo:\n  platform_api: {url: x, token_env: T}\n", "reserved"),
     ("- a\n- b\n", "must map profile names"),
 ])

@@ -1,9 +1,14 @@
-"""AWS SES checks through boto3 (`ses` v1 and `sesv2`), with retries off and timeouts set.
+"""AWS SES checks through boto3 (`ses` v1 and `sesv2`), with retries off, timeouts set and a total deadline.
 
 botocore retries throttling and 5xx five times by default (about 8 s against a local stand-in, 13 s
-on a refused connection); a runbook wants the first answer, so `total_max_attempts=1`. Errors are
-classified by `Error.Code`: AccessDenied-style codes are `permission_denied`, bad keys are
-`credentials_invalid`, `Throttling` is `throttled`, connection problems are `unreachable`.
+on a refused connection); a runbook wants the first answer, so `total_max_attempts=1`. botocore's
+timeouts bound each socket operation, so every call also runs under a total deadline (`within`).
+Errors are classified by `Error.Code`: AccessDenied-style codes are `permission_denied`, bad keys
+are `credentials_invalid`, `Throttling` is `throttled`, connection problems are `unreachable`.
+
+A check *fails* only on what it established about the account (permission denied, keys rejected,
+sending paused); a call that was throttled, timed out or answered with something unreadable
+establishes nothing, and the check is an `error` (could not check).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
 from runbooklib.checks import CheckResult, timed
+from runbooklib.deadline import Dependency
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import SesEndpoint, optional_secret, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SesEndpoint, optional_secret, secret
 
 PERMISSION_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")
 CREDENTIAL_CODES = ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
@@ -29,6 +35,23 @@ QUOTA_WARN, QUOTA_FAIL = 0.8, 0.995
 # AWS reviews accounts at a 5% bounce rate (shut down near 10%) and 0.1% complaints (0.5%).
 BOUNCE_WARN, BOUNCE_FAIL = 0.05, 0.10
 COMPLAINT_WARN, COMPLAINT_FAIL = 0.001, 0.005
+FINDINGS = ("permission_denied", "credentials_invalid", "sending_disabled")
+"""Classifications that say something about the account; every other failure means "could not check"."""
+
+
+def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) -> Dependency:
+    """SES as a run's dependency: each API call within `seconds`."""
+    return Dependency("SES", seconds, ProviderTimeout)
+
+
+def _call(within: Dependency | None, fn: Any, what: str) -> Any:
+    """One SES call under the total deadline; a service that cannot be reached is remembered as down."""
+    within = within or dependency()
+    try:
+        return within.call(fn, f"SES {what}")
+    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError) as exc:
+        within.trip(f"could not be reached ({exc.__class__.__name__})")
+        raise
 
 
 def clients(endpoint: SesEndpoint, *, connect_timeout: float, read_timeout: float) -> tuple[Any, Any]:
@@ -72,21 +95,23 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "bad_response", "SES answered with something boto3 cannot parse"
     if isinstance(exc, ConfigError):
         return "config", str(exc)
+    if isinstance(exc, ProviderTimeout):
+        return "unreachable", str(exc)
     return "provider_error", f"{exc.__class__.__name__}: {exc}"
 
 
 def _failed(name: str, title: str, exc: BaseException, ms: float, facts: dict[str, Any] | None = None) -> CheckResult:
     classification, detail = classify(exc)
-    status = "error" if classification == "config" else "fail"
+    status = "fail" if classification in FINDINGS else "error"
     return CheckResult(name, title, status, detail, classification=classification, facts=facts or {}, duration_ms=ms)
 
 
-def check_quota(ses: Any, *, name: str = "ses_quota") -> CheckResult:
+def check_quota(ses: Any, *, name: str = "ses_quota", within: Dependency | None = None) -> CheckResult:
     """GetSendQuota: 24-hour quota use and the maximum send rate (-1 means unlimited)."""
     title = "SES sending quota"
     with timed() as ms:
         try:
-            q = ses.get_send_quota()
+            q = _call(within, ses.get_send_quota, "GetSendQuota")
         except Exception as exc:  # classified below; a failing check is a result
             return _failed(name, title, exc, ms())
     max24, rate, sent = float(q["Max24HourSend"]), float(q["MaxSendRate"]), float(q["SentLast24Hours"])
@@ -105,14 +130,15 @@ def check_quota(ses: Any, *, name: str = "ses_quota") -> CheckResult:
     return CheckResult(name, title, status, text, facts=facts, duration_ms=ms())
 
 
-def check_account(ses: Any, sesv2: Any, *, name: str = "ses_account") -> CheckResult:
+def check_account(ses: Any, sesv2: Any, *, name: str = "ses_account", within: Dependency | None = None) -> CheckResult:
     """Account sending switch (v1) and enforcement status / production access (v2 GetAccount)."""
     title = "SES account status"
     facts: dict[str, Any] = {}
     with timed() as ms:
         try:
-            facts["sending_enabled"] = bool(ses.get_account_sending_enabled()["Enabled"])
-            account = sesv2.get_account()
+            facts["sending_enabled"] = bool(_call(within, ses.get_account_sending_enabled,
+                                                  "GetAccountSendingEnabled")["Enabled"])
+            account = _call(within, sesv2.get_account, "GetAccount")
         except Exception as exc:
             return _failed(name, title, exc, ms(), facts)
     facts["enforcement_status"] = str(account.get("EnforcementStatus", "UNKNOWN"))
@@ -135,13 +161,14 @@ def check_account(ses: Any, sesv2: Any, *, name: str = "ses_account") -> CheckRe
                        facts=facts, duration_ms=ms())
 
 
-def check_reputation(ses: Any, *, now: datetime | None = None, name: str = "ses_reputation") -> CheckResult:
+def check_reputation(ses: Any, *, now: datetime | None = None, name: str = "ses_reputation",
+                     within: Dependency | None = None) -> CheckResult:
     """Bounce and complaint rates from GetSendStatistics (15-minute points over two weeks)."""
     title = "SES bounce and complaint rates"
     now = now or datetime.now(UTC)
     with timed() as ms:
         try:
-            points = ses.get_send_statistics().get("SendDataPoints", [])
+            points = _call(within, ses.get_send_statistics, "GetSendStatistics").get("SendDataPoints", [])
         except Exception as exc:
             return _failed(name, title, exc, ms())
     points = sorted(points, key=lambda p: p["Timestamp"])  # AWS does not document the order
@@ -165,11 +192,16 @@ def check_reputation(ses: Any, *, now: datetime | None = None, name: str = "ses_
     return CheckResult(name, title, "ok", text, facts=facts, duration_ms=ms())
 
 
-def send_email(ses: Any, *, source: str, to: str, subject: str, body: str) -> dict[str, Any]:
+def send_email(ses: Any, *, source: str, to: str, subject: str, body: str,
+               within: Dependency | None = None) -> dict[str, Any]:
     """SendEmail through the SES API; returns {"message_id": ...}. Raises ProviderError subclasses."""
+    within = within or dependency()
     try:
-        out = ses.send_email(Source=source, Destination={"ToAddresses": [to]},
-                             Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}})
+        out = within.call(lambda: ses.send_email(Source=source, Destination={"ToAddresses": [to]},
+                                                 Message={"Subject": {"Data": subject}, "Body": {"Text": {"Data": body}}}),
+                          "SES SendEmail", changes=True)
+    except ProviderTimeout:
+        raise
     except Exception as exc:
         classification, detail = classify(exc)
         error = {"unreachable": ProviderTimeout, "permission_denied": ProviderAuthError,

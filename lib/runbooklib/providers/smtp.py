@@ -1,9 +1,13 @@
-"""SMTP connectivity check and test send (smtplib, with a timeout and a verifying TLS context).
+"""SMTP connectivity check and test send (smtplib, with timeouts, a total deadline and a verifying TLS context).
 
 The check walks connect → EHLO → STARTTLS → EHLO → AUTH → NOOP and classifies the first failure:
 `unreachable` (refused, DNS, timeout, no greeting), `tls` (no STARTTLS, handshake or certificate
 failure), `auth_rejected` (535 and friends), `server_error` (any other SMTP reply or hang-up).
 smtplib's exceptions all derive from OSError, so they are caught before OSError.
+
+smtplib's timeout bounds each socket operation; a server that trickles its greeting a byte at a
+time would hold the dialogue open for ever. So the whole dialogue runs under a total deadline: a
+watchdog shuts the socket down when it passes, and the stage it stopped is reported as timed out.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from email.message import EmailMessage
 from typing import Any
 
 from runbooklib.checks import CheckResult, Step, timed
+from runbooklib.deadline import Dependency, watchdog
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import SmtpEndpoint, optional_secret, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SmtpEndpoint, optional_secret, secret
 
 EHLO_NAME = "runbook.lineup.app"
 UNREACHABLE = "unreachable"
@@ -71,7 +76,7 @@ def classify(exc: BaseException, stage: str) -> tuple[str, str]:
     if isinstance(exc, socket.gaierror):
         return UNREACHABLE, f"DNS lookup failed: {exc}"
     if isinstance(exc, TimeoutError | socket.timeout):
-        return UNREACHABLE, "timed out"
+        return _stalled(stage, "timed out")
     if isinstance(exc, ConnectionRefusedError):
         return UNREACHABLE, "connection refused"
     if isinstance(exc, OSError):
@@ -79,49 +84,87 @@ def classify(exc: BaseException, stage: str) -> tuple[str, str]:
     return SERVER_ERROR, f"{exc.__class__.__name__}: {exc}"
 
 
+def _stalled(stage: str, detail: str) -> tuple[str, str]:
+    """No answer in time at `stage`: no greeting is `unreachable`, a handshake that stalls is `tls`, the rest
+    `server_error`."""
+    if stage == "connect":
+        return UNREACHABLE, detail
+    if stage == "STARTTLS":
+        return TLS, f"TLS handshake {detail}"
+    return SERVER_ERROR, f"{detail} waiting for the answer to {stage}"
+
+
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
-def _open(endpoint: SmtpEndpoint, timeout: float, steps: list[Step],
-          login: tuple[str, str] | None) -> smtplib.SMTP:
-    """Connect and walk the handshake, appending a Step per stage; raises _Failure on the first failure."""
-    ctx = tls_context(endpoint)
-    client: smtplib.SMTP | None = None
+def dependency(endpoint: SmtpEndpoint, seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) -> Dependency:
+    """The SMTP server as a run's dependency: a whole dialogue within `seconds`."""
+    return Dependency(f"SMTP {endpoint.host}:{endpoint.port}", seconds, ProviderTimeout)
 
-    def stage(name: str, fn: Callable[[], Any], ok_detail: Callable[[Any], str]) -> Any:
+
+class _Session:
+    """One SMTP dialogue under a total deadline: each stage is timed, recorded as a Step and classified."""
+
+    def __init__(self, endpoint: SmtpEndpoint, timeout: float, steps: list[Step], within: Dependency) -> None:
+        self.endpoint, self.steps, self.within = endpoint, steps, within
+        self.seconds = within.allowance(f"SMTP {endpoint.host}:{endpoint.port}")
+        self.timeout = min(timeout, self.seconds)
+        self.client: smtplib.SMTP | None = None
+        self.fired: Callable[[], bool] = lambda: False
+
+    def stage(self, name: str, fn: Callable[[], Any], ok_detail: Callable[[Any], str]) -> Any:
         with timed() as ms:
             try:
                 out = fn()
+                if self.fired():  # an answer cut short by the deadline (smtplib takes a partial line as a reply)
+                    raise TimeoutError("the total deadline passed")
             except Exception as exc:  # every failure is classified, none escapes as a crash
-                classification, detail = classify(exc, name)
-                steps.append(Step(name, False, detail, ms()))
-                if client is not None:
-                    _quietly_close(client)
+                if self.fired():
+                    self.within.trip(f"gave no complete answer within {self.seconds:g}s")
+                    classification, detail = _stalled(name, f"no complete answer within {self.seconds:g}s "
+                                                            "(total deadline)")
+                else:
+                    classification, detail = classify(exc, name)
+                    if classification == UNREACHABLE:
+                        self.within.trip(f"could not be reached ({detail})")
+                self.steps.append(Step(name, False, detail, ms()))
+                self.close()
                 raise _Failure(classification, f"{name}: {detail}") from exc
-        steps.append(Step(name, True, ok_detail(out), ms()))
+        self.steps.append(Step(name, True, ok_detail(out), ms()))
         return out
 
-    if endpoint.security == "ssl":
-        client = stage("connect", lambda: smtplib.SMTP_SSL(endpoint.host, endpoint.port, timeout=timeout,
-                                                            context=ctx), lambda c: "implicit TLS")
-    else:
-        client = stage("connect", lambda: smtplib.SMTP(endpoint.host, endpoint.port, timeout=timeout),
-                       lambda c: "greeting received")
-    assert client is not None
-    smtp = client
-    stage("EHLO", lambda: _expect(smtp.ehlo(EHLO_NAME), 250), lambda r: f"{r[0]}")
-    if endpoint.security == "starttls":
-        stage("STARTTLS", lambda: smtp.starttls(context=ctx),
-              lambda r: "TLS established" + ("" if endpoint.verify_tls else " (certificate NOT verified)"))
-        stage("EHLO", lambda: _expect(smtp.ehlo(EHLO_NAME), 250), lambda r: f"{r[0]} after TLS")
-    if login is not None:
-        stage("AUTH", lambda: smtp.login(*login), lambda r: f"{r[0]} accepted")
-    return smtp
+    def open(self, login: tuple[str, str] | None) -> smtplib.SMTP:
+        """Connect and walk the handshake; raises _Failure on the first failure."""
+        endpoint, ctx = self.endpoint, tls_context(self.endpoint)
+        # Made unconnected, so that the watchdog can reach the socket while the greeting is read.
+        client = (smtplib.SMTP_SSL(timeout=self.timeout, context=ctx) if endpoint.security == "ssl"
+                  else smtplib.SMTP(timeout=self.timeout))
+        client._host = endpoint.host  # type: ignore[attr-defined]  # the TLS name; smtplib sets it only when it connects
+        self.client = client
+        self.stage("connect", lambda: _expect(client.connect(endpoint.host, endpoint.port), 220),
+                   lambda r: "implicit TLS" if endpoint.security == "ssl" else "greeting received")
+        self.stage("EHLO", lambda: _expect(client.ehlo(EHLO_NAME), 250), lambda r: f"{r[0]}")
+        if endpoint.security == "starttls":
+            self.stage("STARTTLS", lambda: client.starttls(context=ctx),
+                       lambda r: "TLS established" + ("" if endpoint.verify_tls else " (certificate NOT verified)"))
+            self.stage("EHLO", lambda: _expect(client.ehlo(EHLO_NAME), 250), lambda r: f"{r[0]} after TLS")
+        if login is not None:
+            self.stage("AUTH", lambda: client.login(*login), lambda r: f"{r[0]} accepted")
+        return client
+
+    def socket(self) -> Any:
+        return getattr(self.client, "sock", None)
+
+    def close(self) -> None:
+        if self.client is not None:
+            _quietly_close(self.client)
 
 
 def _expect(reply: tuple[int, bytes], code: int) -> tuple[int, bytes]:
     if reply[0] != code:
+        if code == 220:  # smtplib.SMTP(host) raises this for a bad greeting; connect() alone does not
+            raise smtplib.SMTPConnectError(reply[0], reply[1])
         raise smtplib.SMTPResponseException(reply[0], reply[1])
     return reply
 
@@ -133,8 +176,13 @@ def _quietly_close(client: smtplib.SMTP) -> None:
         pass
 
 
-def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, label: str = "SMTP") -> CheckResult:
-    """Connect, EHLO, STARTTLS (verifying), AUTH and NOOP against one server; classify any failure."""
+def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, label: str = "SMTP",
+               within: Dependency | None = None) -> CheckResult:
+    """Connect, EHLO, STARTTLS (verifying), AUTH and NOOP against one server; classify any failure.
+
+    `timeout` bounds each socket operation, `within` the whole dialogue (and remembers a server that did
+    not answer, so a second check of it in the same run fails at once).
+    """
     if endpoint is None:
         return CheckResult(name, label, "skipped", "not configured in this environment")
     title = f"{label} {endpoint.host}:{endpoint.port}"
@@ -145,26 +193,23 @@ def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, labe
     except ConfigError as exc:
         return CheckResult(name, title, "error", str(exc), classification="config", facts=facts)
     steps: list[Step] = []
+    within = within or dependency(endpoint)
     with timed() as ms:
         try:
-            client = _open(endpoint, timeout, steps, login)
+            session = _Session(endpoint, timeout, steps, within)
+        except ProviderTimeout as exc:  # known down earlier in this run, or the run's time is up
+            status = "fail" if within.down else "error"
+            return CheckResult(name, title, status, str(exc), classification=UNREACHABLE, facts=facts,
+                               duration_ms=ms())
+        with watchdog(session.seconds, session.socket) as fired:
+            session.fired = fired
             try:
-                code, message = client.noop()
-                if code != 250:
-                    steps.append(Step("NOOP", False, f"{code} {_text(message)}"))
-                    raise _Failure(SERVER_ERROR, f"NOOP answered {code} {_text(message)}")
-                steps.append(Step("NOOP", True, "250"))
-            except _Failure:
-                raise
-            except Exception as exc:
-                classification, detail = classify(exc, "NOOP")
-                steps.append(Step("NOOP", False, detail))
-                raise _Failure(classification, f"NOOP: {detail}") from exc
-            finally:
-                _quietly_close(client)
-        except _Failure as failure:
-            return CheckResult(name, title, "fail", str(failure), classification=failure.classification,
-                               facts=facts, steps=steps, duration_ms=ms())
+                client = session.open(login)
+                session.stage("NOOP", lambda: _expect(client.noop(), 250), lambda r: "250")
+                session.close()
+            except _Failure as failure:
+                return CheckResult(name, title, "fail", str(failure), classification=failure.classification,
+                                   facts=facts, steps=steps, duration_ms=ms())
     status = "ok" if endpoint.verify_tls or endpoint.security == "none" else "warn"
     summary = "connect, TLS, AUTH and NOOP all succeeded" if login else "connect, TLS and NOOP succeeded (no AUTH configured)"
     if endpoint.security == "none":
@@ -174,7 +219,8 @@ def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, labe
     return CheckResult(name, title, status, summary, facts=facts, steps=steps, duration_ms=ms())
 
 
-def send_email(endpoint: SmtpEndpoint, *, to: str, subject: str, body: str, timeout: float) -> dict[str, Any]:
+def send_email(endpoint: SmtpEndpoint, *, to: str, subject: str, body: str, timeout: float,
+               within: Dependency | None = None) -> dict[str, Any]:
     """Send one message through `endpoint`; returns {"accepted": [...], "refused": {...}}.
 
     Raises ProviderTimeout, ProviderAuthError or ProviderResponseError.
@@ -189,16 +235,17 @@ def send_email(endpoint: SmtpEndpoint, *, to: str, subject: str, body: str, time
     except ConfigError as exc:
         raise ProviderAuthError(str(exc), code="config") from exc
     steps: list[Step] = []
-    try:
-        client = _open(endpoint, timeout, steps, login)
-    except _Failure as failure:
-        error = {UNREACHABLE: ProviderTimeout, AUTH_REJECTED: ProviderAuthError}.get(
-            failure.classification, ProviderResponseError)
-        raise error(str(failure), code=failure.classification) from failure
-    try:
-        refused = client.send_message(message)
-    except smtplib.SMTPException as exc:
-        raise ProviderResponseError(f"send: {classify(exc, 'DATA')[1]}", code=SERVER_ERROR) from exc
-    finally:
-        _quietly_close(client)
+    session = _Session(endpoint, timeout, steps, within or dependency(endpoint))
+    with watchdog(session.seconds, session.socket) as fired:
+        session.fired = fired
+        try:
+            client = session.open(login)
+            refused = session.stage("DATA", lambda: client.send_message(message), lambda r: "accepted")
+        except _Failure as failure:
+            error = {UNREACHABLE: ProviderTimeout, AUTH_REJECTED: ProviderAuthError}.get(
+                failure.classification, ProviderResponseError)
+            unsure = "; the message may or may not have been accepted" if str(failure).startswith("DATA") else ""
+            raise error(f"{failure}{unsure}", code=failure.classification) from failure
+        finally:
+            session.close()
     return {"accepted": [to] if to not in refused else [], "refused": {k: list(v) for k, v in refused.items()}}

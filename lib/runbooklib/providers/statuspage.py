@@ -13,23 +13,33 @@ from typing import Any
 import httpx
 
 from runbooklib.checks import CheckResult, timed
+from runbooklib.deadline import Dependency
+from runbooklib.errors import ProviderTimeout
 
 DEGRADED = ("degraded_performance", "partial_outage", "major_outage")
 OUTAGE = ("partial_outage", "major_outage")
 
 
 def check_status_page(base_url: str, *, component_pattern: str, timeout: float, name: str = "status_page",
-                      label: str = "Provider status page", transport: httpx.BaseTransport | None = None) -> CheckResult:
-    """Overall indicator, degraded components matching `component_pattern`, unresolved incidents."""
+                      label: str = "Provider status page", transport: httpx.BaseTransport | None = None,
+                      within: Dependency | None = None) -> CheckResult:
+    """Overall indicator, degraded components matching `component_pattern`, unresolved incidents.
+
+    `within` bounds the three reads together; an unreadable page is a `warn` (the page is a hint:
+    the provider's own API checks carry the verdict)."""
     title = f"{label} ({base_url})"
     pattern = re.compile(component_pattern, re.IGNORECASE)
+    within = within or Dependency(label, timeout * 3, ProviderTimeout)
+
+    def read() -> tuple[dict[str, Any], list[Any], list[Any]]:
+        with httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport) as http:
+            return (_get(http, "/api/v2/status.json"), _get(http, "/api/v2/components.json").get("components", []),
+                    _get(http, "/api/v2/incidents/unresolved.json").get("incidents", []))
+
     with timed() as ms:
         try:
-            with httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, transport=transport) as http:
-                status = _get(http, "/api/v2/status.json")
-                components = _get(http, "/api/v2/components.json").get("components", [])
-                incidents = _get(http, "/api/v2/incidents/unresolved.json").get("incidents", [])
-        except (httpx.HTTPError, ValueError) as exc:
+            status, components, incidents = within.call(read, "status page")
+        except (httpx.HTTPError, ValueError, ProviderTimeout) as exc:
             return CheckResult(name, title, "warn", f"status page not readable: {exc.__class__.__name__}: {exc}",
                                classification="unreachable", duration_ms=ms())
     indicator = str(status.get("status", {}).get("indicator", "unknown"))

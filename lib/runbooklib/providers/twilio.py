@@ -6,6 +6,11 @@ request (Twilio's edge/region settings cannot point anywhere else). Errors are n
 boundary: fetch/create raise `TwilioRestException` (with `.code`), list calls raise a bare
 `TwilioException("Unable to fetch page", response)`, RFC 9457 bodies raise `TwilioServiceException`,
 and transport failures come from `requests`.
+
+The client's timeout bounds each socket operation; every call also runs under a total deadline
+(`within`), so a server that trickles its answer cannot hold a check open. A check fails only on
+what it established (credentials rejected, account suspended, a number missing); an answer it could
+not get or read (timeout, 429, 5xx) is an `error`: could not check.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from runbooklib.checks import CheckResult, timed
+from runbooklib.deadline import Dependency
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import TwilioEndpoint, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, TwilioEndpoint, secret
 
 AUTH_CODES = (20003, 20005, 20006, 20008)
 NUMBERS_PAGE = 50
@@ -38,6 +44,22 @@ class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]
         if parts.hostname and parts.hostname.endswith(".twilio.com"):
             url = urlunsplit((self._scheme, self._netloc, parts.path, parts.query, parts.fragment))
         return super().request(method, url, *args, **kwargs)
+
+
+def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) -> Dependency:
+    """Twilio's API as a run's dependency: each call within `seconds`."""
+    return Dependency("Twilio", seconds, ProviderTimeout)
+
+
+def _call(within: Dependency | None, fn: Any, what: str, *, changes: bool = False) -> Any:
+    """One Twilio call under the total deadline; a service that cannot be reached is remembered as down."""
+    within = within or dependency()
+    try:
+        return within.call(fn, f"Twilio {what}", changes=changes)
+    except requests.exceptions.RequestException as exc:
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            within.trip(f"could not be reached ({exc.__class__.__name__})")
+        raise
 
 
 def client(endpoint: TwilioEndpoint, *, timeout: float) -> Client:
@@ -72,6 +94,8 @@ def normalise(exc: BaseException) -> ProviderError:
         return ProviderTimeout("cannot connect to Twilio", code="unreachable")
     if isinstance(exc, ConfigError):
         return ProviderAuthError(str(exc), code="config")
+    if isinstance(exc, ProviderError):
+        return exc
     return ProviderResponseError(f"{exc.__class__.__name__}: {exc}")
 
 
@@ -92,12 +116,14 @@ def _failed(name: str, title: str, error: ProviderError, ms: float) -> CheckResu
         return CheckResult(name, title, "fail", f"credentials rejected: {error}", classification="auth_failed",
                            facts={"code": error.code}, duration_ms=ms)
     if isinstance(error, ProviderTimeout):
-        return CheckResult(name, title, "fail", str(error), classification="unreachable", duration_ms=ms)
-    return CheckResult(name, title, "fail", str(error), classification="provider_error", facts={"code": error.code},
-                       duration_ms=ms)
+        return CheckResult(name, title, "error", f"could not check: {error}", classification="unreachable",
+                           duration_ms=ms)
+    return CheckResult(name, title, "error", f"could not check: {error}", classification="provider_error",
+                       facts={"code": error.code}, duration_ms=ms)
 
 
-def check_account(endpoint: TwilioEndpoint | None, *, timeout: float, name: str = "twilio_account") -> CheckResult:
+def check_account(endpoint: TwilioEndpoint | None, *, timeout: float, name: str = "twilio_account",
+                  within: Dependency | None = None) -> CheckResult:
     """Fetch the account: status active / suspended / closed; 20003 means the credentials are rejected."""
     title = "Twilio account and credentials"
     if endpoint is None:
@@ -105,7 +131,7 @@ def check_account(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
     with timed() as ms:
         try:
             tw = client(endpoint, timeout=timeout)
-            account = tw.api.v2010.accounts(tw.account_sid).fetch()
+            account = _call(within, tw.api.v2010.accounts(tw.account_sid).fetch, "fetch account")
         except Exception as exc:  # every failure becomes a finding
             return _failed(name, title, normalise(exc), ms())
     facts = {"status": account.status, "type": account.type, "friendly_name": account.friendly_name}
@@ -116,7 +142,8 @@ def check_account(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
                        duration_ms=ms())
 
 
-def check_numbers(endpoint: TwilioEndpoint | None, *, timeout: float, name: str = "twilio_numbers") -> CheckResult:
+def check_numbers(endpoint: TwilioEndpoint | None, *, timeout: float, name: str = "twilio_numbers",
+                  within: Dependency | None = None) -> CheckResult:
     """The configured sending numbers: present on the account and SMS-capable."""
     title = "Twilio sending numbers"
     if endpoint is None:
@@ -125,7 +152,8 @@ def check_numbers(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
         return CheckResult(name, title, "warn", "no sending numbers configured (twilio.from_numbers)")
     with timed() as ms:
         try:
-            numbers = client(endpoint, timeout=timeout).incoming_phone_numbers.list(page_size=NUMBERS_PAGE)
+            tw = client(endpoint, timeout=timeout)
+            numbers = _call(within, lambda: tw.incoming_phone_numbers.list(page_size=NUMBERS_PAGE), "list numbers")
         except Exception as exc:
             return _failed(name, title, normalise(exc), ms())
     owned = {n.phone_number: n for n in numbers}
@@ -142,12 +170,15 @@ def check_numbers(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
                        facts=facts, duration_ms=ms())
 
 
-def send_sms(endpoint: TwilioEndpoint, *, to: str, body: str, timeout: float) -> dict[str, Any]:
+def send_sms(endpoint: TwilioEndpoint, *, to: str, body: str, timeout: float,
+             within: Dependency | None = None) -> dict[str, Any]:
     """Create one message from the first configured number; returns its sid and status."""
     if not endpoint.from_numbers:
         raise ProviderResponseError("no sending number configured (twilio.from_numbers)", code="config")
     try:
-        message = client(endpoint, timeout=timeout).messages.create(to=to, from_=endpoint.from_numbers[0], body=body)
+        tw = client(endpoint, timeout=timeout)
+        message = _call(within, lambda: tw.messages.create(to=to, from_=endpoint.from_numbers[0], body=body),
+                        "create message", changes=True)
     except Exception as exc:
         raise normalise(exc) from exc
     return {"sid": message.sid, "status": message.status, "error_code": message.error_code}

@@ -5,6 +5,11 @@ Templates are listed on the WhatsApp Business Account id (`/{WABA_ID}/message_te
 the phone-number id as the old runbook's curl has it. `debug_token` can answer HTTP 200 with
 `is_valid: false`, so validity is read from the body. No token value is ever put in a message,
 a result or a log line.
+
+httpx's timeouts bound each socket operation; every Graph call also runs under a total deadline
+(`within`). A check fails only on what the Graph API established (token invalid, number or account
+restricted, a template rejected); an error it could not get past (timeout, throttling, Meta's
+transient codes, an unreadable answer) is an `error`: could not check.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from typing import Any
 import httpx
 
 from runbooklib.checks import CheckResult, timed
-from runbooklib.errorcodes import classify_graph
+from runbooklib.deadline import Dependency
+from runbooklib.errorcodes import TRANSIENT, classify_graph
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
 from runbooklib.redact import REDACTOR
-from runbooklib.settings import WhatsAppEndpoint, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, WhatsAppEndpoint, secret
 
 TEMPLATE_FIELDS = "id,name,status,category,language,rejected_reason,quality_score,components"
 PHONE_FIELDS = ("id,display_phone_number,verified_name,quality_rating,status,name_status,code_verification_status,"
@@ -38,12 +44,18 @@ class GraphError(ProviderResponseError):
         self.http_status = http_status
 
 
+def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) -> Dependency:
+    """The Graph API as a run's dependency: each call within `seconds`."""
+    return Dependency("the Graph API", seconds, ProviderTimeout)
+
+
 class Graph:
-    """A small Graph API client: base URL and version from settings, bearer token, timeouts."""
+    """A small Graph API client: base URL and version from settings, bearer token, timeouts, a total deadline."""
 
     def __init__(self, endpoint: WhatsAppEndpoint, *, timeout: float, transport: httpx.BaseTransport | None = None,
-                 token: str | None = None) -> None:
+                 token: str | None = None, within: Dependency | None = None) -> None:
         self.endpoint = endpoint
+        self.within = within or dependency()
         self._token = token if token is not None else secret(endpoint.access_token_env, what="WhatsApp access token")
         self._http = httpx.Client(base_url=f"{endpoint.graph_url.rstrip('/')}/{endpoint.api_version}",
                                   timeout=timeout, transport=transport)
@@ -54,10 +66,13 @@ class Graph:
     def request(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {token if token is not None else self._token}"}
         try:
-            response = self._http.request(method, path, headers=headers, **kwargs)
+            response = self.within.call(lambda: self._http.request(method, path, headers=headers, **kwargs),
+                                        f"Graph API {method} {path}", changes=method != "GET")
         except httpx.TimeoutException as exc:
+            self.within.trip("timed out")
             raise ProviderTimeout(f"Graph API {method} {path}: timed out", code="timeout") from exc
         except httpx.TransportError as exc:
+            self.within.trip("could not be reached")
             raise ProviderTimeout(f"Graph API {method} {path}: cannot connect", code="unreachable") from exc
         try:
             body = response.json()
@@ -131,27 +146,30 @@ def _failed(name: str, title: str, exc: Exception, ms: float) -> CheckResult:
     if isinstance(exc, ConfigError):
         return CheckResult(name, title, "error", str(exc), classification="config", duration_ms=ms)
     if isinstance(exc, ProviderTimeout):
-        return CheckResult(name, title, "fail", str(exc), classification="unreachable", duration_ms=ms)
+        return CheckResult(name, title, "error", f"could not check: {exc}", classification="unreachable",
+                           duration_ms=ms)
     if isinstance(exc, GraphError):
         info = classify_graph(exc.code)
-        return CheckResult(name, title, "fail", str(exc), classification=info.cls,
-                           facts={"code": exc.code, "subcode": exc.subcode}, duration_ms=ms)
-    return CheckResult(name, title, "fail", str(exc), classification="provider_error", duration_ms=ms)
+        status = "error" if info.category == TRANSIENT else "fail"  # throttled or Meta's own trouble: no answer
+        return CheckResult(name, title, status, str(exc) if status == "fail" else f"could not check: {exc}",
+                           classification=info.cls, facts={"code": exc.code, "subcode": exc.subcode}, duration_ms=ms)
+    return CheckResult(name, title, "error", f"could not check: {exc}", classification="provider_error",
+                       duration_ms=ms)
 
 
-def graph(endpoint: WhatsAppEndpoint | None, *, timeout: float) -> Graph:
+def graph(endpoint: WhatsAppEndpoint | None, *, timeout: float, within: Dependency | None = None) -> Graph:
     if endpoint is None:
         raise ConfigError("WhatsApp is not configured in this environment")
-    return Graph(endpoint, timeout=timeout)
+    return Graph(endpoint, timeout=timeout, within=within)
 
 
 def check_templates(endpoint: WhatsAppEndpoint | None, *, timeout: float, used: dict[str, int] | None = None,
-                    name: str = "wa_templates") -> tuple[CheckResult, list[dict[str, Any]]]:
+                    name: str = "wa_templates", within: Dependency | None = None) -> tuple[CheckResult, list[dict[str, Any]]]:
     """Template statuses on the WABA; the templates failing messages used, joined to their status."""
     title = "WhatsApp message templates"
     with timed() as ms:
         try:
-            templates = graph(endpoint, timeout=timeout).templates()
+            templates = graph(endpoint, timeout=timeout, within=within).templates()
         except (ProviderError, ConfigError) as exc:
             return _failed(name, title, exc, ms()), []
     by_name: dict[str, list[dict[str, Any]]] = {}
@@ -182,12 +200,13 @@ def check_templates(endpoint: WhatsAppEndpoint | None, *, timeout: float, used: 
         f"{k} {v}" for k, v in sorted(counts.items())), facts=facts, duration_ms=ms()), templates
 
 
-def check_phone_number(endpoint: WhatsAppEndpoint | None, *, timeout: float, name: str = "wa_phone") -> CheckResult:
+def check_phone_number(endpoint: WhatsAppEndpoint | None, *, timeout: float, name: str = "wa_phone",
+                       within: Dependency | None = None) -> CheckResult:
     """Quality rating, status, name status, messaging limit and throughput of the sending number."""
     title = "WhatsApp phone number health"
     with timed() as ms:
         try:
-            phone = graph(endpoint, timeout=timeout).phone_number()
+            phone = graph(endpoint, timeout=timeout, within=within).phone_number()
         except (ProviderError, ConfigError) as exc:
             return _failed(name, title, exc, ms())
     facts = {k: phone.get(k) for k in ("display_phone_number", "quality_rating", "status", "name_status",
@@ -209,13 +228,18 @@ def check_phone_number(endpoint: WhatsAppEndpoint | None, *, timeout: float, nam
 
 
 def check_token(endpoint: WhatsAppEndpoint | None, *, timeout: float, now: datetime | None = None,
-                name: str = "wa_token") -> CheckResult:
-    """debug_token: valid, expiry and scopes. Validity comes from the body (HTTP 200 can say invalid)."""
+                name: str = "wa_token", within: Dependency | None = None) -> CheckResult:
+    """debug_token: valid, expiry and scopes. Validity comes from the body (HTTP 200 can say invalid).
+
+    Without `app_id` and `app_secret_env` the token cannot be inspected: the check is skipped (the
+    other Graph checks still show whether the token works)."""
     title = "WhatsApp access token"
     now = now or datetime.now(UTC)
+    if endpoint is not None and not (endpoint.app_id and endpoint.app_secret_env):
+        return CheckResult(name, title, "skipped", "needs whatsapp.app_id and app_secret_env to inspect the token")
     with timed() as ms:
         try:
-            data = graph(endpoint, timeout=timeout).debug_token()
+            data = graph(endpoint, timeout=timeout, within=within).debug_token()
         except (ProviderError, ConfigError) as exc:
             return _failed(name, title, exc, ms())
     expires = int(data.get("expires_at") or 0)

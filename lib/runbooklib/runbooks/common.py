@@ -23,7 +23,7 @@ from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan
 from runbooklib.checks import CheckResult, timed
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Match
+from runbooklib.diagnosis import Match, Needed
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
@@ -42,6 +42,18 @@ MITIGATED_AT = "mitigated_at"
 """ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
 
 
+def sampling_needs(params: Any, slot: float) -> dict[str, float]:
+    """A channel runbook's deliberate waits: `recovery_samples` queue samples, `recovery_interval` apart."""
+    samples = int(params.recovery_samples)
+    interval = parse_duration(params.recovery_interval).total_seconds()
+    return {f"{samples} queue sample{'s' if samples > 1 else ''}": (samples - 1) * interval + samples * slot}
+
+
+def window_sql(ctx: RunContext) -> str:
+    """The window as a PostgreSQL interval, for the by-hand SQL a responder is pointed to."""
+    return f"NOW() - INTERVAL '{int(ctx.params.window_delta.total_seconds())} seconds'"
+
+
 def rate(row: dict[str, Any]) -> float:
     total = int(row.get("total") or 0)
     return (int(row.get("failed") or 0) / total) if total else 0.0
@@ -58,8 +70,10 @@ def bucket_seconds(ctx: RunContext) -> int:
 
 
 def db_error(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
-    status = "error" if isinstance(exc, ConfigError) else "fail"
-    return ctx.record(CheckResult(name, title, status, str(exc), classification="database"))
+    """A message_logs check that could not run (no database URL, database down, query failed): it establishes
+    nothing, so it is `error`, never a pass."""
+    return ctx.record(CheckResult(name, title, "error", f"message_logs could not be read: {exc}",
+                                  classification="config" if isinstance(exc, ConfigError) else "database"))
 
 
 def finding(ctx: RunContext, name: str) -> CheckResult | None:
@@ -135,6 +149,24 @@ class ChannelChecks:
     noun: str
     classify: Callable[[str | None, str | None], str]
 
+    def needed(self, ctx: RunContext) -> list[Needed]:
+        """What every channel runbook's `healthy` rests on: message_logs (rate, errors, tenants) and the queue."""
+        where = f"channel = '{self.channel}' AND created_at > {window_sql(ctx)}" + (
+            f" AND tenant_id = '{ctx.params.tenant_id}'" if ctx.by_tenant else "")
+        return [
+            Needed("failure_rate", f"the {self.label} failure rate in message_logs",
+                   f"SELECT status, COUNT(*) FROM message_logs WHERE {where} GROUP BY status;"),
+            Needed("top_errors", f"the errors of failing {self.label} messages",
+                   f"SELECT metadata->>'error', COUNT(*) FROM message_logs WHERE {where} AND status = 'FAILED' "
+                   "GROUP BY 1 ORDER BY 2 DESC LIMIT 10;"),
+            Needed("tenant_split", f"{self.label} failures per tenant",
+                   f"SELECT tenant_id, COUNT(*) FILTER (WHERE status = 'FAILED'), COUNT(*) FROM message_logs WHERE "
+                   f"{where} GROUP BY tenant_id ORDER BY 2 DESC;"),
+            Needed(f"{self.queue}_queue", f"the {self.queue} queue (Lineup metrics API)",
+                   f"curl -H 'Authorization: Bearer …' {ctx.profile.platform_api_url}/api/v1/system-metrics/queues "
+                   f"| jq '.[] | select(.queue==\"{self.queue}\")'"),
+        ]
+
     # -- Symptoms --------------------------------------------------------------------------------
     def check_queue(self, ctx: RunContext) -> CheckResult:
         """The channel's entry of GET /api/v1/system-metrics/queues."""
@@ -144,11 +176,11 @@ class ChannelChecks:
                 entry = ctx.api.queue(self.queue)
             except (PlatformAPIError, ConfigError) as exc:
                 cls = "config" if isinstance(exc, ConfigError) else "platform_api"
-                return ctx.record(CheckResult(name, title, "error" if cls == "config" else "fail", str(exc),
+                return ctx.record(CheckResult(name, title, "error", f"the queue metrics could not be read: {exc}",
                                               classification=cls, duration_ms=ms()))
         if entry is None:
-            return ctx.record(CheckResult(name, title, "warn", f"the metrics API does not list a {self.queue!r} queue",
-                                          duration_ms=ms()))
+            return ctx.record(CheckResult(name, title, "error", f"the metrics API does not list a {self.queue!r} queue",
+                                          classification="platform_api", duration_ms=ms()))
         facts = {k: v for k, v in entry.items() if k != "queue"}
         waiting = int(entry.get("waiting", 0) or 0)
         failed = int(entry.get("failed", 0) or 0)
@@ -173,6 +205,8 @@ class ChannelChecks:
                 return db_error(ctx, name, title, exc)
         now_rate, base_rate = rate(window), rate(base)
         failed, total = int(window.get("failed") or 0), int(window.get("total") or 0)
+        if total == 0:
+            return ctx.record(self._no_messages(ctx, name, title, int(base.get("total") or 0), ms()))
         ctx.facts.update(window_total=total, window_failed=failed, failure_rate=now_rate, baseline_rate=base_rate,
                          baseline_total=int(base.get("total") or 0), window_delivered=int(window.get("delivered") or 0),
                          baseline_delivered=int(base.get("delivered") or 0))
@@ -192,6 +226,20 @@ class ChannelChecks:
         ctx.facts["incident_present"] = False
         status = "warn" if failed >= MIN_FAILURES and now_rate > base_rate + 0.02 else "ok"
         return ctx.record(CheckResult(name, title, status, text, facts=facts, duration_ms=ms()))
+
+    def _no_messages(self, ctx: RunContext, name: str, title: str, baseline_total: int, ms: float) -> CheckResult:
+        """No message of the channel in the window: no failure rate to measure, so never a pass."""
+        scope = f"for tenant {ctx.params.tenant_id} " if ctx.by_tenant else ""
+        if baseline_total == 0:
+            text = (f"no {self.label.lower()} messages {scope}in the window or baseline: nothing to measure"
+                    + (" — check the tenant id" if ctx.by_tenant else ""))
+        else:
+            text = (f"no {self.label.lower()} messages {scope}were created in the last {ctx.params.window}, though "
+                    f"{baseline_total:,} were in the {ctx.params.baseline} before: no failure rate to measure — are "
+                    "messages being created and logged at all?")
+        ctx.facts.update(window_total=0, window_failed=0, baseline_total=baseline_total)
+        return CheckResult(name, title, "error", text, classification="no_data",
+                           facts={"window_total": 0, "baseline_total": baseline_total}, duration_ms=ms)
 
     # -- Checks: message_logs -------------------------------------------------------------------------
     def check_status_counts(self, ctx: RunContext) -> CheckResult:
@@ -330,10 +378,14 @@ class ChannelChecks:
                 if i:
                     time.sleep(interval)
                 try:
-                    entry = ctx.api.queue(self.queue) or {}
+                    entry = ctx.api.queue(self.queue)
                 except (PlatformAPIError, ConfigError) as exc:
-                    return ctx.record(CheckResult(name, title, "fail", f"sample {i + 1}: {exc}",
+                    return ctx.record(CheckResult(name, title, "error", f"sample {i + 1}: {exc}",
                                                   classification="platform_api", duration_ms=ms()))
+                if entry is None:
+                    return ctx.record(CheckResult(name, title, "error", f"sample {i + 1}: the metrics API does not "
+                                                  f"list a {self.queue!r} queue", classification="platform_api",
+                                                  duration_ms=ms()))
                 samples.append((datetime.now(UTC), int(entry.get("waiting", 0) or 0) + int(entry.get("delayed", 0) or 0)))
         ctx.state["queue_samples"] = samples
         for at, depth in samples:

@@ -14,7 +14,8 @@ from typing import Any
 from runbooklib.actions import Plan
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.deadline import Dependency
+from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errorcodes import classify_email_error
 from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
 from runbooklib.params import CommonParams, is_email, param
@@ -31,6 +32,7 @@ from runbooklib.runbooks.common import (
     from_check,
     from_logs,
     log_evidence,
+    sampling_needs,
     tenant_rule,
 )
 
@@ -42,8 +44,9 @@ DEFAULT_SCENARIO = "ses_daily_quota_exceeded"
 DEMO_PARAMETERS = {"recovery_interval": "1s"}
 """Defaults `runbook demo` uses unless given: the sandbox answers at once, so sample faster."""
 ACTIONS = ("switch_email_provider", "send_test_email")
+DEPENDENCIES = ("database", "platform_api", "smtp", "smtp_backup", "ses")
 CAUSES = {
-    "healthy": "Failure rate at baseline and every provider check passed.",
+    "healthy": "Every check the verdict rests on ran and passed: failure rate at baseline, providers answer.",
     "smtp_unreachable": "The primary SMTP server cannot be reached (refused, DNS failure, timeout, no greeting).",
     "smtp_tls_failure": "STARTTLS is missing or the TLS handshake / certificate verification fails.",
     "smtp_auth_failure": "The SMTP server rejects the configured credentials (535).",
@@ -84,6 +87,24 @@ def _params(ctx: RunContext) -> Params:
 
 
 CHECKS = ChannelChecks(channel=CHANNEL, queue=QUEUE, label="Email", noun="mail", classify=classify_email_error)
+time_needs = sampling_needs
+
+
+def needed(ctx: RunContext) -> list[Needed]:
+    """`healthy` rests on message_logs, the email queue, and the checks of the providers this profile configures
+    (the primary SMTP server; SES's quota and account). The backup and SES reputation inform, they are not needed."""
+    out = CHECKS.needed(ctx)
+    smtp = ctx.profile.smtp
+    if smtp is not None or ctx.profile.ses is None:
+        where = f"{smtp.host} {smtp.port}" if smtp else "<host> 587"
+        out.append(Needed("smtp_primary", "the primary SMTP server",
+                          f"telnet {where} (then EHLO, STARTTLS, AUTH); or curl --url 'smtp://{where.replace(' ', ':')}'"))
+    if ctx.profile.ses is not None:
+        region = ctx.profile.ses.region
+        out += [Needed("ses_quota", "the SES sending quota", f"aws ses get-send-quota --region {region}"),
+                Needed("ses_account", "the SES account status",
+                       f"aws ses get-account-sending-enabled --region {region}; aws sesv2 get-account --region {region}")]
+    return out
 
 # -- Symptoms ---------------------------------------------------------------------------------------
 check_email_queue = CHECKS.check_queue
@@ -100,16 +121,29 @@ failure_sample = CHECKS.failure_sample
 
 
 # -- Checks: providers ------------------------------------------------------------------------------
+def _smtp(ctx: RunContext, kind: str) -> Dependency | None:
+    """The run's dependency on one SMTP endpoint (`smtp` or `smtp_backup`): a whole dialogue per deadline."""
+    endpoint = ctx.profile.smtp if kind == "smtp" else ctx.profile.smtp_backup
+    if endpoint is None:
+        return None
+    return ctx.dependency(kind, lambda seconds: smtp_provider.dependency(endpoint, seconds))
+
+
 def check_smtp_primary(ctx: RunContext) -> CheckResult:
     """Connect, EHLO, STARTTLS (verified), AUTH, NOOP against the primary SMTP server."""
     return ctx.record(smtp_provider.check_smtp("smtp_primary", ctx.profile.smtp, timeout=ctx.profile.connect_timeout,
-                                               label="SMTP primary"))
+                                               label="SMTP primary", within=_smtp(ctx, "smtp")))
 
 
 def check_smtp_backup(ctx: RunContext) -> CheckResult:
     """The same check against the backup SMTP server (the switch's preflight uses it too)."""
     return ctx.record(smtp_provider.check_smtp("smtp_backup", ctx.profile.smtp_backup,
-                                               timeout=ctx.profile.connect_timeout, label="SMTP backup"))
+                                               timeout=ctx.profile.connect_timeout, label="SMTP backup",
+                                               within=_smtp(ctx, "smtp_backup")))
+
+
+def _ses(ctx: RunContext) -> Dependency:
+    return ctx.dependency("ses", ses_provider.dependency)
 
 
 def _ses_clients(ctx: RunContext) -> tuple[Any, Any] | CheckResult:
@@ -134,18 +168,20 @@ def _ses_check(ctx: RunContext, name: str, title: str, run: Any) -> CheckResult:
 
 def check_ses_quota(ctx: RunContext) -> CheckResult:
     """GetSendQuota: 24-hour quota used and maximum send rate."""
-    return _ses_check(ctx, "ses_quota", "SES sending quota", lambda ses, v2: ses_provider.check_quota(ses))
+    return _ses_check(ctx, "ses_quota", "SES sending quota",
+                      lambda ses, v2: ses_provider.check_quota(ses, within=_ses(ctx)))
 
 
 def check_ses_account(ctx: RunContext) -> CheckResult:
     """Account sending enabled (v1) and enforcement status (v2 GetAccount)."""
-    return _ses_check(ctx, "ses_account", "SES account status", lambda ses, v2: ses_provider.check_account(ses, v2))
+    return _ses_check(ctx, "ses_account", "SES account status",
+                      lambda ses, v2: ses_provider.check_account(ses, v2, within=_ses(ctx)))
 
 
 def check_ses_reputation(ctx: RunContext) -> CheckResult:
     """Bounce and complaint rates from GetSendStatistics."""
     return _ses_check(ctx, "ses_reputation", "SES bounce and complaint rates",
-                      lambda ses, v2: ses_provider.check_reputation(ses))
+                      lambda ses, v2: ses_provider.check_reputation(ses, within=_ses(ctx)))
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -185,13 +221,8 @@ def diagnose_email(ctx: RunContext) -> Diagnosis:
         Rule("ses_rate_throttled", lambda: _ses_rate(ctx)),
         Rule("tenant_specific", lambda: tenant_rule(ctx, "mail")),
     ]
-    primary = finding(ctx, "smtp_primary")
-    provider_trouble = primary is not None and primary.failed
-    evidence = log_evidence(ctx)
-    if primary is not None and primary.failed:
-        evidence.append(f"{primary.title}: {primary.summary}")
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")) or provider_trouble,
-                      incident_evidence=evidence)
+    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -233,14 +264,14 @@ class SwitchEmailProvider(TenantChannelChange):
         if kind in ("smtp", "smtp_backup"):
             endpoint = self.ctx.profile.smtp if kind == "smtp" else self.ctx.profile.smtp_backup
             check = smtp_provider.check_smtp(f"preflight_{kind}", endpoint, timeout=self.ctx.profile.connect_timeout,
-                                             label=f"Preflight {self.backup}")
+                                             label=f"Preflight {self.backup}", within=_smtp(self.ctx, kind))
         else:
             clients = _ses_clients(self.ctx)
             if isinstance(clients, CheckResult):
                 return False, f"preflight of {self.backup}: {clients.summary}"
-            check = ses_provider.check_account(*clients, name="preflight_ses")
+            check = ses_provider.check_account(*clients, name="preflight_ses", within=_ses(self.ctx))
             if check.ok:
-                check = ses_provider.check_quota(clients[0], name="preflight_ses")
+                check = ses_provider.check_quota(clients[0], name="preflight_ses", within=_ses(self.ctx))
         self.ctx.record(check)
         if check.status not in ("ok", "warn"):
             return False, f"preflight of {self.backup} failed: {check.summary}"
@@ -304,12 +335,13 @@ class SendTestEmail(SendTestMessage):
                     raise MitigationFailed(clients.summary)
                 assert self.ctx.profile.ses is not None
                 return ses_provider.send_email(clients[0], source=self.ctx.profile.ses.from_address, to=step["to"],
-                                               subject=step["subject"], body=body)
-            endpoint = self.ctx.profile.smtp if kind == "smtp" else self.ctx.profile.smtp_backup
+                                               subject=step["subject"], body=body, within=_ses(self.ctx))
+            smtp_kind = "smtp" if kind == "smtp" else "smtp_backup"
+            endpoint = self.ctx.profile.smtp if smtp_kind == "smtp" else self.ctx.profile.smtp_backup
             if endpoint is None:
                 raise MitigationFailed(f"{step['provider']} has no SMTP endpoint configured")
             return smtp_provider.send_email(endpoint, to=step["to"], subject=step["subject"], body=body,
-                                            timeout=self.ctx.profile.connect_timeout)
+                                            timeout=self.ctx.profile.connect_timeout, within=_smtp(self.ctx, smtp_kind))
         except ProviderError as exc:
             raise MitigationFailed(f"test email not accepted: {exc}") from exc
 

@@ -16,8 +16,8 @@ from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan
 from runbooklib.checks import CheckResult, timed
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
-from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
+from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
 from runbooklib.report import Checklist
@@ -28,6 +28,7 @@ TITLE = "High Retry Volume"
 DEFAULT_SCENARIO = "systemic_provider_failure"
 DEMO_PARAMETERS = {"recovery_interval": "1s"}
 ACTIONS = ("pause_queue", "reduce_retry_attempts", "move_poison_to_dlq", "replay_dlq", "clean_failed_jobs")
+DEPENDENCIES = ("database", "platform_api", "redis")
 CAUSES = {
     "healthy": "Queues drain, retries at their usual level, the DLQ is not growing.",
     "queue_stalled": "A queue's backlog grows while nothing is active: no worker is taking jobs.",
@@ -102,39 +103,73 @@ def _params(ctx: RunContext) -> Params:
     return ctx.params
 
 
+def needed(ctx: RunContext) -> list[Needed]:
+    """`healthy` rests on Redis answering, every queue read from BullMQ (counts, growth over samples, failed
+    jobs), the spec's metrics API and the retry pattern in message_logs."""
+    since = f"NOW() - INTERVAL '{int(ctx.params.window_delta.total_seconds())} seconds'"
+    return [
+        Needed("redis", "Redis (BullMQ)", "redis-cli -u \"$RUNBOOK_REDIS_URL\" PING"),
+        Needed("queues", "the BullMQ queues and the DLQ", "bull-board, or redis-cli: HGETALL bull:<queue>:meta; "
+               "LLEN bull:<queue>:wait; ZCARD bull:<queue>:failed; LLEN bull:communication-dlq:wait"),
+        Needed("queue_metrics_api", "the queues and the DLQ (Lineup metrics API)",
+               f"curl -H 'Authorization: Bearer …' {ctx.profile.platform_api_url}/api/v1/system-metrics/queues"),
+        Needed("queue_growth", "queue and DLQ growth over samples", "repeat the queue counts a few times a minute apart"),
+        Needed("failed_jobs", "the failed jobs and their reasons", "bull-board → each queue → Failed"),
+        Needed("retry_patterns", "the retry pattern in message_logs",
+               f"SELECT status, retry_count, COUNT(*) FROM message_logs WHERE created_at > {since} "
+               "GROUP BY status, retry_count ORDER BY retry_count DESC;"),
+    ]
+
+
+def time_needs(params: Params, slot: float) -> dict[str, float]:
+    """Queue samples twice (growth, recovery: each at least 2, `recovery_interval` apart) and the DLQ replay's
+    settling per batch."""
+    samples = max(2, int(params.recovery_samples))
+    interval = parse_duration(params.recovery_interval).total_seconds()
+    return {f"2 × {samples} queue samples": 2 * ((samples - 1) * interval + samples * slot),
+            f"DLQ replay, {len(params.replay_batches)} batches settling": len(params.replay_batches) * _settle(params)}
+
+
+def _settle(params: Params) -> float:
+    """How long a replay batch may take to settle (completed or failed)."""
+    return max(10.0, parse_duration(params.recovery_interval).total_seconds() * 10)
+
+
 def _admin(ctx: RunContext) -> QueueAdmin:
+    """The run's BullMQ admin (raises ConfigError when no Redis URL is configured or set)."""
     if "queue_admin" not in ctx.state:
         ctx.state["queue_admin"] = QueueAdmin(ctx.profile.resolve_redis_url(), prefix=ctx.profile.bullmq_prefix,
-                                              timeout=ctx.profile.read_timeout)
+                                              timeout=ctx.profile.read_timeout, total_timeout=ctx.profile.total_timeout,
+                                              budget=ctx.budget)
     admin: QueueAdmin = ctx.state["queue_admin"]
     return admin
+
+
+def _no_queues(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
+    """A queue check that could not read BullMQ (no Redis URL, Redis down or silent): could not check."""
+    cls = "config" if isinstance(exc, ConfigError) else "redis"
+    return ctx.record(CheckResult(name, title, "error", f"BullMQ could not be read: {exc}", classification=cls))
 
 
 # -- Symptoms / Checks: queues ----------------------------------------------------------------------
 def check_redis_health(ctx: RunContext) -> CheckResult:
     """PING the BullMQ Redis with short timeouts (fails fast instead of hanging in a reconnect loop)."""
     try:
-        url = ctx.profile.resolve_redis_url()
+        admin = _admin(ctx)
     except ConfigError as exc:
         return ctx.record(CheckResult("redis", "Redis (BullMQ)", "error", str(exc), classification="config"))
-    result = check_redis(url, timeout=min(ctx.profile.connect_timeout, 3.0))
-    ctx.facts["redis_ok"] = result.status in ("ok", "warn")
-    return ctx.record(result)
+    return ctx.record(check_redis(admin.url, timeout=min(ctx.profile.connect_timeout, 3.0), within=admin.dependency))
 
 
 def check_queues(ctx: RunContext) -> CheckResult:
     """Every queue from BullMQ directly and from the Lineup metrics API, side by side."""
     name, title = "queues", "Queues: BullMQ and the metrics API"
-    if not ctx.facts.get("redis_ok"):
-        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer (see the Redis check)"))
     with timed() as ms:
-        bull = {q: _admin(ctx).counts(q) for q in QUEUES}
         try:
-            api = {q["queue"]: q for q in ctx.api.queue_metrics()}
-        except (PlatformAPIError, ConfigError) as exc:
-            api, api_error = {}, str(exc)
-        else:
-            api_error = ""
+            bull = {q: _admin(ctx).counts(q) for q in QUEUES}
+        except (QueueError, ConfigError) as exc:
+            return _no_queues(ctx, name, title, exc)
+        api, api_error = _metrics_api(ctx)
     rows = []
     for q in QUEUES:
         c, a = bull[q], api.get(q, {})
@@ -157,6 +192,26 @@ def check_queues(ctx: RunContext) -> CheckResult:
                                   facts={"dlq": bull[DLQ]["backlog"], "paused": paused}))
 
 
+def _metrics_api(ctx: RunContext) -> tuple[dict[str, dict[str, Any]], str]:
+    """The spec's check, `GET /api/v1/system-metrics/queues`, kept as its own finding: (queues by name, error)."""
+    name, title = "queue_metrics_api", "Queues (Lineup metrics API)"
+    try:
+        api = {q["queue"]: q for q in ctx.api.queue_metrics()}
+    except (PlatformAPIError, ConfigError) as exc:
+        ctx.record(CheckResult(name, title, "error", f"the queue metrics could not be read: {exc}",
+                               classification="config" if isinstance(exc, ConfigError) else "platform_api"))
+        return {}, str(exc)
+    missing = [q for q in QUEUES if q not in api]
+    if missing:
+        ctx.record(CheckResult(name, title, "error", f"the metrics API does not list {', '.join(missing)}",
+                               classification="platform_api"))
+        return api, f"does not list {', '.join(missing)}"
+    dlq = api[DLQ]
+    ctx.record(CheckResult(name, title, "ok", f"{len(api)} queues listed; DLQ {int(dlq.get('waiting', 0) or 0):,} waiting",
+                           facts={"queues": sorted(api)}))
+    return api, ""
+
+
 def _measure_queues(ctx: RunContext, counts: dict[str, dict[str, Any]], *, basis: str) -> None:
     at = datetime.now(UTC)
     for q in QUEUES:
@@ -166,7 +221,7 @@ def _measure_queues(ctx: RunContext, counts: dict[str, dict[str, Any]], *, basis
             ctx.measure("queue_depth", counts[q]["backlog"], scope=q, basis=basis, at=at)
 
 
-def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
+def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:  # raises QueueError, ConfigError
     """Counts of every queue, `recovery_samples` times (at least 2), `recovery_interval` apart."""
     p = _params(ctx)
     interval = parse_duration(p.recovery_interval).total_seconds()
@@ -182,9 +237,10 @@ def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
 def check_queue_growth(ctx: RunContext) -> CheckResult:
     """Sample every queue a few times: is a backlog growing with nothing active? is the DLQ growing?"""
     name, title = "queue_growth", "Queue and DLQ growth over samples"
-    if not ctx.facts.get("redis_ok"):
-        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
-    samples, interval = _sample(ctx)
+    try:
+        samples, interval = _sample(ctx)
+    except (QueueError, ConfigError) as exc:
+        return _no_queues(ctx, name, title, exc)
     ctx.state["growth_samples"] = samples
     first, last = samples[0], samples[-1]
     stalled = [q for q in QUEUES[:3] if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
@@ -212,15 +268,16 @@ def plot_queue_growth(ctx: RunContext) -> Figure:
 def check_failed_jobs(ctx: RunContext) -> CheckResult:
     """Failed jobs grouped by failedReason, with attempts made and age; a capped sample is kept."""
     name, title = "failed_jobs", "Failed jobs by reason"
-    if not ctx.facts.get("redis_ok"):
-        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
     now_ms = datetime.now(UTC).timestamp() * 1000
     records = []
-    for q in QUEUES[:3]:
-        for job in _admin(ctx).jobs(q, ["failed"], limit=FAILED_SAMPLE):
-            records.append({"queue": q, **job, "exhausted": job["attemptsMade"] >= job["attempts"],
-                            "age_minutes": round((now_ms - (job["finishedOn"] or now_ms)) / 60000, 1),
-                            "message_id": str((job["data"] or {}).get("message_id", ""))})
+    try:
+        for q in QUEUES[:3]:
+            for job in _admin(ctx).jobs(q, ["failed"], limit=FAILED_SAMPLE):
+                records.append({"queue": q, **job, "exhausted": job["attemptsMade"] >= job["attempts"],
+                                "age_minutes": round((now_ms - (job["finishedOn"] or now_ms)) / 60000, 1),
+                                "message_id": str((job["data"] or {}).get("message_id", ""))})
+    except (QueueError, ConfigError) as exc:
+        return _no_queues(ctx, name, title, exc)
     ctx.state["failed_jobs"] = records
     if not records:
         return ctx.record(CheckResult(name, title, "ok", "no failed jobs"))
@@ -349,8 +406,9 @@ def diagnose_retries(ctx: RunContext) -> Diagnosis:
     ]
     present = (float(ctx.facts.get("retry_ratio") or 0) > max(2 * float(ctx.facts.get("baseline_retry_ratio") or 0), 0.3)
                or int(ctx.facts.get("failed_jobs") or 0) >= 100)
-    result = diagnose(SLUG, rules, CAUSES, incident_present=present, incident_evidence=_evidence(ctx, "retry_patterns",
-                                                                                                 "queues"))
+    result = diagnose(SLUG, rules, CAUSES, incident_present=present,
+                      incident_evidence=_evidence(ctx, "retry_patterns", "queues"), needed=needed(ctx),
+                      findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -546,7 +604,7 @@ class ReplayDlq(Action):
         report = _admin(self.ctx).replay(
             batches=_fractions(tuple(p.replay_batches)), max_failure_rate=p.replay_max_failure_rate,
             delivered=lambda job: str((job["data"].get("data") or {}).get("message_id", "")) in delivered,
-            settle_seconds=max(10.0, parse_duration(p.recovery_interval).total_seconds() * 10))
+            settle_seconds=_settle(p))
         self.ctx.state[MITIGATED_AT] = started
         return report.to_json()
 
@@ -619,9 +677,10 @@ def clean_failed_jobs(ctx: RunContext) -> CleanFailedJobs:
 def check_recovery(ctx: RunContext) -> CheckResult:
     """Sampled again after mitigation: backlog stabilising, DLQ not growing, retries back to normal."""
     name, title = "recovery", "Queues after mitigation"
-    if not ctx.facts.get("redis_ok"):
-        return ctx.record(CheckResult(name, title, "skipped", "Redis did not answer"))
-    samples, _ = _sample(ctx)
+    try:
+        samples, _ = _sample(ctx)
+    except (QueueError, ConfigError) as exc:
+        return _no_queues(ctx, name, title, exc)
     growing = [q for q in QUEUES[:3] if samples[-1][q]["backlog"] > samples[0][q]["backlog"]]
     dlq = samples[-1][DLQ]["backlog"] - samples[0][DLQ]["backlog"]
     facts = {"backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}

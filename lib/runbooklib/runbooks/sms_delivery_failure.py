@@ -10,7 +10,8 @@ from runbooklib import queries
 from runbooklib.actions import Action, Plan
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.deadline import Dependency
+from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errorcodes import (
     CONFIG,
     CONSENT,
@@ -21,7 +22,7 @@ from runbooklib.errorcodes import (
     classify_sms_error,
     classify_twilio,
 )
-from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
+from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, ProviderTimeout, QueryError
 from runbooklib.params import CommonParams, param
 from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
@@ -35,6 +36,7 @@ from runbooklib.runbooks.common import (
     finding,
     from_check,
     log_evidence,
+    sampling_needs,
     tenant_rule,
 )
 
@@ -45,6 +47,7 @@ QUEUE = "sms"
 DEFAULT_SCENARIO = "twilio_outage"
 DEMO_PARAMETERS = {"recovery_interval": "1s"}
 ACTIONS = ("retry_failed_sms", "mark_do_not_contact", "route_urgent_to_whatsapp", "send_test_sms")
+DEPENDENCIES = ("database", "platform_api", "twilio")
 CAUSES = {
     "healthy": "Failure rate at baseline, Twilio operational, credentials and sending numbers fine.",
     "twilio_outage": "Twilio reports an SMS outage and our failures are elevated.",
@@ -94,6 +97,22 @@ class Params(CommonParams):
 
 CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error,
                             code_info=classify_twilio, provider="Twilio")
+time_needs = sampling_needs
+
+
+def needed(ctx: RunContext) -> list[Needed]:
+    """`healthy` rests on message_logs, the sms queue, the Twilio account and the sending numbers (the status page
+    is a hint: an unreadable one does not block an all-clear)."""
+    return [*CHECKS.needed(ctx),
+            Needed("twilio_account", "the Twilio account and credentials",
+                   "curl -u \"$TWILIO_ACCOUNT_SID:$TWILIO_AUTH_TOKEN\" "
+                   "https://api.twilio.com/2010-04-01/Accounts/$TWILIO_ACCOUNT_SID.json (status: active)"),
+            Needed("twilio_numbers", "the Twilio sending numbers",
+                   "Twilio console → Phone Numbers → Active numbers: each sending number present, SMS capable")]
+
+
+def _twilio(ctx: RunContext) -> Dependency:
+    return ctx.dependency("twilio", twilio_provider.dependency)
 
 # -- Symptoms ---------------------------------------------------------------------------------------
 check_sms_queue = CHECKS.check_queue
@@ -115,18 +134,22 @@ def check_twilio_status(ctx: RunContext) -> CheckResult:
     tw = ctx.profile.twilio
     if tw is None:
         return ctx.record(CheckResult("status_page", "Twilio status page", "skipped", "Twilio is not configured"))
+    within = ctx.dependency("twilio_status", lambda seconds: Dependency("Twilio's status page", seconds, ProviderTimeout))
     return ctx.record(statuspage.check_status_page(tw.status_page_url, component_pattern=STATUS_COMPONENTS,
-                                                   timeout=ctx.profile.read_timeout, label="Twilio status page"))
+                                                   timeout=ctx.profile.read_timeout, label="Twilio status page",
+                                                   within=within))
 
 
 def check_twilio_account(ctx: RunContext) -> CheckResult:
     """Fetch the account with the twilio client: credentials accepted, account active."""
-    return ctx.record(twilio_provider.check_account(ctx.profile.twilio, timeout=ctx.profile.read_timeout))
+    return ctx.record(twilio_provider.check_account(ctx.profile.twilio, timeout=ctx.profile.read_timeout,
+                                                    within=_twilio(ctx)))
 
 
 def check_sender_numbers(ctx: RunContext) -> CheckResult:
     """The configured sending numbers: on the account, SMS-capable."""
-    return ctx.record(twilio_provider.check_numbers(ctx.profile.twilio, timeout=ctx.profile.read_timeout))
+    return ctx.record(twilio_provider.check_numbers(ctx.profile.twilio, timeout=ctx.profile.read_timeout,
+                                                    within=_twilio(ctx)))
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -157,9 +180,8 @@ def diagnose_sms(ctx: RunContext) -> Diagnosis:
         Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
         *[Rule(cause, lambda cause=cause: _from_sms_logs(ctx, cause)) for cause in by_share],  # type: ignore[misc]
     ]
-    trouble = [f for f in (finding(ctx, n) for n in ("twilio_account", "twilio_numbers")) if f is not None and f.failed]
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")) or bool(trouble),
-                      incident_evidence=log_evidence(ctx) + [f"{f.title}: {f.summary}" for f in trouble])
+    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -373,7 +395,8 @@ class SendTestSms(SendTestMessage):
         assert self.ctx.profile.twilio is not None
         try:
             return twilio_provider.send_sms(self.ctx.profile.twilio, to=self.to, timeout=self.ctx.profile.read_timeout,
-                                            body=f"[{self.ctx.params.incident}] comms-runbooks test SMS")
+                                            body=f"[{self.ctx.params.incident}] comms-runbooks test SMS",
+                                            within=_twilio(self.ctx))
         except ProviderError as exc:
             raise MitigationFailed(f"test SMS not accepted: {exc}") from exc
 

@@ -15,10 +15,11 @@ from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Diagnosis, Match, Rule, diagnose
+from runbooklib.deadline import Dependency
+from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp_error
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
-from runbooklib.params import CommonParams, param
+from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
 from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
@@ -31,6 +32,7 @@ from runbooklib.runbooks.common import (
     finding,
     from_check,
     log_evidence,
+    sampling_needs,
     tenant_rule,
 )
 
@@ -42,6 +44,7 @@ DEFAULT_SCENARIO = "template_rejected"
 DEMO_PARAMETERS = {"recovery_interval": "1s", "fallback_template": "event_reminder_plain"}
 ACTIONS = ("use_fallback_template", "submit_corrected_template", "use_template_outside_window",
            "refresh_access_token", "send_test_whatsapp")
+DEPENDENCIES = ("database", "platform_api", "whatsapp")
 CAUSES = {
     "healthy": "Failure rate at baseline; templates, phone number and token are fine.",
     "token_expired": "The access token is expired or invalid (190), or lacks the WhatsApp scopes.",
@@ -79,9 +82,16 @@ class Params(CommonParams):
         if phone and not (phone.startswith("+") and phone[1:].isdigit() and 8 <= len(phone) <= 16):
             problems.append(("test_whatsapp", "must be one number in E.164 form, e.g. +15551234567"))
         path = str(values["template_payload_file"])
-        if path and not Path(path).is_file():
-            problems.append(("template_payload_file", f"{path!r} does not exist"))
+        if path and not _is_file(path):
+            problems.append(("template_payload_file", f"{shown(path)} does not exist or is not a file"))
         return problems
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        return False
 
 
 def _params(ctx: RunContext) -> Params:
@@ -91,6 +101,33 @@ def _params(ctx: RunContext) -> Params:
 
 CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="WhatsApp", noun="messages",
                             classify=classify_whatsapp_error, code_info=classify_graph, provider="Graph API")
+time_needs = sampling_needs
+
+
+def needed(ctx: RunContext) -> list[Needed]:
+    """`healthy` rests on message_logs, the whatsapp queue, the templates and the sending number on Meta's side, and
+    the token check where the profile can inspect the token (whatsapp.app_id and app_secret_env)."""
+    wa_ep = ctx.profile.whatsapp
+    graph = f"{wa_ep.graph_url}/{wa_ep.api_version}" if wa_ep else "https://graph.facebook.com/v26.0"
+    waba, phone = (wa_ep.waba_id, wa_ep.phone_number_id) if wa_ep else ("{WABA_ID}", "{PHONE_NUMBER_ID}")
+    out = [*CHECKS.needed(ctx),
+           Needed("wa_templates", "the message templates on the WABA",
+                  f"curl '{graph}/{waba}/message_templates?fields=name,status,rejected_reason' -H 'Authorization: Bearer …'"),
+           Needed("wa_phone", "the sending number's health",
+                  f"curl '{graph}/{phone}?fields=quality_rating,status,name_status' -H 'Authorization: Bearer …'")]
+    if wa_ep is not None and wa_ep.app_id and wa_ep.app_secret_env:
+        out.append(Needed("wa_token", "the access token", f"curl '{graph}/debug_token?input_token=…' "
+                                                           "-H 'Authorization: Bearer <app id>|<app secret>'"))
+    return out
+
+
+def _graph(ctx: RunContext) -> Dependency:
+    return ctx.dependency("graph", wa.dependency)
+
+
+def _client(ctx: RunContext) -> wa.Graph:
+    """A Graph client for the run (raises ConfigError when WhatsApp is not configured or its token is not set)."""
+    return wa.graph(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx))
 
 # -- Symptoms ---------------------------------------------------------------------------------------
 check_whatsapp_queue = CHECKS.check_queue
@@ -126,7 +163,8 @@ def check_templates(ctx: RunContext) -> CheckResult:
     """Template statuses on the WABA, and the templates failing messages used, joined to their status."""
     used = _failing_templates(ctx)
     ctx.state["failing_templates"] = used
-    result, templates = wa.check_templates(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, used=used)
+    result, templates = wa.check_templates(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, used=used,
+                                           within=_graph(ctx))
     ctx.state["templates"] = templates
     if templates:
         rows = [{"template": t.get("name"), "language": t.get("language"), "status": t.get("status"),
@@ -148,12 +186,12 @@ def plot_templates_involved(ctx: RunContext) -> Figure:
 
 def check_phone_number(ctx: RunContext) -> CheckResult:
     """The sending number: quality rating, status, name status, messaging limit, throughput."""
-    return ctx.record(wa.check_phone_number(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout))
+    return ctx.record(wa.check_phone_number(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx)))
 
 
 def check_access_token(ctx: RunContext) -> CheckResult:
     """debug_token: valid? expiry? scopes? (HTTP 200 can still say invalid.)"""
-    return ctx.record(wa.check_token(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout))
+    return ctx.record(wa.check_token(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx)))
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -183,9 +221,8 @@ def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
             ctx, ("window_closed",), "free-form messages sent more than 24 h after the customer last replied")),
         Rule("rate_limited", lambda: CHECKS.from_classes(ctx, ("rate_limited",), "throughput or rate limits")),
     ]
-    trouble = [f for f in (finding(ctx, n) for n in checks) if f is not None and f.failed]
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")) or bool(trouble),
-                      incident_evidence=log_evidence(ctx) + [f"{f.title}: {f.summary}" for f in trouble])
+    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -288,14 +325,14 @@ class SubmitCorrectedTemplate(Action):
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         try:
-            client = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout)
+            client = _client(self.ctx)
             return client.submit_template(plan.steps[0]["payload"])
         except (ProviderError, ConfigError) as exc:
             raise MitigationFailed(f"template not submitted: {exc}") from exc
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
         name = plan.steps[0]["payload"]["name"]
-        templates = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout).templates()
+        templates = _client(self.ctx).templates()
         found = [t for t in templates if t.get("name") == name]
         if not found:
             return False, f"{name} is not listed on the WABA"
@@ -383,7 +420,7 @@ class RefreshAccessToken(Action):
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         try:
-            token, expires_in = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout).exchange_token()
+            token, expires_in = _client(self.ctx).exchange_token()
         except (ProviderError, ConfigError) as exc:
             raise MitigationFailed(f"token exchange failed: {exc}") from exc
         self.ctx.state["new_token"] = token
@@ -401,7 +438,8 @@ class RefreshAccessToken(Action):
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
         assert self.ctx.profile.whatsapp is not None
         token = str(self.ctx.state.get("new_token", ""))
-        data = wa.Graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout, token=token).debug_token(token)
+        data = wa.Graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout, token=token,
+                        within=_graph(self.ctx)).debug_token(token)
         if not data.get("is_valid"):
             return False, "the new token is not valid according to debug_token"
         days = (int(data.get("expires_at") or 0) - datetime.now(UTC).timestamp()) / 86400
@@ -438,7 +476,7 @@ class SendTestWhatsApp(SendTestMessage):
     def apply(self, plan: Plan) -> dict[str, Any]:
         step = plan.steps[0]
         try:
-            client = wa.graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout)
+            client = _client(self.ctx)
             out = client.send_template(self.to, step["template"], step["language"])
         except (ProviderError, ConfigError) as exc:
             raise MitigationFailed(f"test message not accepted: {exc}") from exc

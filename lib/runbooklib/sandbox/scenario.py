@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from runbooklib.errors import ConfigError
+from runbooklib.yamlfiles import load_yaml
 
 SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
 FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_numbers", "components", "incidents",
@@ -190,12 +189,7 @@ class Scenario:
 
     @classmethod
     def load(cls, path: Path, *, defaults: dict[str, Any] | None = None) -> Scenario:
-        if not path.is_file():
-            raise ConfigError(f"scenario file {str(path)!r} does not exist", parameter="scenario")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"scenario file {path} is not valid YAML: {exc}", parameter="scenario") from exc
+        data = load_yaml(path, "scenario file", parameter="scenario") or {}
         if not isinstance(data, dict):
             raise ConfigError(f"scenario file {path} must be a mapping", parameter="scenario")
         return cls.from_mapping(data, name=path.stem, path=path, defaults=defaults)
