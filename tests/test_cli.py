@@ -123,3 +123,17 @@ def test_run_against_a_configured_environment(make_sandbox: SandboxFactory, post
     for path in (p for p in bundle.rglob("*") if p.is_file()):
         text = path.read_text()
         assert all(box.secrets[key] not in text for key in names.values()), path.name
+
+
+def test_help_documents_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    from runbooklib.runs import EXIT_CODES
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for code, meaning in EXIT_CODES.items():
+        assert f"  {code}  {meaning.split(':')[0]}" in out
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for code in EXIT_CODES:
+        assert f"| `{code}` |" in readme

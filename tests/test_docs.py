@@ -22,3 +22,21 @@ def test_cause_codes_are_documented(slug: str) -> None:
 def test_assumed_endpoints_are_listed() -> None:
     text = (ROOT / "docs" / "assumed-endpoints.md").read_text()
     assert "GET /api/v1/communication/channels/{channel}?tenant_id=" in text
+
+
+def test_the_readme_reliability_table_is_the_fault_matrix() -> None:
+    """Every fault × runbook of the matrix is in the README's table with the verdict the matrix expects (the table
+    is written from the matrix's own results: `python -m tests.faults.report --readme`)."""
+    from tests.faults.matrix import ALL, FAULTS
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("<!-- fault-matrix:begin -->", 1)[1].split("<!-- fault-matrix:end -->", 1)[0]
+    rows = {line.split("(`", 1)[1].split("`)", 1)[0]: [c.strip() for c in line.strip("|").split("|")[2:]]
+            for line in table.splitlines() if line.startswith("|") and "(`" in line}
+    assert set(rows) == {f.name for f in FAULTS}
+    for fault in FAULTS:
+        for slug, cell in zip(ALL, rows[fault.name], strict=True):
+            expected = fault.expected(slug) if slug in fault.runbooks else "—"
+            assert cell.split(" (")[0] == expected, (fault.name, slug, cell)
+            assert "✗" not in cell and "healthy" not in cell
+    assert "0 ended `healthy`, 0 crashed, 0 went past their time budget" in table

@@ -114,7 +114,8 @@ def cmd_show(slug: str) -> int:
         if p.get("help"):
             print(f"      {p['help']}")
     print(f"\napprovable actions: {', '.join(spec.actions)} (and {UNDO_PREFIX}<action> to roll one back)")
-    print(f"causes: {', '.join(spec.causes)}")
+    print(f"causes: {', '.join(spec.causes)}; and inconclusive when a check the verdict needs could not run")
+    print(f"the verdict rests on: {', '.join(spec.dependencies)} (see docs/cause-codes.md for the checks it needs)")
     return 0
 
 

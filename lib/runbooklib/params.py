@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from runbooklib.errors import ConfigError
 
 INCIDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_DURATION_RE = re.compile(r"^(?:(?P<d>\d{1,9})d)?(?:(?P<h>\d{1,9})h)?(?:(?P<m>\d{1,9})m)?(?:(?P<s>\d{1,9})s)?$")
+_DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
@@ -53,11 +53,14 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION_RE.match(cleaned)
     if not cleaned or not match or not any(match.groupdict().values()):
         raise ValueError(f"{shown(text)} is not a duration; use forms like 45s, 30m, 1h, 2h30m, 1d")
-    parts = {k: int(v or 0) for k, v in match.groupdict().items()}
+    digits = {k: v or "0" for k, v in match.groupdict().items()}
+    if any(len(v) > 9 for v in digits.values()):
+        raise ValueError(f"{shown(text)} is far too long; durations here are minutes to days, e.g. 30m, 7d")
+    parts = {k: int(v) for k, v in digits.items()}
     try:
         value = timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
     except OverflowError:
-        raise ValueError(f"{shown(text)} is far too long; durations are at most days, e.g. 7d") from None
+        raise ValueError(f"{shown(text)} is far too long; durations here are minutes to days, e.g. 30m, 7d") from None
     if value <= timedelta(0):
         raise ValueError(f"{shown(text)} is zero; give a positive duration")
     return value

@@ -50,10 +50,10 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str]
         box.stop()
 
 
-def drive(world: World, slug: str, run_dir: Path) -> Outcome:
+def drive(world: World, slug: str, run_dir: Path, **parameters: Any) -> Outcome:
     before = apply_env(world)
     try:
-        return run_cells(slug, world.description, run_dir)
+        return run_cells(slug, world.description, run_dir, **parameters)
     finally:
         restore_env(before)
         world.close()
@@ -108,3 +108,13 @@ def test_a_broken_dependency_never_yields_an_all_clear(fault: Fault, slug: str, 
 def _named_in_evidence(outcome: Outcome, named: list[str]) -> bool:
     evidence: list[Any] = outcome.diagnosis.get("evidence") or []
     return any(outcome.findings[n].summary in str(evidence) for n in named)
+
+
+@pytest.mark.parametrize("slug", ["email_provider_failure", "sms_delivery_failure"])
+def test_a_tenant_that_matches_no_tenant_is_not_healthy(slug: str, sandbox: Callable[[str], Sandbox],
+                                                        tmp_path: Path) -> None:
+    outcome = drive(World.of(sandbox(slug)), slug, tmp_path / "run", tenant_id="no-such-tenant")
+    assert outcome.crash is None
+    assert outcome.cause == "inconclusive" and outcome.exit_code == EXIT_BY_OUTCOME["inconclusive"]
+    rate = outcome.findings["failure_rate"]
+    assert rate.status == "error" and "no messages for tenant no-such-tenant in the window or baseline" in rate.summary

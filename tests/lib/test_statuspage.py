@@ -38,15 +38,15 @@ def test_a_voice_only_outage_does_not_count_as_an_sms_outage(page: StatusPageSta
     assert check_status_page(page.url, component_pattern=SMS, timeout=3).status != "fail"
 
 
-def test_unreachable_status_page_is_a_warning_not_a_crash() -> None:
+def test_unreachable_status_page_is_a_could_not_check_not_a_crash() -> None:
     result = check_status_page(f"http://127.0.0.1:{free_port()}", component_pattern=SMS, timeout=1)
-    assert (result.status, result.classification) == ("warn", "unreachable")
+    assert (result.status, result.classification) == ("error", "unreachable")
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]"])
-def test_garbage_is_a_warning(body: bytes) -> None:
+def test_garbage_is_could_not_check(body: bytes) -> None:
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
     result = check_status_page("http://status.test", component_pattern=SMS, timeout=1, transport=transport)
-    assert result.classification == "unreachable"
+    assert (result.status, result.classification) == ("error", "unreachable")
 
 

@@ -25,8 +25,9 @@ def check_status_page(base_url: str, *, component_pattern: str, timeout: float, 
                       within: Dependency | None = None) -> CheckResult:
     """Overall indicator, degraded components matching `component_pattern`, unresolved incidents.
 
-    `within` bounds the three reads together; an unreadable page is a `warn` (the page is a hint:
-    the provider's own API checks carry the verdict)."""
+    `within` bounds the three reads together. An unreadable page is an `error` (could not check): it
+    establishes nothing, though a runbook's verdict need not rest on it (the provider's own API checks
+    do), so it is listed beside the verdict rather than blocking it."""
     title = f"{label} ({base_url})"
     pattern = re.compile(component_pattern, re.IGNORECASE)
     within = within or Dependency(label, timeout * 3, ProviderTimeout)
@@ -40,7 +41,7 @@ def check_status_page(base_url: str, *, component_pattern: str, timeout: float, 
         try:
             status, components, incidents = within.call(read, "status page")
         except (httpx.HTTPError, ValueError, ProviderTimeout) as exc:
-            return CheckResult(name, title, "warn", f"status page not readable: {exc.__class__.__name__}: {exc}",
+            return CheckResult(name, title, "error", f"status page not readable: {exc.__class__.__name__}: {exc}",
                                classification="unreachable", duration_ms=ms())
     indicator = str(status.get("status", {}).get("indicator", "unknown"))
     relevant = [c for c in components if pattern.search(str(c.get("name", "")))]

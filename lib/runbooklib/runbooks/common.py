@@ -80,6 +80,12 @@ def finding(ctx: RunContext, name: str) -> CheckResult | None:
     return ctx.findings.get(name)
 
 
+def passed(ctx: RunContext, name: str) -> bool:
+    """The check ran in this run and found nothing wrong (what a checklist may tick on)."""
+    found = ctx.findings.get(name)
+    return found is not None and found.passed
+
+
 def from_check(ctx: RunContext, names: tuple[str, ...], classifications: tuple[str, ...], lead: str) -> Match | None:
     """Holds when one of the named checks failed with one of the classifications."""
     for name in names:
@@ -231,7 +237,7 @@ class ChannelChecks:
         """No message of the channel in the window: no failure rate to measure, so never a pass."""
         scope = f"for tenant {ctx.params.tenant_id} " if ctx.by_tenant else ""
         if baseline_total == 0:
-            text = (f"no {self.label.lower()} messages {scope}in the window or baseline: nothing to measure"
+            text = (f"no messages {scope}in the window or baseline ({self.label.lower()}): nothing to measure"
                     + (" — check the tenant id" if ctx.by_tenant else ""))
         else:
             text = (f"no {self.label.lower()} messages {scope}were created in the last {ctx.params.window}, though "

@@ -379,7 +379,7 @@ def post_incident(ctx: RunContext) -> Checklist:
     if bounced is not None and "bounced" in bounced.facts:
         rates += f"; {bounced.facts['bounced']:,} messages BOUNCED in the window"
     checklist = Checklist("Post-incident", [
-        ("Review why provider failed", why, d is not None and not d.healthy),
+        ("Review why provider failed", why, d is not None and d.outcome == "cause"),
         ("Consider adding backup provider", backup_answer,
          ctx.profile.smtp_backup is not None and backup is not None and backup.ok),
         ("Check bounce/complaint rates", rates, rep is not None and rep.ok),

@@ -21,7 +21,7 @@ from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, Q
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
 from runbooklib.report import Checklist
-from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding
+from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding, passed
 
 SLUG = "high_retry_volume"
 TITLE = "High Retry Volume"
@@ -704,8 +704,10 @@ def post_incident(ctx: RunContext) -> Checklist:
                   "and send them to the DLQ after the first permanent failure")
     else:
         advice = f"top error share {share:.0%}: the current retry strategy looks adequate"
+    dlq_read = passed(ctx, "queues")
+    dlq = f"{size:,} jobs in {DLQ} at the start of this run" if dlq_read else "the DLQ could not be read in this run"
     checklist = Checklist("Post-incident", [
-        ("Review DLQ contents", f"{size:,} jobs in {DLQ} at the start of this run", size == 0),
+        ("Review DLQ contents", dlq, dlq_read and size == 0),
         ("Clean up permanently failed messages",
          f"review list {review['file']} ({review['jobs']:,} jobs)" if review else "no review list written in this run",
          bool(review)),

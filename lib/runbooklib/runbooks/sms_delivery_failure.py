@@ -36,6 +36,7 @@ from runbooklib.runbooks.common import (
     finding,
     from_check,
     log_evidence,
+    passed,
     sampling_needs,
     tenant_rule,
 )
@@ -439,10 +440,13 @@ def post_incident(ctx: RunContext) -> Checklist:
                    or "no template was filtered by carriers")
     except (QueryError, ConfigError) as exc:
         content = f"could not read templates: {exc}"
+    codes_read, rate_read = passed(ctx, "top_errors"), passed(ctx, "failure_rate")
+    if not codes_read:
+        breakdown = "the error codes could not be read in this run"
     checklist = Checklist("Post-incident", [
-        ("Review failed phone numbers", numbers, not review),
+        ("Review failed phone numbers", numbers, codes_read and not review),
         ("Check for carrier-specific issues", f"error codes in the window: {breakdown}",
-         not ctx.facts.get("incident_present")),
+         rate_read and codes_read and not ctx.facts.get("incident_present")),
         ("Review message content if rejected", f"templates most often filtered: {content}",
          content.startswith("no template")),
     ])

@@ -512,6 +512,8 @@ def post_incident(ctx: RunContext) -> Checklist:
     token = finding(ctx, "wa_token")
     if token is None:
         refresh, automated = "the token was not checked in this run", False
+    elif not token.passed and token.classification not in ("token", "auth"):
+        refresh, automated = f"the token could not be checked: {token.summary}", False
     elif token.facts.get("never_expires"):
         refresh, automated = "the token never expires (a system-user token): no refresh needed", True
     else:
