@@ -329,7 +329,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     from runbooklib.review import list_runs
 
-    where = _location(args.output)
+    where = _location(args.output, writable=False)
     if isinstance(where, Path):
         records = list_runs(where, args.incident)
     else:

@@ -158,9 +158,7 @@ def budget_for(slug: str, parameters: Mapping[str, Any]) -> TimeBudget:
             return time_budget(spec, params, profiles[params.environment])
         if not params.sandbox:
             return time_budget(spec, params, None)
-        import json as _json
-
-        return time_budget(spec, params, demo_profile(_json.loads(Path(params.sandbox).read_text())))
+        return time_budget(spec, params, demo_profile(json.loads(Path(params.sandbox).read_text())))
     except (ConfigError, OSError, ValueError, KeyError):
         return FALLBACK_BUDGET
 
