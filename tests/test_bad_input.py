@@ -191,3 +191,19 @@ def test_a_torn_audit_line_or_summary_does_not_stop_runs_or_review(tmp_path: Pat
     assert "`smtp_auth_failure`" in review and "switch_email_provider" in review
     assert "**Record problems**" in review and "audit.jsonl line 2 is not readable" in review
     assert "summary.json is not readable" in review
+
+
+def test_a_run_that_failed_after_its_diagnosis_is_not_an_all_clear_in_the_review(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from runbooklib.review import compile_review
+
+    summary = {"runbook": "email_provider_failure", "status": "failed", "started_at": "2026-12-01T03:00:00+00:00",
+               "failed_cell": {"index": 22, "section": "Recovery confirmation", "error": "ValueError: x"},
+               "diagnosis": {"cause": "healthy", "outcome": "healthy", "explanation": "every check passed",
+                             "unchecked": []}}
+    _bundle(tmp_path, "INC-8", "20261201T030000Z-email_provider_failure", summary, "")
+    review = compile_review(tmp_path, "INC-8")
+    found = review.markdown.split("## Summary", 1)[1].split("## Runs", 1)[0]
+    assert "but the run then FAILED" in found and "ValueError: x" in found
+    code, text = run(["runs", "--incident", "INC-8", "--output", str(tmp_path)], capsys)
+    assert code == 0 and "failed" in text

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,70 @@ def test_check_only_validates_without_running(argv: list[str], tmp_path: Path) -
     code, text = _cli([*argv, "--check-only", "--output", str(tmp_path / "runs")])
     assert code == 0 and "nothing was run" in text
     assert not (tmp_path / "runs").exists()
+
+
+GOOD_SUMMARY: dict[str, Any] = {
+    "runbook": "email_provider_failure", "incident": "INC-P", "environment": "demo", "operator": "alice",
+    "status": "completed", "started_at": "2026-12-01T03:00:00+00:00",
+    "window": {"since": "2026-12-01T02:00:00+00:00", "until": "2026-12-01T03:00:00+00:00", "length": "1h",
+               "baseline": "24h"},
+    "timings": {"wall_seconds": 9.5, "finished_at": "2026-12-01T03:00:09+00:00"},
+    "findings": {"failure_rate": {"name": "failure_rate", "title": "Email failure rate", "status": "error",
+                                  "summary": "message_logs could not be read", "at": "2026-12-01T03:00:02+00:00"}},
+    "diagnosis": {"cause": "inconclusive", "outcome": "inconclusive", "explanation": "no all-clear",
+                  "evidence": [], "others": [], "at": "2026-12-01T03:00:03+00:00",
+                  "unchecked": [{"check": "failure_rate", "what": "the failure rate", "why": "db down",
+                                 "by_hand": "SELECT 1", "needed": True, "status": "error"}]},
+    "measurements": [{"metric": "failure_rate", "scope": "email", "value": 0.4, "basis": "last 1h",
+                      "at": "2026-12-01T03:00:00+00:00"}],
+    "impact": {"email": {"window": {"since": "2026-12-01T02:00:00+00:00", "until": "2026-12-01T03:00:00+00:00"},
+                         "total": 10, "failed": 4, "delayed": 1,
+                         "tenants": [{"tenant_id": "acme", "total": 10, "failed": 4, "delayed": 1}]}},
+    "post_incident": {"title": "Post-incident", "items": [{"item": "Review", "answer": "why", "ok": False}]},
+}
+GOOD_AUDIT = json.dumps({"ts": "2026-12-01T03:00:05+00:00", "action": "switch_email_provider", "decision": "applied",
+                         "approval": {"by": "alice", "source": "parameter"}, "plan_digest": "abc", "result": {}})
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                      max_size=3), max_leaves=6)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+SUMMARY_PATHS = _paths(GOOD_SUMMARY)
+
+
+@settings(max_examples=EXAMPLES // 10, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(changes=st.lists(st.tuples(st.sampled_from(SUMMARY_PATHS), json_values), max_size=4),
+       audit_lines=st.lists(st.one_of(st.just(GOOD_AUDIT), st.text(max_size=30),
+                                      json_values.map(lambda v: json.dumps(v))), max_size=4))
+def test_review_and_runs_read_around_any_damaged_record(changes: list[tuple[tuple[Any, ...], Any]],
+                                                        audit_lines: list[str]) -> None:
+    summary = json.loads(json.dumps(GOOD_SUMMARY))
+    for path, value in changes:
+        target: Any = summary
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change replaced a parent
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = Path(folder) / "INC-P" / "20261201T030000Z-email_provider_failure"
+        bundle.mkdir(parents=True)
+        (bundle / "summary.json").write_text(json.dumps(summary))
+        (bundle / "audit.jsonl").write_text("\n".join(audit_lines) + "\n")
+        for argv in (["review", "INC-P", "--output", folder], ["runs", "--incident", "INC-P", "--output", folder]):
+            code, text = _cli(argv)
+            assert "Traceback" not in text and "internal error" not in text, (argv, summary, audit_lines, text)
+            assert code == 0, (argv, text)

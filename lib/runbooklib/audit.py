@@ -69,7 +69,7 @@ def read_audit(path: Path, problems: list[str] | None = None) -> list[dict[str, 
             continue
         try:
             entry = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             entry = None
         if isinstance(entry, dict):
             entries.append(entry)

@@ -257,7 +257,12 @@ class RunContext:
         tmp.replace(path)
 
     def finish(self) -> str:
-        """Write the final summary; returns the one-line diagnosis for the notebook's last cell."""
+        """Write the final summary; returns the one-line diagnosis for the notebook's last cell.
+
+        Checks that ran after the diagnosis are taken into its verdict (`Diagnosis.amended`)."""
+        if self.diagnosis is not None:
+            at = self.diagnosis.at
+            self.diagnosis = self.diagnosis.amended([f for f in self.findings.values() if f.at > at])
         self.write_summary("completed")
         cause = self.diagnosis.headline if self.diagnosis else "no diagnosis was made"
         if self.diagnosis is not None and self.diagnosis.cause == "inconclusive":

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -142,6 +142,22 @@ class Diagnosis:
     def __str__(self) -> str:
         return self.headline
 
+    def amended(self, later: Sequence[CheckResult]) -> Diagnosis:
+        """The verdict with the checks that ran after it (recovery confirmation) taken in: what could not be checked
+        is listed beside it, and a `healthy` verdict that a later check contradicts becomes `unknown`."""
+        known = {u["check"] for u in self.unchecked}
+        extra = [{"check": f.name, "what": f.title, "status": f.status, "needed": False, "by_hand": "",
+                  "why": REDACTOR.text(f.summary) + " (after the diagnosis)"}
+                 for f in later if f.status == "error" and f.name not in known]
+        failed = [f for f in later if f.status == "fail"]
+        if self.cause != HEALTHY or not failed:
+            return replace(self, unchecked=[*self.unchecked, *extra])
+        found = "; ".join(f"{f.title}: {f.summary}" for f in failed)
+        return replace(self, cause=UNKNOWN, explanation=f"no all-clear: the checks before the diagnosis passed, but a "
+                                                        f"later one found a problem ({found})",
+                       evidence=[*self.evidence, *(f"{f.title}: {f.summary}" for f in failed)],
+                       unchecked=[*self.unchecked, *extra])
+
 
 def _e(value: Any) -> str:
     return html.escape(REDACTOR.text(str(value)))
@@ -173,8 +189,12 @@ def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, 
                                           if f"{f.title}: {f.summary}" not in incident_evidence]
     blocking = [u for u in missing if u["needed"]]
     if blocking:
-        lead = ("failures are elevated, but no cause could be established and " if incident_present or failed
-                else "no all-clear: ")
+        if incident_present:
+            lead = "failures are elevated, but no cause could be established and "
+        elif failed:
+            lead = (f"{', '.join(f.title for f in failed)} found a problem no known cause explains, and ")
+        else:
+            lead = "no all-clear: "
         return Diagnosis(runbook, INCONCLUSIVE, f"{lead}{len(blocking)} check(s) the verdict needs could not run: "
                                                 f"{could_not_check(blocking, why=False)}", evidence, unchecked=missing)
     if incident_present or failed:

@@ -33,6 +33,8 @@ CHANNEL_PATH = "/api/v1/communication/channels/{channel}"
 RETRY_PATH = "/api/v1/communication/retry-failed"
 DNC_PATH = "/api/v1/communication/do-not-contact"
 CHANNELS = ("email", "sms", "whatsapp")
+COUNTS = ("waiting", "active", "delayed", "failed", "completed")
+"""The counts of a metrics entry (whole numbers ≥ 0; `waiting` is required)."""
 
 
 class PlatformAPI:
@@ -64,6 +66,10 @@ class PlatformAPI:
             self.dependency.trip(f"timed out ({exc.__class__.__name__})")
             unsure = "; the change may or may not have been made — read it back before retrying" if method != "GET" else ""
             raise PlatformUnreachable(f"{what}: timed out ({exc.__class__.__name__}){unsure}") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            self.dependency.trip(f"broke the connection mid-answer ({exc.__class__.__name__})")
+            raise PlatformUnreachable(f"{what}: {self.base_url} broke the connection mid-answer "
+                                      f"({exc.__class__.__name__})") from exc
         except httpx.TransportError as exc:
             self.dependency.trip(f"could not be reached ({exc.__class__.__name__})")
             raise PlatformUnreachable(f"{what}: cannot connect to {self.base_url} ({exc.__class__.__name__})") from exc
@@ -81,10 +87,21 @@ class PlatformAPI:
             raise PlatformResponseError(f"{method} {path}: answer is not JSON", status=response.status_code) from exc
 
     def queue_metrics(self) -> list[dict[str, Any]]:
-        """All queues' metrics, as the API returns them."""
+        """All queues' metrics. Each entry is checked: a name, and counts that are whole numbers ≥ 0 with at least
+        `waiting` present — an answer without usable counts is an error, never read as "0 waiting"."""
         data = self._request("GET", QUEUES_PATH)
-        if not isinstance(data, list) or not all(isinstance(q, dict) and "queue" in q for q in data):
+        if not isinstance(data, list) or not all(isinstance(q, dict) and isinstance(q.get("queue"), str) for q in data):
             raise PlatformResponseError(f"GET {QUEUES_PATH}: expected a JSON array of objects with 'queue'")
+        for entry in data:
+            problems = [f"{key}={entry[key]!r}" for key in COUNTS if key in entry
+                        and (isinstance(entry[key], bool) or not isinstance(entry[key], int) or entry[key] < 0)]
+            if "waiting" not in entry:
+                problems.append("no 'waiting' count")
+            if "paused" in entry and not isinstance(entry["paused"], bool):
+                problems.append(f"paused={entry['paused']!r}")
+            if problems:
+                raise PlatformResponseError(f"GET {QUEUES_PATH}: queue {entry['queue'][:40]!r} has no usable counts "
+                                            f"({', '.join(problems)[:200]}); counts are whole numbers ≥ 0")
         return data
 
     def queue(self, name: str) -> dict[str, Any] | None:

@@ -113,8 +113,9 @@ def check_redis(url: str, *, timeout: float = 2.0, name: str = "redis", within: 
         try:
             seconds = within.allowance("PING")
             facts = run(probe(), timeout=seconds)
-        except QueueError as exc:
-            return CheckResult(name, title, "fail", str(exc), classification="unreachable", duration_ms=ms())
+        except QueueError as exc:  # known down earlier (a finding), or the run's time is up (could not check)
+            return CheckResult(name, title, "fail" if within.down else "error", str(exc), classification="unreachable",
+                               duration_ms=ms())
         except TimeoutError:
             within.trip(f"gave no answer within {seconds:g}s")
             return CheckResult(name, title, "fail", f"Redis does not answer: no reply to {stage['now']} within "

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from runbooklib import charts
+from runbooklib import charts, records
 from runbooklib.audit import read_audit
 from runbooklib.checks import LABELS
 from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
@@ -76,7 +76,7 @@ class RunRecord:
 
     @property
     def applied(self) -> list[str]:
-        return [e["action"] for e in self.audit if e.get("decision") in CHANGED]
+        return [str(e.get("action")) for e in self.audit if e.get("decision") in CHANGED]
 
     @property
     def outcome(self) -> str:
@@ -97,21 +97,23 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
     base = root / incident if incident else root
     if not base.is_dir():
         return []
-    records = []
+    runs = []
     for summary_path in sorted(base.glob(f"**/{SUMMARY}")):
         bundle = summary_path.parent
         problems: list[str] = []
         try:
-            summary = json.loads(summary_path.read_bytes().decode("utf-8", errors="replace"))
-        except (OSError, ValueError):
-            summary = None
-        if not isinstance(summary, dict):
+            loaded = json.loads(summary_path.read_bytes().decode("utf-8", errors="replace"))
+        except (OSError, ValueError, RecursionError):
+            loaded = None
+        summary = records.summary(loaded, problems) if isinstance(loaded, dict) else {}
+        if not summary.get("runbook"):
             problems.append(f"{SUMMARY} is not readable; the run is listed from its folder name only")
-            summary = {"runbook": _runbook_of(bundle.name), "status": "unreadable", "started_at": _started_of(bundle.name)}
+            summary = {"runbook": _runbook_of(bundle.name), "status": "unreadable", "started_at": _started_of(bundle.name),
+                       **{k: v for k, v in summary.items() if k not in ("runbook", "status")}}
         where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
-        audit = read_audit(bundle / AUDIT, problems)
-        records.append(RunRecord(bundle, summary, audit, where, problems))
-    return sorted(records, key=lambda r: r.started)
+        audit = records.audit(read_audit(bundle / AUDIT, problems), problems)
+        runs.append(RunRecord(bundle, summary, audit, where, problems))
+    return sorted(runs, key=lambda r: r.started)
 
 
 def _runbook_of(bundle: str) -> str:
@@ -321,6 +323,11 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
                 f"{diagnosis.get('explanation', 'the run ended before its diagnosis')}")
         if last.unchecked and diagnosis.get("cause") != "inconclusive":
             line += f"; **could not check**: {could_not_check(last.unchecked)}"
+        if last.outcome != "completed":
+            cell = last.summary.get("failed_cell")
+            why = cell.get("error") if isinstance(cell, dict) else None
+            line += (f" — **but the run then {last.outcome.upper()}**" + (f" ({why})" if why else "")
+                     + ": what came after was not checked")
         md.append(line)
         if diagnosis.get("cause") == "inconclusive":
             md.append(f"- **Could not check** ({runbook}) — no all-clear; look at these by hand: "
@@ -535,7 +542,8 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
     payload = REDACTOR.data({
         "incident": review.incident,
         "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause,
-                  "verdict": r.diagnosis.get("outcome"), "could_not_check": [
+                  "verdict": r.diagnosis.get("outcome") if r.outcome == "completed" else f"run {r.outcome}",
+                  "could_not_check": [
                       {"check": u.get("what"), "why": u.get("why"), "needed": bool(u.get("needed"))} for u in r.unchecked],
                   "applied": r.applied, "outcome": r.outcome, "bundle": r.location, "record_problems": r.problems}
                  for r in review.runs],

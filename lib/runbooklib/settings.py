@@ -155,20 +155,30 @@ class Profile:
                 endpoint = self.smtp if dependency == "smtp" else self.smtp_backup
                 if endpoint is None:
                     note(dependency, "not configured in this profile")
-                elif endpoint.password_env:
-                    unset(dependency, endpoint.password_env, f"SMTP password for {endpoint.host}")
+                else:
+                    if endpoint.username_env:
+                        unset(dependency, endpoint.username_env, f"SMTP username for {endpoint.host}")
+                    if endpoint.password_env:
+                        unset(dependency, endpoint.password_env, f"SMTP password for {endpoint.host}")
+                    if endpoint.ca_file and not _readable(endpoint.ca_file):
+                        note(dependency, f"ca_file {endpoint.ca_file!r} cannot be read")
             elif dependency == "ses":
                 if self.ses is None:
                     note(dependency, "not configured in this profile")
                 elif self.ses.access_key_id_env:
                     unset(dependency, self.ses.access_key_id_env, "AWS access key id")
                     unset(dependency, self.ses.secret_access_key_env, "AWS secret access key")
+                elif not _aws_credentials_hinted():
+                    note(dependency, "no AWS credentials in the environment or ~/.aws (an instance role, if any, is "
+                                     "only known at the first call)")
             elif dependency == "twilio":
                 if self.twilio is None:
                     note(dependency, "not configured in this profile")
                 else:
                     unset(dependency, self.twilio.account_sid_env, "Twilio account SID")
                     unset(dependency, self.twilio.auth_token_env, "Twilio auth token")
+                    if not self.twilio.from_numbers:
+                        note(dependency, "no sending numbers are configured (twilio.from_numbers)")
             elif dependency == "whatsapp":
                 if self.whatsapp is None:
                     note(dependency, "not configured in this profile")
@@ -176,7 +186,27 @@ class Profile:
                     unset(dependency, self.whatsapp.access_token_env, "WhatsApp access token")
                     if self.whatsapp.app_id and self.whatsapp.app_secret_env:
                         unset(dependency, self.whatsapp.app_secret_env, "Meta app secret (token checks)")
+                    else:
+                        note(dependency, "the token's validity and expiry are not checked: whatsapp.app_id and "
+                                         "app_secret_env are not configured")
         return out
+
+
+def _readable(path: str) -> bool:
+    try:
+        return Path(path).is_file() and os.access(path, os.R_OK)
+    except (OSError, ValueError):
+        return False
+
+
+def _aws_credentials_hinted() -> bool:
+    """Whether boto3's default chain has something to find without asking the network (variables, files)."""
+    if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE") or os.environ.get(
+            "AWS_WEB_IDENTITY_TOKEN_FILE") or os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        return True
+    home = Path(os.environ.get("HOME") or "~").expanduser()
+    return any(_readable(str(p)) for p in (Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws/credentials"),
+                                           Path(os.environ.get("AWS_CONFIG_FILE") or home / ".aws/config")))
 
 
 def secret(env_name: str, *, what: str) -> str:
@@ -281,6 +311,8 @@ def _check_field(name: str, value: Any, where: str) -> None:
         bad = [n for n in value if not re.fullmatch(r"\+[1-9][0-9]{6,14}", n)]
         if bad:
             raise ConfigError(f"{where}: {_show(bad[0])} is not a number in E.164 form, e.g. \"+15005550006\"")
+    if name == "ca_file" and not _readable(str(value)):
+        raise ConfigError(f"{where}: {_show(value)} is not a readable file (a PEM bundle of CA certificates)")
     if name == "from_address" and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(value)):
         raise ConfigError(f"{where}: {_show(value)} is not an email address")
     if name in ("host", "region", "api_version") and (not str(value).strip() or any(c.isspace() for c in str(value))):

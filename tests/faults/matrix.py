@@ -9,6 +9,7 @@ e.g. SMTP refusing connections is `smtp_unreachable`). Never `healthy`, never a 
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 from collections.abc import Callable
@@ -122,6 +123,16 @@ def _pg_slow(world: World) -> None:
     _database(world, url)
 
 
+def _pg_strange_statuses(world: World) -> None:
+    """Statuses written in another case (`failed`, `delivered`): a failure rate counting FAILED would see none."""
+    url = _pg_database(world, "faults_statuses")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE message_logs SET status = lower(status)"))
+    engine.dispose()
+    _database(world, url)
+
+
 def _pg_locked(world: World) -> None:
     """Another session holds an ACCESS EXCLUSIVE lock on message_logs for the whole run."""
     url = _pg_database(world, "faults_locked")
@@ -174,6 +185,10 @@ def _graph_routes(world: World, routes: dict[str, srv.Route]) -> None:
     _graph(world, world.serve(srv.RoutedHTTP(world.box.graph.url, routes)).url)
 
 
+def _no_sending_numbers(world: World) -> None:
+    world.profile["twilio"]["from_numbers"] = []
+
+
 def _twilio_list_fails(world: World) -> None:
     """The account fetch works; listing the incoming numbers answers 500."""
     sid = world.box.secrets["twilio_account_sid"]
@@ -208,6 +223,9 @@ FAULTS: list[Fault] = [
           lambda w: _api(w, w.serve(srv.Trickle(srv.HTTP_TRICKLE, every=TRICKLE_EVERY)).url), r"no complete answer within"),
     Fault("api_token_unset", "Lineup API", "token variable not set", ALL,
           _unset(SECRET_ENV["api_token"]), r"\$RUNBOOK_DEMO_API_TOKEN, which is not set"),
+    Fault("api_wrong_shape", "Lineup API", "HTTP 200, JSON without counts", ALL,
+          lambda w: _api(w, w.serve(srv.FixedHTTP(200, json.dumps([{"queue": q} for q in (
+              "email", "sms", "whatsapp", "communication-dlq")]))).url), r"has no usable counts"),
     # message_logs on PostgreSQL.
     Fault("db_refused", "PostgreSQL", "connection refused", ALL,
           lambda w: _database(w, f"postgresql://postgres@127.0.0.1:{srv.closed_port()}/postgres"),
@@ -217,6 +235,8 @@ FAULTS: list[Fault] = [
           r"cannot connect to the database: no answer within|did not accept a connection"),
     Fault("db_statement_timeout", "PostgreSQL", "every query past the statement timeout", ALL, _pg_slow,
           r"time limit", postgres=True),
+    Fault("db_strange_statuses", "PostgreSQL", "statuses in lower case", ALL, _pg_strange_statuses,
+          r"statuses this runbook does not know", postgres=True),
     Fault("db_locked", "PostgreSQL", "message_logs locked by another session", ALL, _pg_locked,
           r"locked by another session", postgres=True),
     Fault("db_frozen", "PostgreSQL", "session goes silent after connecting", ALL, _pg_frozen,
@@ -233,11 +253,16 @@ FAULTS: list[Fault] = [
           r"554", {EMAIL: "unknown"}),
     Fault("smtp_bad_starttls", "SMTP", "STARTTLS agreed, then not TLS", (EMAIL,),
           lambda w: _smtp(w, w.serve(srv.SmtpFault("broken_starttls")).port), r"STARTTLS", {EMAIL: "smtp_tls_failure"}),
+    Fault("smtp_username_unset", "SMTP", "username variable not set", (EMAIL,),
+          _unset(SECRET_ENV["smtp_username"]), r"SMTP username .* which is not set"),
     Fault("smtp_password_unset", "SMTP", "password variable not set", (EMAIL,),
           _unset(SECRET_ENV["smtp_password"]), r"which is not set"),
     Fault("ses_throttled", "SES", "Throttling on every call", (EMAIL,),
           lambda w: _ses(w, w.serve(srv.FixedHTTP(400, srv.SES_THROTTLED, content_type="text/xml")).url),
           r"Throttling|could not be parsed|cannot parse"),
+    Fault("ses_empty", "SES", "HTTP 200, empty result", (EMAIL,),
+          lambda w: _ses(w, w.serve(srv.FixedHTTP(200, srv.SES_EMPTY, content_type="text/xml")).url),
+          r"could not read what it got|cannot parse|could not be parsed"),
     Fault("ses_silent", "SES", "accepts, never answers", (EMAIL,), lambda w: _ses(w, w.serve(srv.Silent()).url),
           r"no complete answer within|Timeout"),
     Fault("ses_500", "SES", "HTTP 500", (EMAIL,),
@@ -252,6 +277,10 @@ FAULTS: list[Fault] = [
           r"20429|429"),
     Fault("twilio_list_fails", "Twilio", "the numbers list answers 500", (SMS,),
           lambda w: _twilio_list_fails(w), r"list call failed"),
+    Fault("twilio_empty", "Twilio", "HTTP 200, {}", (SMS,), lambda w: _twilio(w, w.serve(srv.FixedHTTP(200, "{}")).url),
+          r"without a known account status"),
+    Fault("twilio_no_numbers", "Twilio", "no sending numbers configured", (SMS,), _no_sending_numbers,
+          r"no sending numbers are configured"),
     Fault("twilio_silent", "Twilio", "accepts, never answers", (SMS,), lambda w: _twilio(w, w.serve(srv.Silent()).url),
           r"did not answer in time|no complete answer"),
     Fault("twilio_trickle", "Twilio", "a byte every 0.5 s", (SMS,),
@@ -266,6 +295,8 @@ FAULTS: list[Fault] = [
     Fault("graph_500", "Graph API", "HTTP 500 (code 2)", (WHATSAPP,),
           lambda w: _graph(w, w.serve(srv.FixedHTTP(500, srv.graph_error(2, "Service temporarily unavailable"))).url),
           r"Graph 2 "),
+    Fault("graph_empty", "Graph API", "HTTP 200, {}", (WHATSAPP,), lambda w: _graph(w, w.serve(srv.FixedHTTP(200, "{}")).url),
+          r"answer has no|has neither"),
     Fault("graph_silent", "Graph API", "accepts, never answers", (WHATSAPP,),
           lambda w: _graph(w, w.serve(srv.Silent()).url), r"no complete answer within|timed out"),
     Fault("graph_token_unset", "Graph API", "access token variable not set", (WHATSAPP,),

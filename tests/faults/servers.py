@@ -314,6 +314,10 @@ SES_THROTTLED = ("<ErrorResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01
                  "<Code>Throttling</Code><Message>Rate exceeded</Message></Error><RequestId>f</RequestId></ErrorResponse>")
 
 
+SES_EMPTY = ("<GetSendQuotaResponse xmlns=\"http://ses.amazonaws.com/doc/2010-12-01/\"><GetSendQuotaResult/>"
+             "<ResponseMetadata><RequestId>f</RequestId></ResponseMetadata></GetSendQuotaResponse>")
+
+
 def stop_all(servers: list[Any]) -> None:
     for server in servers:
         try:

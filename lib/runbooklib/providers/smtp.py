@@ -22,7 +22,7 @@ from typing import Any
 from runbooklib.checks import CheckResult, Step, timed
 from runbooklib.deadline import Dependency, watchdog
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SmtpEndpoint, optional_secret, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SmtpEndpoint, secret
 
 EHLO_NAME = "runbook.lineup.app"
 UNREACHABLE = "unreachable"
@@ -32,8 +32,14 @@ SERVER_ERROR = "server_error"
 
 
 def tls_context(endpoint: SmtpEndpoint) -> ssl.SSLContext:
-    """A verifying context (smtplib's default does not verify); unverified only when configured so."""
-    ctx = ssl.create_default_context(cafile=endpoint.ca_file or None)
+    """A verifying context (smtplib's default does not verify); unverified only when configured so.
+
+    Raises ConfigError when `ca_file` cannot be read as CA certificates."""
+    try:
+        ctx = ssl.create_default_context(cafile=endpoint.ca_file or None)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise ConfigError(f"ca_file {endpoint.ca_file!r} cannot be used as CA certificates: "
+                          f"{exc.__class__.__name__}: {exc}") from exc
     if not endpoint.verify_tls:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -44,7 +50,7 @@ def credentials(endpoint: SmtpEndpoint) -> tuple[str, str] | None:
     """(username, password) from the variables the endpoint names; None when it names none."""
     if not endpoint.username_env and not endpoint.password_env:
         return None
-    user = optional_secret(endpoint.username_env) or ""
+    user = secret(endpoint.username_env, what=f"SMTP username for {endpoint.host}") if endpoint.username_env else ""
     password = secret(endpoint.password_env, what=f"SMTP password for {endpoint.host}")
     return user, password
 
@@ -190,6 +196,7 @@ def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, labe
                              "verify_tls": endpoint.verify_tls}
     try:
         login = credentials(endpoint)
+        tls_context(endpoint)
     except ConfigError as exc:
         return CheckResult(name, title, "error", str(exc), classification="config", facts=facts)
     steps: list[Step] = []
@@ -232,6 +239,7 @@ def send_email(endpoint: SmtpEndpoint, *, to: str, subject: str, body: str, time
     message.set_content(body)
     try:
         login = credentials(endpoint)
+        tls_context(endpoint)
     except ConfigError as exc:
         raise ProviderAuthError(str(exc), code="config") from exc
     steps: list[Step] = []

@@ -29,6 +29,8 @@ from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, Pro
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, TwilioEndpoint, secret
 
 AUTH_CODES = (20003, 20005, 20006, 20008)
+ACCOUNT_STATUSES = ("active", "suspended", "closed")
+"""What Twilio's Account resource says of `status`; anything else is an answer we cannot read."""
 NUMBERS_PAGE = 50
 
 
@@ -135,6 +137,10 @@ def check_account(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
         except Exception as exc:  # every failure becomes a finding
             return _failed(name, title, normalise(exc), ms())
     facts = {"status": account.status, "type": account.type, "friendly_name": account.friendly_name}
+    if account.status not in ACCOUNT_STATUSES:
+        return CheckResult(name, title, "error", f"could not check: Twilio answered without a known account status "
+                           f"({str(account.status)[:40]!r})", classification="bad_response", facts=facts,
+                           duration_ms=ms())
     if account.status != "active":
         return CheckResult(name, title, "fail", f"account is {account.status}", classification="account_suspended",
                            facts=facts, duration_ms=ms())
@@ -149,7 +155,8 @@ def check_numbers(endpoint: TwilioEndpoint | None, *, timeout: float, name: str 
     if endpoint is None:
         return CheckResult(name, title, "skipped", "Twilio is not configured in this environment")
     if not endpoint.from_numbers:
-        return CheckResult(name, title, "warn", "no sending numbers configured (twilio.from_numbers)")
+        return CheckResult(name, title, "error", "no sending numbers are configured (twilio.from_numbers): the "
+                           "senders cannot be checked", classification="config")
     with timed() as ms:
         try:
             tw = client(endpoint, timeout=timeout)

@@ -95,15 +95,23 @@ class Graph:
         params: dict[str, Any] = {"fields": TEMPLATE_FIELDS, "limit": 100}
         for _ in range(MAX_PAGES):
             page = self.request("GET", f"/{self.endpoint.waba_id}/message_templates", params=params)
-            out += page.get("data", [])
-            after = page.get("paging", {}).get("cursors", {}).get("after")
-            if not page.get("paging", {}).get("next") or not after:
+            data, paging = page.get("data"), page.get("paging") or {}
+            cursors = paging.get("cursors") if isinstance(paging, dict) else None
+            if (not isinstance(data, list) or not all(isinstance(t, dict) for t in data) or not isinstance(paging, dict)
+                    or not isinstance(cursors or {}, dict)):
+                raise ProviderResponseError("Graph API: the templates answer has no list of templates in 'data'")
+            out += data
+            after = (cursors or {}).get("after")
+            if not paging.get("next") or not after:
                 break
             params = {**params, "after": after}
         return out
 
     def phone_number(self) -> dict[str, Any]:
-        return self.request("GET", f"/{self.endpoint.phone_number_id}", params={"fields": PHONE_FIELDS})
+        phone = self.request("GET", f"/{self.endpoint.phone_number_id}", params={"fields": PHONE_FIELDS})
+        if not isinstance(phone.get("status"), str) and not isinstance(phone.get("quality_rating"), str):
+            raise ProviderResponseError("Graph API: the phone number answer has neither 'status' nor 'quality_rating'")
+        return phone
 
     def app_token(self) -> str:
         if not self.endpoint.app_id or not self.endpoint.app_secret_env:
@@ -113,7 +121,9 @@ class Graph:
     def debug_token(self, token: str | None = None) -> dict[str, Any]:
         """`data` of debug_token for `token` (default: our access token), asked with the app token."""
         body = self.request("GET", "/debug_token", params={"input_token": token or self._token}, token=self.app_token())
-        data: dict[str, Any] = body.get("data", {})
+        data = body.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("is_valid"), bool):
+            raise ProviderResponseError("Graph API: the debug_token answer has no 'data.is_valid'")
         return data
 
     def exchange_token(self) -> tuple[str, int | None]:

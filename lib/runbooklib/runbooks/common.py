@@ -10,8 +10,9 @@ under the names its notebook uses.
 from __future__ import annotations
 
 import csv
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from runbooklib.diagnosis import Match, Needed
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
+from runbooklib.schema import FAILED_STATUSES, STATUSES
 
 MIN_FAILURES = 10
 """Fewer failures than this in the window is never an incident by itself."""
@@ -40,6 +42,32 @@ MAX_TENANTS_PER_CHANGE = 25
 RECOVERY_WINDOW = timedelta(minutes=10)
 MITIGATED_AT = "mitigated_at"
 """ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
+
+
+def guard_checks(namespace: dict[str, Any], findings: Mapping[str, str] | None = None) -> None:
+    """Wrap every `check_*` function of a runbook module so that an exception it did not expect (an answer of a
+    shape it does not know, a bug) becomes a finding that could not check, not a crashed cell.
+
+    `findings` names the finding of a check whose name is not its function's (`check_error_codes` → `top_errors`),
+    so that a needed check that broke is reported as what it is, not as "not run"."""
+    for attr, fn in list(namespace.items()):
+        if attr.startswith("check_") and callable(fn) and not getattr(fn, "guarded", False):
+            namespace[attr] = _guarded(fn, (findings or {}).get(attr, attr.removeprefix("check_")))
+
+
+def _guarded(fn: Callable[..., CheckResult], name: str) -> Callable[..., CheckResult]:
+    @functools.wraps(fn)
+    def run(ctx: RunContext, *args: Any, **kwargs: Any) -> CheckResult:
+        try:
+            return fn(ctx, *args, **kwargs)
+        except Exception as exc:  # a failing check is a result, never a crash
+            title = name.replace("_", " ")
+            return ctx.record(CheckResult(name, title, "error", REDACTOR.text(
+                f"the check could not read what it got: {exc.__class__.__name__}: {str(exc)[:200]} (an answer of a "
+                "shape it does not know, or a bug — check by hand)"), classification="check_broke"))
+    run.guarded = True  # type: ignore[attr-defined]
+    run.finding = name  # type: ignore[attr-defined]
+    return run
 
 
 def sampling_needs(params: Any, slot: float) -> dict[str, float]:
@@ -158,9 +186,11 @@ class ChannelChecks:
     def needed(self, ctx: RunContext) -> list[Needed]:
         """What every channel runbook's `healthy` rests on: message_logs (rate, errors, tenants) and the queue."""
         where = f"channel = '{self.channel}' AND created_at > {window_sql(ctx)}" + (
-            f" AND tenant_id = '{ctx.params.tenant_id}'" if ctx.by_tenant else "")
+            " AND tenant_id = '" + ctx.params.tenant_id.replace("'", "''") + "'" if ctx.by_tenant else "")
         return [
             Needed("failure_rate", f"the {self.label} failure rate in message_logs",
+                   f"SELECT status, COUNT(*) FROM message_logs WHERE {where} GROUP BY status;"),
+            Needed("status_counts", f"{self.label} messages by status (only known statuses)",
                    f"SELECT status, COUNT(*) FROM message_logs WHERE {where} GROUP BY status;"),
             Needed("top_errors", f"the errors of failing {self.label} messages",
                    f"SELECT metadata->>'error', COUNT(*) FROM message_logs WHERE {where} AND status = 'FAILED' "
@@ -259,6 +289,13 @@ class ChannelChecks:
                 return db_error(ctx, name, title, exc)
         counts = dict(zip(frame["status"], frame["count"], strict=True)) if not frame.empty else {}
         summary = ", ".join(f"{s} {int(c):,}" for s, c in counts.items()) or f"no {self.noun} in the window"
+        by_status = {str(k): int(v) for k, v in counts.items()}
+        strange = ", ".join(f"{k!r} {v:,}" for k, v in by_status.items() if k not in STATUSES)
+        if strange:  # a failure rate counts FAILED only: statuses it does not know may hide failures
+            text = (f"message_logs holds statuses this runbook does not know: {strange[:300]}; the failure rate "
+                    f"counts only {', '.join(FAILED_STATUSES)} of {', '.join(STATUSES)}, so it cannot be trusted")
+            return ctx.record(CheckResult(name, title, "error", text, classification="unknown_status",
+                                          facts={"by_status": by_status}, table=frame, duration_ms=ms()))
         return ctx.record(CheckResult(name, title, "ok" if counts else "warn", summary,
                                       facts={"by_status": {k: int(v) for k, v in counts.items()}}, table=frame,
                                       duration_ms=ms()))

@@ -31,6 +31,7 @@ from runbooklib.runbooks.common import (
     finding,
     from_check,
     from_logs,
+    guard_checks,
     log_evidence,
     sampling_needs,
     tenant_rule,
@@ -387,3 +388,6 @@ def post_incident(ctx: RunContext) -> Checklist:
     ctx.extra["post_incident"] = checklist.to_json()
     ctx.write_summary()
     return checklist
+
+
+guard_checks(globals(), {"check_recovery": "recovery_failure_rate"})

@@ -21,7 +21,8 @@ from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, Q
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
 from runbooklib.report import Checklist
-from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding, passed
+from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding, guard_checks, passed
+from runbooklib.schema import STATUSES
 
 SLUG = "high_retry_volume"
 TITLE = "High Retry Volume"
@@ -165,11 +166,11 @@ def check_queues(ctx: RunContext) -> CheckResult:
     """Every queue from BullMQ directly and from the Lineup metrics API, side by side."""
     name, title = "queues", "Queues: BullMQ and the metrics API"
     with timed() as ms:
+        api, api_error = _metrics_api(ctx)  # the spec's check, read whether or not Redis answers
         try:
             bull = {q: _admin(ctx).counts(q) for q in QUEUES}
         except (QueueError, ConfigError) as exc:
             return _no_queues(ctx, name, title, exc)
-        api, api_error = _metrics_api(ctx)
     rows = []
     for q in QUEUES:
         c, a = bull[q], api.get(q, {})
@@ -310,6 +311,12 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
     except (QueryError, ConfigError) as exc:
         return db_error(ctx, name, title, exc)
     ctx.state["retry_distribution"] = dist
+    strange = sorted({str(x) for x in dist["status"]} - set(STATUSES)) if not dist.empty else []
+    if strange:  # failing and retrying are counted by status: statuses it does not know may hide them
+        return ctx.record(CheckResult(name, title, "error", f"message_logs holds statuses this runbook does not know: "
+                                      f"{', '.join(map(repr, strange))[:300]}; retries and failures are counted by "
+                                      f"{', '.join(STATUSES)}, so the pattern cannot be trusted",
+                                      classification="unknown_status", table=dist))
     ratio_now = int(now.get("retries") or 0) / max(int(now.get("first_attempts") or 0), 1)
     ratio_base = int(base.get("retries") or 0) / max(int(base.get("first_attempts") or 0), 1)
     total_problem = int(errors["count"].sum()) if not errors.empty else 0
@@ -621,6 +628,9 @@ def replay_dlq(ctx: RunContext) -> ReplayDlq:
 def review_failed_jobs(ctx: RunContext) -> CheckResult:
     """Write the failed jobs (reason, attempts, message id) to the run bundle before anything is cleaned."""
     name, title = "failed_jobs_review", "Failed jobs: review list"
+    if not passed(ctx, "failed_jobs"):
+        return ctx.record(CheckResult(name, title, "error", "the failed jobs could not be read in this run: no review "
+                                      "list was written (and nothing can be cleaned)", classification="redis"))
     jobs = ctx.state.get("failed_jobs") or []
     with (ctx.run_dir / REVIEW_FILE).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -716,3 +726,6 @@ def post_incident(ctx: RunContext) -> Checklist:
     ctx.extra["post_incident"] = checklist.to_json()
     ctx.write_summary()
     return checklist
+
+
+guard_checks(globals(), {"check_redis_health": "redis", "check_recovery": "recovery"})

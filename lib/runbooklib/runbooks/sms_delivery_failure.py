@@ -35,6 +35,7 @@ from runbooklib.runbooks.common import (
     class_share,
     finding,
     from_check,
+    guard_checks,
     log_evidence,
     passed,
     sampling_needs,
@@ -453,3 +454,11 @@ def post_incident(ctx: RunContext) -> Checklist:
     ctx.extra["post_incident"] = checklist.to_json()
     ctx.write_summary()
     return checklist
+
+
+guard_checks(globals(), {
+    "check_error_codes": "top_errors",
+    "check_twilio_status": "status_page",
+    "check_sender_numbers": "twilio_numbers",
+    "check_recovery": "recovery_failure_rate",
+})

@@ -31,6 +31,7 @@ from runbooklib.runbooks.common import (
     db_error,
     finding,
     from_check,
+    guard_checks,
     log_evidence,
     sampling_needs,
     tenant_rule,
@@ -529,3 +530,12 @@ def post_incident(ctx: RunContext) -> Checklist:
     ctx.extra["post_incident"] = checklist.to_json()
     ctx.write_summary()
     return checklist
+
+
+guard_checks(globals(), {
+    "check_error_codes": "top_errors",
+    "check_templates": "wa_templates",
+    "check_phone_number": "wa_phone",
+    "check_access_token": "wa_token",
+    "check_recovery": "recovery_failure_rate",
+})
