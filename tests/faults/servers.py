@@ -18,13 +18,12 @@ import json
 import socket
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from runbooklib.sandbox.ports import free_port
+from runbooklib.sandbox.standins import StandIn
 
 
 def closed_port() -> int:
@@ -122,58 +121,17 @@ HTTP_TRICKLE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-L
 SMTP_TRICKLE = b"220 smtp.trickle.test ESMTP ready, eventually\r\n"
 
 
-class _HTTP:
-    """A threaded HTTP server on loopback; `answer(method, path, headers, body)` gives (status, headers, payload)."""
-
-    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        raise NotImplementedError
-
-    def __init__(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _answer(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                status, headers, payload = outer.answer(self.command, self.path, dict(self.headers.items()), body)
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _answer
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class FixedHTTP(_HTTP):
-    """Answers every request with `status`, `body` and `content_type` (records the requests)."""
+class FixedHTTP(StandIn):
+    """Answers every request with `status`, `body` and `content_type` (the sandbox's stand-in base logs requests)."""
 
     def __init__(self, status: int, body: str | bytes, *, content_type: str = "application/json") -> None:
-        self.requests: list[tuple[str, str]] = []
+        super().__init__()
         self.status, self.content_type = status, content_type
         self.payload = body.encode() if isinstance(body, str) else body
-        super().__init__()
+        self.start()
 
-    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        self.requests.append((method, path))
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+               body: bytes) -> tuple[int, dict[str, str], bytes]:
         return self.status, {"Content-Type": self.content_type}, self.payload
 
 
@@ -182,22 +140,22 @@ Route = tuple[int, str, str]
 _HOP = ("host", "content-length", "transfer-encoding", "connection", "content-encoding")
 
 
-class RoutedHTTP(_HTTP):
+class RoutedHTTP(StandIn):
     """Forwards every request to `target` (a real stand-in), except paths matching a route, answered as given."""
 
     def __init__(self, target: str, routes: dict[str, Route]) -> None:
-        self.hits: list[str] = []
+        super().__init__()
         self.routes = routes
         self.upstream = httpx.Client(base_url=target, timeout=10)
-        super().__init__()
+        self.start()
 
-    def answer(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
-        route = next((r for prefix, r in self.routes.items() if urlsplit(path).path.startswith(prefix)), None)
+    def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str],
+               body: bytes) -> tuple[int, dict[str, str], bytes]:
+        route = next((r for prefix, r in self.routes.items() if path.startswith(prefix)), None)
         if route is not None:
-            self.hits.append(path)
             status, text, ctype = route
             return status, {"Content-Type": ctype}, text.encode()
-        forwarded = self.upstream.request(method, path, content=body,
+        forwarded = self.upstream.request(method, path, params=query, content=body,
                                           headers={k: v for k, v in headers.items() if k.lower() not in _HOP})
         return (forwarded.status_code, {k: v for k, v in forwarded.headers.items() if k.lower() not in _HOP},
                 forwarded.content)
