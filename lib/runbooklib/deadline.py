@@ -150,14 +150,20 @@ class Dependency:
             seconds = min(seconds, remaining)
         return seconds
 
-    def call(self, fn: Callable[[], T], what: str, *, changes: bool = False) -> T:
+    def call(self, fn: Callable[[], T], what: str, *, changes: bool = False,
+             down_on: tuple[type[BaseException], ...] = ()) -> T:
         """`fn()` within the deadline; at the deadline the service is marked down and `error` raised.
 
         `changes`: the call changes something; an abandoned call may still land, and the error says so.
+        `down_on`: the client's own errors that mean the service cannot be reached (refused, timed out, hung
+        up): the service is marked down and the error goes on to the caller, who maps it.
         """
         seconds = self.allowance(what)
         try:
             return within(fn, seconds)
+        except down_on as exc:
+            self.trip(f"could not be reached ({exc.__class__.__name__})")
+            raise
         except DeadlineExceeded as exc:
             self.trip(f"gave no complete answer within {seconds:g}s")
             unsure = "; the change may or may not have been made — read it back before retrying" if changes else ""

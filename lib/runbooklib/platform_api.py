@@ -61,17 +61,14 @@ class PlatformAPI:
         what = f"{method} {path}"
         try:
             response = self.dependency.call(lambda: self._client.request(method, path, **kwargs), what,
-                                            changes=method != "GET")
+                                            changes=method != "GET", down_on=(httpx.TransportError,))
         except httpx.TimeoutException as exc:
-            self.dependency.trip(f"timed out ({exc.__class__.__name__})")
             unsure = "; the change may or may not have been made — read it back before retrying" if method != "GET" else ""
             raise PlatformUnreachable(f"{what}: timed out ({exc.__class__.__name__}){unsure}") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            self.dependency.trip(f"broke the connection mid-answer ({exc.__class__.__name__})")
             raise PlatformUnreachable(f"{what}: {self.base_url} broke the connection mid-answer "
                                       f"({exc.__class__.__name__})") from exc
         except httpx.TransportError as exc:
-            self.dependency.trip(f"could not be reached ({exc.__class__.__name__})")
             raise PlatformUnreachable(f"{what}: cannot connect to {self.base_url} ({exc.__class__.__name__})") from exc
         if response.status_code in (401, 403):
             raise PlatformAuthError(f"{method} {path}: HTTP {response.status_code}, token rejected",

@@ -124,7 +124,8 @@ def time_budget(spec: catalog.RunbookSpec, params: CommonParams, profile: Profil
     """A run's time budget from its parameters and profile: start-up, one outside call per code cell (each
     allowed the profile's total deadline or a statement timeout), the runbook's deliberate waits, finishing.
 
-    `profile` None: the kernel starts its own demo sandbox (timeouts of the built-in demo profile)."""
+    `profile` None: the kernel starts its own demo sandbox; the default timeouts are used (longer than the
+    sandbox's own, so the budget still holds)."""
     from runbooklib.db import CLIENT_MARGIN
     from runbooklib.settings import Profile as _Profile
 

@@ -44,6 +44,22 @@ def test_a_dependency_that_timed_out_is_not_called_again() -> None:
     assert calls == [1] and time.monotonic() - started < 0.1
 
 
+def test_a_client_error_that_means_unreachable_marks_the_service_down() -> None:
+    dep = Dependency("API", 1, ProviderTimeout)
+
+    def refused() -> None:
+        raise ConnectionRefusedError("refused")
+    with pytest.raises(ConnectionRefusedError):
+        dep.call(refused, "GET", down_on=(ConnectionRefusedError,))
+    assert dep.down == "could not be reached (ConnectionRefusedError)"
+    with pytest.raises(ProviderTimeout, match="not tried"):
+        dep.call(lambda: None, "GET again")
+    other = Dependency("API", 1, ProviderTimeout)
+    with pytest.raises(KeyError):
+        other.call(lambda: {}["x"], "GET", down_on=(ConnectionRefusedError,))
+    assert other.down is None
+
+
 def test_a_changing_call_cut_at_its_deadline_says_it_may_have_landed() -> None:
     with pytest.raises(ProviderTimeout, match="may or may not have been made"):
         Dependency("API", 0.2, ProviderTimeout).call(lambda: time.sleep(2), "PATCH", changes=True)

@@ -44,14 +44,13 @@ def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) 
     return Dependency("SES", seconds, ProviderTimeout)
 
 
+UNREACHABLE = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
+"""botocore's errors for an endpoint that cannot be reached: SES is then known down for the run."""
+
+
 def _call(within: Dependency | None, fn: Any, what: str) -> Any:
-    """One SES call under the total deadline; a service that cannot be reached is remembered as down."""
-    within = within or dependency()
-    try:
-        return within.call(fn, f"SES {what}")
-    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError) as exc:
-        within.trip(f"could not be reached ({exc.__class__.__name__})")
-        raise
+    """One SES call under the total deadline."""
+    return (within or dependency()).call(fn, f"SES {what}", down_on=UNREACHABLE)
 
 
 def clients(endpoint: SesEndpoint, *, connect_timeout: float, read_timeout: float) -> tuple[Any, Any]:
@@ -88,8 +87,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
         return "provider_error", f"{code or f'HTTP {status}'}: {message}"
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return "config", "no AWS credentials found"
-    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectTimeoutError | bx.ReadTimeoutError
-                  | bx.ConnectionClosedError):
+    if isinstance(exc, UNREACHABLE):
         return "unreachable", f"{exc.__class__.__name__}: {exc}"
     if isinstance(exc, ResponseParserError):
         return "bad_response", "SES answered with something boto3 cannot parse"

@@ -55,13 +55,8 @@ def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) 
 
 def _call(within: Dependency | None, fn: Any, what: str, *, changes: bool = False) -> Any:
     """One Twilio call under the total deadline; a service that cannot be reached is remembered as down."""
-    within = within or dependency()
-    try:
-        return within.call(fn, f"Twilio {what}", changes=changes)
-    except requests.exceptions.RequestException as exc:
-        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
-            within.trip(f"could not be reached ({exc.__class__.__name__})")
-        raise
+    return (within or dependency()).call(fn, f"Twilio {what}", changes=changes, down_on=(
+        requests.exceptions.ConnectionError, requests.exceptions.Timeout))
 
 
 def client(endpoint: TwilioEndpoint, *, timeout: float) -> Client:

@@ -67,12 +67,11 @@ class Graph:
         headers = {"Authorization": f"Bearer {token if token is not None else self._token}"}
         try:
             response = self.within.call(lambda: self._http.request(method, path, headers=headers, **kwargs),
-                                        f"Graph API {method} {path}", changes=method != "GET")
+                                        f"Graph API {method} {path}", changes=method != "GET",
+                                        down_on=(httpx.TransportError,))
         except httpx.TimeoutException as exc:
-            self.within.trip("timed out")
             raise ProviderTimeout(f"Graph API {method} {path}: timed out", code="timeout") from exc
         except httpx.TransportError as exc:
-            self.within.trip("could not be reached")
             raise ProviderTimeout(f"Graph API {method} {path}: cannot connect", code="unreachable") from exc
         try:
             body = response.json()

@@ -222,8 +222,10 @@ def _measure_queues(ctx: RunContext, counts: dict[str, dict[str, Any]], *, basis
             ctx.measure("queue_depth", counts[q]["backlog"], scope=q, basis=basis, at=at)
 
 
-def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:  # raises QueueError, ConfigError
-    """Counts of every queue, `recovery_samples` times (at least 2), `recovery_interval` apart."""
+def _sample(ctx: RunContext) -> tuple[list[dict[str, dict[str, Any]]], float]:
+    """Counts of every queue, `recovery_samples` times (at least 2), `recovery_interval` apart.
+
+    Raises QueueError (Redis down or silent) or ConfigError (no Redis URL)."""
     p = _params(ctx)
     interval = parse_duration(p.recovery_interval).total_seconds()
     samples: list[dict[str, dict[str, Any]]] = []
