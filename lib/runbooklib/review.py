@@ -8,12 +8,18 @@ failed and delayed per channel and tenant, messages replayed or re-queued); each
 post-incident checklist as its last run answered it; and each run's evidence with its checksums
 verified. It is written as Markdown and as one self-contained HTML file (charts inline, no scripts,
 no network).
+
+Every bundle's record is verified as it is read (`records.verify_ledger`: the audit hash chain, the
+summary's seal of the audit log and of the evidence index, each evidence checksum); what fails is a
+record problem, listed by `runbook runs`, near the top of the review ("Record integrity") and in the
+webhook. An apply that was begun (`applying`) and has no outcome is shown as interrupted, outcome
+unknown, with what to verify by hand; when a run's record has problems, the review never says that
+nothing was applied, only that the record cannot confirm it.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import json
@@ -26,7 +32,7 @@ from typing import Any
 import httpx
 
 from runbooklib import charts, records
-from runbooklib.audit import read_audit
+from runbooklib.audit import read_audit_lines
 from runbooklib.checks import LABELS
 from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
 from runbooklib.deadline import DeadlineExceeded, within
@@ -37,6 +43,8 @@ from runbooklib.params import INCIDENT_RE
 from runbooklib.redact import REDACTOR
 
 CHANGED = ("applied", "undone")
+NO_HINT = "check the target system by hand for whether the change took effect"
+"""What to verify of an interrupted apply whose record says nothing more."""
 
 
 @dataclass
@@ -78,6 +86,29 @@ class RunRecord:
     def applied(self) -> list[str]:
         return [str(e.get("action")) for e in self.audit if e.get("decision") in CHANGED]
 
+    def interrupted_entries(self) -> list[dict[str, Any]]:
+        """The `applying` entries with no later entry recording their outcome (`of` = their `seq`)."""
+        out = []
+        for i, entry in enumerate(self.audit):
+            if entry.get("decision") != "applying":
+                continue
+            seq = entry.get("seq")
+            if isinstance(seq, int) and any(later.get("of") == seq for later in self.audit[i + 1:]):
+                continue
+            out.append(entry)
+        return out
+
+    @property
+    def interrupted(self) -> list[dict[str, Any]]:
+        """Applies begun and never recorded as finished (the run was killed): their outcome is unknown.
+        Each: action, verify_by_hand (what a responder must check), plan_digest, seq, at."""
+        return [_interruption(e) for e in self.interrupted_entries()]
+
+    @property
+    def changed(self) -> list[str]:
+        """What this run applied or undid, then what it began applying and never recorded the outcome of."""
+        return self.applied + [f"{i['action']} INTERRUPTED (outcome unknown)" for i in self.interrupted]
+
     @property
     def outcome(self) -> str:
         return str(self.summary.get("status", "?"))
@@ -85,13 +116,28 @@ class RunRecord:
     def line(self) -> str:
         operator = self.summary.get("operator") or "—"
         return (f"{self.started:<25}  {self.runbook:<27}  {operator:<12}  {self.cause:<28}  "
-                f"{', '.join(self.applied) or 'nothing applied':<30}  {self.outcome}")
+                f"{', '.join(self.changed) or ('none on record (unconfirmed)' if self.problems else 'nothing applied'):<30}"
+                f"  {self.outcome}")
 
 
-def list_runs(root: Path, incident: str | None = None, *, location: str | None = None) -> list[RunRecord]:
-    """Every run bundle under `root` (or under `root/<incident>`), oldest first.
+def _interruption(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"action": str(entry.get("action")), "verify_by_hand": str(entry.get("verify_by_hand") or NO_HINT),
+            "plan_digest": entry.get("plan_digest"), "seq": entry.get("seq"), "at": entry.get("ts")}
 
-    `location` is where `root`'s runs are kept when `root` is a local copy (an `s3://` prefix)."""
+
+def _interrupted_text(item: dict[str, Any], run: int) -> str:
+    return (f"{item['action']} (run {run}): interrupted while applying — outcome unknown; "
+            f"verify: {item['verify_by_hand']}")
+
+
+def list_runs(root: Path, incident: str | None = None, *, location: str | None = None,
+              evidence: bool | None = None) -> list[RunRecord]:
+    """Every run bundle under `root` (or under `root/<incident>`), oldest first, each with its record verified.
+
+    `location` is where `root`'s runs are kept when `root` is a local copy (an `s3://` prefix). `evidence`:
+    whether `evidence/` is verified too (default: when the bundles are local; a copy of remote runs may not
+    have fetched it)."""
+    check_evidence = location is None if evidence is None else evidence
     if incident is not None and not INCIDENT_RE.match(incident):
         raise ConfigError(f"{incident!r} is not an incident id", parameter="incident")
     base = root / incident if incident else root
@@ -111,7 +157,10 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
             summary = {"runbook": _runbook_of(bundle.name), "status": "unreadable", "started_at": _started_of(bundle.name),
                        **{k: v for k, v in summary.items() if k not in ("runbook", "status")}}
         where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
-        audit = records.audit(read_audit(bundle / AUDIT, problems), problems)
+        numbered = read_audit_lines(bundle / AUDIT, problems)
+        problems += records.verify_ledger(loaded if isinstance(loaded, dict) else None, bundle / AUDIT, numbered,
+                                          bundle / EVIDENCE if check_evidence else None)
+        audit = records.audit([entry for _, entry in numbered], problems)
         runs.append(RunRecord(bundle, summary, audit, where, problems))
     return sorted(runs, key=lambda r: r.started)
 
@@ -287,7 +336,7 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
     """(time, runbook, what happened) for every run start, check, diagnosis and gate decision, in time order
     (events of one run keep their order when they share a timestamp)."""
     rows: list[tuple[str, str, str]] = []
-    for r in runs:
+    for n, r in enumerate(runs, 1):
         window = (r.summary.get("window") or {}).get("length")
         rows.append((r.started, r.runbook, f"run started by {r.summary.get('operator') or 'unknown'} "
                                            f"({r.summary.get('environment')}, window {window})"))
@@ -301,11 +350,19 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
         if diagnosis:
             rows.append((str(diagnosis.get("at") or r.started), r.runbook,
                          f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}"))
+        cut = r.interrupted_entries()
         for e in r.audit:
             approval = e.get("approval") or {}
             who = f" — approved by {approval.get('by')} ({approval.get('source')}) for plan {e.get('plan_digest')}" \
                 if approval else ""
-            rows.append((str(e.get("ts", "")), r.runbook, f"{e.get('action')}: {e.get('decision')}{who} — {e.get('message')}"))
+            what = f"{e.get('action')}: {e.get('decision')}{who}"
+            if e.get("decision") == "already_applied":
+                what += f" — skipped: already applied by run {e.get('by_run') or '?'}"
+            if e.get("message"):
+                what += f" — {e.get('message')}"
+            if any(e is c for c in cut):
+                what += " — **" + _interrupted_text(_interruption(e), n) + "**"
+            rows.append((str(e.get("ts", "")), r.runbook, what))
         finish = (r.summary.get("timings") or {}).get("finished_at")
         if finish:
             rows.append((str(finish), r.runbook, f"run {r.outcome}"))
@@ -335,8 +392,14 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
                                                                        if u.get("by_hand") else "")
                                   for u in last.unchecked if u.get("needed")))
     done = [c for c in applied if c.mitigation]
-    md.append("- **Done**: " + ("; ".join(f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})" for c in done)
-                                if done else "no mitigation was applied"))
+    items = ([f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})" for c in done]
+             + [_interrupted_text(i, n) for n, i in _interrupted(runs)])
+    doubt = _unconfirmed(runs)
+    if items:
+        md.append("- **Done**: " + "; ".join(items) + (f" — and the record cannot confirm this is all: {doubt}" if doubt else ""))
+    else:
+        md.append("- **Done**: " + (f"no mitigation is on record, but the record cannot confirm that none was applied: "
+                                    f"{doubt}" if doubt else "no mitigation was applied"))
     moved = [f"{f.label} {_fmt(f.series[0].metric, f.before.value)} → {_fmt(f.series[0].metric, f.after.value)}"
              for f in figures if f.mitigations and f.before is not None and f.after is not None]
     if done:
@@ -354,15 +417,50 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
                   + " in the runs' windows (per tenant below)")
     damaged = [f"run {n} ({r.runbook}): {p}" for n, r in enumerate(runs, 1) for p in r.problems]
     if damaged:
-        md.append("- **Record problems** (read around, reported here): " + "; ".join(damaged))
+        md.append("- **Record problems** (read around, reported here; what they touch cannot be trusted, see Record "
+                  "integrity): " + "; ".join(damaged))
     return md
 
 
-def _key_figures(figures: list[KeyFigure], applied: list[Change]) -> list[str]:
-    mitigations = [c for c in applied if c.mitigation]
-    md = [("Mitigations applied: " + "; ".join(f"**{c.action}** ({c.runbook}, run {c.run}) at {c.at:%H:%M:%S} UTC, "
-                                               f"approved by {c.by}" for c in mitigations) + ".")
-          if mitigations else "No mitigation was applied in this incident.",
+def _interrupted(runs: list[RunRecord]) -> list[tuple[int, dict[str, Any]]]:
+    """(run number, interrupted apply) for every apply of the incident begun and never recorded as finished."""
+    return [(n, i) for n, r in enumerate(runs, 1) for i in r.interrupted]
+
+
+def _unconfirmed(runs: list[RunRecord]) -> str:
+    """Which runs' records have problems (so what they show applied may not be all), or "" when none has."""
+    doubtful = [f"run {n} ({r.runbook})" for n, r in enumerate(runs, 1) if r.problems]
+    return (", ".join(doubtful) + " — see Record integrity") if doubtful else ""
+
+
+def _integrity(runs: list[RunRecord]) -> list[str]:
+    """The Record integrity section: what of each run's record failed verification, and what that means."""
+    md = ["Each run's audit log is hash-chained and its summary seals the chain's head and the evidence index; the "
+          "chain, both seals and every evidence checksum were verified now.", ""]
+    damaged = [(n, r) for n, r in enumerate(runs, 1) if r.problems]
+    if not damaged:
+        return md + ["Every run's record verified: no audit line edited, deleted, moved or cut off, no evidence changed."]
+    md.append("These runs' records cannot be fully trusted:")
+    md.append("")
+    for n, r in damaged:
+        md += [f"- **run {n}** ({r.runbook}, `{r.location}`): {p}" for p in r.problems]
+    return md + ["", "What these records show applied may not be all that was applied (an audit line can be missing), "
+                     "and a figure from evidence that does not match its checksum or seal cannot be relied on: check "
+                     "the systems themselves before trusting them."]
+
+
+def _key_figures(figures: list[KeyFigure], applied: list[Change], runs: list[RunRecord]) -> list[str]:
+    items = ([f"**{c.action}** ({c.runbook}, run {c.run}) at {c.at:%H:%M:%S} UTC, approved by {c.by}"
+              for c in applied if c.mitigation]
+             + [f"**{_interrupted_text(i, n)}**" for n, i in _interrupted(runs)])
+    doubt = _unconfirmed(runs)
+    if items:
+        head = "Mitigations applied: " + "; ".join(items) + "." + (
+            f" The record cannot confirm this is all: {doubt}." if doubt else "")
+    else:
+        head = (f"No mitigation is on record in this incident, but the record cannot confirm that none was applied: "
+                f"{doubt}." if doubt else "No mitigation was applied in this incident.")
+    md = [head,
           "", "Each figure is compared around the first mitigation of the runbook that measured it: before is the last "
           "value measured before it, after the last measured since. With no mitigation: the first and the last value.",
           "", "| key figure | compared around | before | after | change |", "| --- | --- | --- | --- | --- |"]
@@ -426,16 +524,19 @@ def _evidence(runs: list[RunRecord]) -> list[str]:
           "| run | bundle | queries kept | checksums |", "| --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
         folder = r.bundle / EVIDENCE
-        index = folder / EVIDENCE_INDEX
-        try:
-            entries = [json.loads(line) for line in index.read_text().splitlines() if line.strip()] if index.is_file() else []
-            bad = [str(e["file"]) for e in entries if not (folder / str(e["file"])).is_file()
-                   or hashlib.sha256((folder / str(e["file"])).read_bytes()).hexdigest() != e.get("sha256")]
-        except (ValueError, KeyError, TypeError):
+        check = records.check_evidence(folder)
+        sealed = records.evidence_seal_problems(r.summary, folder)
+        if not check.readable:
             md.append(f"| {n} ({r.runbook}) | {r.location} | ? | MISMATCH: {EVIDENCE_INDEX} is not readable |")
             continue
-        verdict = "none kept" if not entries else ("all match" if not bad else f"MISMATCH: {', '.join(bad)}")
-        md.append(f"| {n} ({r.runbook}) | {r.location} | {len(entries)} | {verdict} |")
+        verdict = "none kept" if not check.listed else "all match"
+        if check.mismatched:
+            verdict = f"MISMATCH: {', '.join(check.mismatched)}"
+        if sealed:
+            verdict = (f"MISSING: {EVIDENCE_INDEX}" if not (folder / EVIDENCE_INDEX).is_file() else
+                       f"MISMATCH: {EVIDENCE_INDEX} does not match the summary's seal") + (
+                f"; {verdict}" if check.mismatched else "")
+        md.append(f"| {n} ({r.runbook}) | {r.location} | {check.listed} | {verdict} |")
     return md
 
 
@@ -443,7 +544,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     """Compile every run of `incident` under `root` into one review (Markdown and HTML).
 
     `location` is where the runs are kept when `root` is a local copy (e.g. an `s3://` prefix)."""
-    runs = list_runs(root, incident, location=location)
+    runs = list_runs(root, incident, location=location, evidence=True)
     if not runs:
         raise ConfigError(f"no runs recorded for {incident} under {location or root}", parameter="incident")
     timeline = _timeline(runs)
@@ -456,13 +557,14 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
           "", "## Summary", ""]
     summary = _summary(runs, figures, applied)
     md += summary
+    md += ["", "## Record integrity", ""] + _integrity(runs)
     md += ["", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
         md.append(f"| {n} | {r.started} | {r.runbook} | {r.summary.get('operator') or '—'} | {r.cause} | "
-                  f"{', '.join(r.applied) or '—'} | {r.outcome} |")
+                  f"{', '.join(r.changed) or '—'} | {r.outcome} |")
     md += ["", "## Timeline", ""] + [f"- `{t}` **{rb}** — {what}" for t, rb, what in timeline]
-    md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied)
+    md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied, runs)
     md += ["", "## Impact", ""] + _impact(runs, found)
     md += ["", "## Post-incident checklists", ""]
     latest: dict[str, RunRecord] = {r.runbook: r for r in runs}
@@ -545,7 +647,8 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
                   "verdict": r.diagnosis.get("outcome") if r.outcome == "completed" else f"run {r.outcome}",
                   "could_not_check": [
                       {"check": u.get("what"), "why": u.get("why"), "needed": bool(u.get("needed"))} for u in r.unchecked],
-                  "applied": r.applied, "outcome": r.outcome, "bundle": r.location, "record_problems": r.problems}
+                  "applied": r.applied, "outcome": r.outcome, "bundle": r.location, "record_problems": r.problems,
+                  "interrupted": [{k: i[k] for k in ("action", "verify_by_hand", "plan_digest")} for i in r.interrupted]}
                  for r in review.runs],
         "review": {"markdown": markdown_at, "html": html_at},
         "summary": [line.removeprefix("- ") for line in review.summary],
