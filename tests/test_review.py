@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -47,9 +48,15 @@ def incident(tmp_path_factory: pytest.TempPathFactory) -> Path:
         spec = catalog.get(slug)
         with Sandbox(spec.load_scenario(scenario), workdir=root.parent / f"box-{slug}") as box:
             REDACTOR.add_secrets(box.secrets.values())
-            result = execute(slug, {"environment": "demo", "sandbox": str(box.write_description()),
-                                    "recovery_samples": 2, "recovery_interval": "1s", **params},
-                             output_root=root, incident="INC-9", progress=False)
+            base = {"environment": "demo", "sandbox": str(box.write_description()), "recovery_samples": 2,
+                    "recovery_interval": "1s", **params}
+            # The documented flow: a dry run (kept apart, so that the record holds the two approved runs) prints the
+            # digests; the approved run names them.
+            dry = execute(slug, {**base, "dry_run": True, "approve": []}, output_root=root.parent / f"dry-{slug}",
+                          incident="INC-9", progress=False)
+            digests = {a["action"]: a["plan"]["digest"] for a in dry.actions if a["decision"] == "dry_run"}
+            base["approve"] = [f"{a}@{digests[a]}" for a in params["approve"]]
+            result = execute(slug, base, output_root=root, incident="INC-9", progress=False)
             assert result.status == "completed", result.failed_cell
     return root
 
@@ -116,7 +123,8 @@ def test_run_renderings_load_nothing_from_the_network(incident: Path) -> None:
 
 def test_webhook_receives_the_summary_and_where_the_files_are(incident: Path) -> None:
     review, md_path, _ = write_review(incident, "INC-9")
-    receiver = Receiver().start()
+    receiver = Receiver()
+    receiver.start()
     try:
         assert send_webhook(receiver.url + "/hooks/incident", review, markdown_at=str(md_path),
                             html_at=str(md_path.with_suffix(".html"))) == 201
@@ -186,7 +194,8 @@ def test_impact_is_per_channel_and_tenant_and_counts_what_was_requeued(incident:
         assert int(total[3].replace(",", "")) == facts["window_failed"]
         assert int(total[2].replace(",", "")) == facts["window_total"]
     requeued = _table(review.markdown, "### Messages replayed or re-queued")
-    retry = next(e for e in read_audit(review.runs[1].bundle / "audit.jsonl") if e["action"] == "retry_failed_sms")
+    retry = next(e for e in read_audit(review.runs[1].bundle / "audit.jsonl") if e["action"] == "retry_failed_sms"
+                 and e["decision"] == "applied")
     assert requeued == [["sms", "retry_failed_sms", f"{retry['result']['retried']:,}", requeued[0][3]]]
 
 
@@ -205,6 +214,33 @@ def test_evidence_checksums_are_verified(incident: Path, tmp_path: Path) -> None
     index.write_text(index.read_text() + "{not json\n")
     rows = _table(compile_review(copy, "INC-9").markdown, "## Evidence")
     assert rows[0][2:] == ["?", "MISMATCH: index.jsonl is not readable"]
+    # a file edited together with its checksum in the index: the summary's seal of the index catches it
+    again = tmp_path / "again"
+    shutil.copytree(incident, again)
+    index = sorted((again / "INC-9").glob("*-email_provider_failure/evidence/index.jsonl"))[0]
+    entries = [json.loads(line) for line in index.read_text().splitlines()]
+    edited = index.parent / entries[0]["file"]
+    edited.write_text(edited.read_text() + "0\n")
+    entries[0]["sha256"] = hashlib.sha256(edited.read_bytes()).hexdigest()
+    index.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    review = compile_review(again, "INC-9")
+    assert _table(review.markdown, "## Evidence")[0][3] == "MISMATCH: index.jsonl does not match the summary's seal"
+    assert any("evidence/index.jsonl was rewritten" in p for p in review.runs[0].problems)
+
+
+def test_the_runs_records_are_sealed_chained_and_verify(incident: Path) -> None:
+    """Real runs write a hash-chained audit with an `applying` record before each apply and its outcome after,
+    and a summary that seals both the audit and the evidence index: the review finds nothing to distrust."""
+    review = compile_review(incident, "INC-9")
+    for run in review.runs:
+        assert run.problems == [] and run.interrupted == []
+        entries = read_audit(run.bundle / "audit.jsonl")
+        assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+        assert run.summary["ledger"]["audit"] == {"records": len(entries), "head": entries[-1]["hash"]}
+        applying = [e for e in entries if e["decision"] == "applying"]
+        assert applying and all(any(o.get("of") == a["seq"] for o in entries) for a in applying)
+        assert all(a["verify_by_hand"] for a in applying)
+    assert "Every run's record verified" in review.markdown and "cannot confirm" not in review.markdown
 
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -271,7 +307,7 @@ def test_the_review_and_run_pages_render_offline_with_every_chart_visible(incide
     _, _, review_html = write_review(incident, "INC-9")
     pages = [("review-INC-9", review_html, 1)]
     for run in list_runs(incident, "INC-9"):
-        executed = nbformat.read(run.bundle / "notebook.ipynb", as_version=4)
+        executed = nbformat.read(run.bundle / "notebook.ipynb", as_version=4)  # type: ignore[no-untyped-call]
         charts = sum("image/png" in out.get("data", {}) for cell in executed.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []))
         assert charts >= 3, f"{run.runbook} drew {charts} charts"

@@ -3,6 +3,8 @@ server on loopback, through papermill's S3 handler and boto3 unchanged (only the
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,13 +56,24 @@ pytestmark = pytest.mark.notebook
 def test_a_run_is_stored_listed_and_reviewed_in_s3(s3: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     location = f"s3://{BUCKET}/records"
-    code = main(["demo", "email_provider_failure", "--scenario", "smtp_auth_failure", "--incident", "INC-77",
-                 "--no-progress", "--output", location, "-p", "dry_run", "false", "-p", "operator", "alice",
-                 "-p", "approve", "switch_email_provider", "-p", "recovery_samples", "2"])
+    dry = main(["demo", "email_provider_failure", "--scenario", "smtp_auth_failure", "--incident", "INC-77",
+                "--no-progress", "--output", location, "-p", "recovery_samples", "2"])
+    printed = capsys.readouterr().out
+    assert dry == EXIT_DIAGNOSED, printed
+    # The documented flow: copy the approve command the dry run printed, name yourself, run it.
+    command = printed.splitlines()[printed.splitlines().index(
+        "to apply exactly these plans (after reviewing them), run:") + 1].strip()
+    assert "switch_email_provider@" in command and command.startswith("runbook demo ")
+    argv = [w for w in shlex.split(command.replace("<you>", "alice"))[1:]]
+    code = main(argv)
     out = capsys.readouterr().out
     assert code == EXIT_DIAGNOSED, out
+    assert re.search(r"APPLIED +switch_email_provider", out), out
     stored = keys(s3, "records/INC-77/")
-    bundle = stored[0].split("/")[2]
+    bundles = sorted({k.split("/")[2] for k in stored if k.count("/") >= 3})
+    assert len(bundles) == 2
+    bundle = bundles[-1]
+    stored = [k for k in stored if k.split("/")[2] == bundle]
     assert {f"records/INC-77/{bundle}/{name}" for name in ("summary.json", "audit.jsonl", "notebook.html",
                                                           "notebook.ipynb", "evidence/index.jsonl")} <= set(stored)
     assert f"bundle: {location}/INC-77/{bundle}/" in out
@@ -69,13 +82,13 @@ def test_a_run_is_stored_listed_and_reviewed_in_s3(s3: object, tmp_path: Path, m
 
     assert main(["runs", "--output", location]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 and "email_provider_failure" in lines[1] and "switch_email_provider" in lines[1]
+    assert len(lines) == 3 and "email_provider_failure" in lines[2] and "switch_email_provider" in lines[2]
 
     assert main(["review", "INC-77", "--output", location]) == 0
     assert f"{location}/INC-77/review.md" in capsys.readouterr().out
     markdown = s3.get_object(Bucket=BUCKET, Key="records/INC-77/review.md")["Body"].read().decode()  # type: ignore[attr-defined]
     assert "switch_email_provider: applied — approved by alice" in markdown
-    evidence = next(line for line in markdown.splitlines() if line.startswith("| 1 (email_provider_failure)"))
+    evidence = next(line for line in markdown.splitlines() if line.startswith("| 2 (email_provider_failure)"))
     assert f"{location}/INC-77/{bundle}/" in evidence and evidence.endswith("| all match |"), evidence
     page = s3.get_object(Bucket=BUCKET, Key="records/INC-77/review.html")["Body"].read().decode()  # type: ignore[attr-defined]
     assert page.startswith("<!doctype html>") and "<script" not in page

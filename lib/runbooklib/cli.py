@@ -1,7 +1,11 @@
 """The `runbook` command: list, show, run, demo, runs and review.
 
 Exit codes (`runs.EXIT_CODES`): 0 healthy · 1 run failed · 2 bad parameters or usage · 3 a cause
-diagnosed · 4 inconclusive (a check the verdict needs could not run) · 5 unknown (failures, no cause).
+diagnosed · 4 inconclusive (a check the verdict needs could not run) · 5 unknown (failures, no cause)
+· 6 an approved mitigation failed or was interrupted.
+
+`run` and `demo` print the gate: each mitigation's decision, its plan in a few lines, its digest and
+the exact command that approves that plan (the dry run is the default, so the first run shows it).
 Bad input of any kind is a clear error naming the value (exit 2), never a traceback.
 """
 
@@ -9,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -199,6 +204,15 @@ def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], inciden
     staging_root = default_runs_dir() / STAGING
     staging_root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="runbook-staging-", dir=staging_root))
+    try:  # the incident's earlier runs, so that the gate sees what they applied (it never repeats it)
+        where.fetch(staging, incident)
+    except StorageError as exc:
+        if typed.get("dry_run", True) is not False:
+            _progress(f"could not read the incident's earlier runs ({exc}); a dry run goes on without them")
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise StorageError(f"the incident's earlier runs could not be read from {where} ({exc}), so an approved "
+                               "change might repeat one they applied; nothing was run") from exc
     result = execute(slug, typed, output_root=staging, incident=incident, progress=not args.no_progress, budget=budget)
     try:
         url = where.upload(result.bundle, incident, result.bundle.name)
@@ -248,12 +262,82 @@ OUTCOME_WORDS = {"healthy": "HEALTHY", "cause": "DIAGNOSED", "inconclusive": "IN
                  "unknown": "UNKNOWN cause"}
 
 
-def _report(result: RunResult, expect: str | None = None, location: str | None = "") -> int:
+GATE_WORDS = {"not_needed": "not needed", "dry_run": "DRY RUN", "blocked": "BLOCKED", "refused": "REFUSED",
+              "applied": "APPLIED", "failed": "FAILED", "undone": "UNDONE", "already_applied": "ALREADY APPLIED"}
+
+
+def _plan_lines(plan: dict[str, Any], limit: int = 3) -> list[str]:
+    """A plan in a few lines: what, how many, where."""
+    steps = [s for s in plan.get("steps") or [] if isinstance(s, dict)]
+    lines = [f"plan {plan.get('digest')}: {plan.get('summary')} ({plan.get('targets', len(steps))} target(s))"]
+    for step in steps[:limit]:
+        parts = []
+        for key, value in step.items():
+            if isinstance(value, list):
+                shown = ", ".join(map(str, value[:3])) + (f", … {len(value) - 3:,} more" if len(value) > 3 else "")
+                parts.append(f"{key}=[{shown}]")
+            elif isinstance(value, dict):
+                parts.append(f"{key}={{…}}")
+            else:
+                parts.append(f"{key}={value}")
+        lines.append("  · " + " ".join(parts)[:160])
+    if len(steps) > limit:
+        lines.append(f"  · … {len(steps) - limit} more step(s) (every one is in summary.json)")
+    return lines
+
+
+def _command(argv: Sequence[str], approvals: list[str]) -> str:
+    """The command that was run, with the approvals for exactly the plans shown (dry run lifted)."""
+    out, skip = [], 0
+    for i, word in enumerate(argv):
+        if skip:
+            skip -= 1
+            continue
+        if word in ("-p", "--parameter") and i + 1 < len(argv) and argv[i + 1] in ("dry_run", "approve", "operator"):
+            skip = 2
+            continue
+        out.append(word)
+    out += ["-p", "dry_run", "false", "-p", "operator", "<you>", "-p", "approve", ",".join(approvals)]
+    return "runbook " + " ".join(w if w == "<you>" else shlex.quote(w) for w in out)
+
+
+def _print_gate(result: RunResult, argv: Sequence[str] | None) -> None:
+    actions = result.actions
+    if not actions:
+        return
+    print("mitigations:")
+    approvable = []
+    for a in actions:
+        decision = str(a.get("decision"))
+        message = str(a.get("message")).split(" To apply this exact plan:")[0]
+        print(REDACTOR.text(f"  {GATE_WORDS.get(decision, decision):<15} {a.get('action')}: {message}"))
+        plan = a.get("plan") if isinstance(a.get("plan"), dict) else None
+        if plan and decision != "not_needed":
+            for line in _plan_lines(plan):
+                print(REDACTOR.text(f"                  {line}"))
+        if a.get("approve_with"):
+            approvable.append(f"{a['action']}@{plan['digest']}" if plan else str(a["action"]))
+    given = (result.summary.get("parameters") or {}).get("approve") or []
+    dry = (result.summary.get("parameters") or {}).get("dry_run")
+    if given and dry:
+        print(REDACTOR.text(f"note: approvals were given ({', '.join(map(str, given))}) but dry_run is true: nothing "
+                            "was applied; add -p dry_run false to apply them"))
+    for entry in result.interrupted:
+        print(REDACTOR.text(f"INTERRUPTED     {entry.get('action')}: applying plan {entry.get('plan_digest')} was cut "
+                            f"off — outcome unknown; verify: {entry.get('verify_by_hand')}"))
+    if approvable and argv is not None:
+        print("to apply exactly these plans (after reviewing them), run:")
+        print(f"  {_command(argv, approvable)}")  # the responder's own words (secrets are never parameters)
+
+
+def _report(result: RunResult, expect: str | None = None, location: str | None = "",
+            argv: Sequence[str] | None = None) -> int:
     print(f"diagnosis: {result.headline}")
     _print_unchecked(result.unchecked)
     if expect and result.cause and result.status == "completed":
         print(f"scenario expects: {expect} {'✓' if expect == result.cause else '✗ (differs)'}")
-    applied = [a["action"] for a in result.summary.get("actions", []) if a.get("decision") in ("applied", "undone")]
+    _print_gate(result, argv)
+    applied = [a["action"] for a in result.actions if a.get("decision") in ("applied", "undone")]
     print(f"changes applied: {', '.join(applied) if applied else 'none'}")
     code = result.exit_code if location is not None else EXIT_FAILED
     if result.outcome is None:
@@ -261,6 +345,8 @@ def _report(result: RunResult, expect: str | None = None, location: str | None =
     else:
         verdict = f"run completed — {OUTCOME_WORDS[result.outcome]}" + (
             f" {result.cause}" if result.outcome == "cause" else "")
+    if result.mitigation_failed:
+        verdict += " — a MITIGATION FAILED or was interrupted"
     where = f"bundle: {location or result.bundle}" if location is not None else f"bundle NOT stored (kept at {result.bundle})"
     print(f"{verdict} (exit {code}); {where}")
     return code
@@ -280,7 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _progress(f"running {args.slug} for {args.incident} in {params.environment} "
               f"({'dry run' if params.dry_run else 'approvals: ' + (', '.join(params.approve) or 'none')})")
     result, location = _execute(args, args.slug, typed, args.incident, budget)
-    return _report(result, location=location)
+    return _report(result, location=location, argv=args.argv)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -323,7 +409,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             sandbox.stop()
     _progress(f"done in {time.monotonic() - started:.1f}s")
-    return _report(result, scenario.expect, location)
+    return _report(result, scenario.expect, location, argv=args.argv)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -333,8 +419,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if isinstance(where, Path):
         records = list_runs(where, args.incident)
     else:
-        with local_copy(where, args.incident) as root:
-            records = list_runs(root, args.incident, location=str(where))
+        with local_copy(where, args.incident, evidence=True) as root:  # evidence too: its seal is verified
+            records = list_runs(root, args.incident, location=str(where), evidence=True)
     if not records:
         print(f"no runs recorded under {args.output}" + (f" for {args.incident}" if args.incident else ""))
         return 0
@@ -378,7 +464,9 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(words)
+    args.argv = words
     try:
         if args.command == "list":
             return cmd_list()

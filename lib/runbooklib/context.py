@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import catalog
-from runbooklib.audit import AuditLog
+from runbooklib.audit import AuditLog, evidence_seal
 from runbooklib.checks import CheckResult
 from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.diagnosis import Diagnosis, could_not_check
 from runbooklib.errors import ConfigError
-from runbooklib.gates import UNDO_PREFIX, Gate, GateOutcome
+from runbooklib.gates import UNDO_PREFIX, Gate, GateOutcome, LeaseFactory
+from runbooklib.ledger import IncidentLedger
 from runbooklib.params import CommonParams, format_duration, validate
 from runbooklib.platform_api import PlatformAPI
 from runbooklib.redact import REDACTOR
@@ -108,9 +109,11 @@ class RunContext:
         check runs; the run goes on with what it can."""
         self._dependencies: dict[str, Dependency] = {}
         self.audit = AuditLog(run_dir / AUDIT, incident=params.incident, runbook=spec.slug, operator=params.operator)
+        leases, store = self._lease_store()
         self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
-                         audit=self.audit,
-                         known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions])
+                         audit=self.audit, known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
+                         ledger=IncidentLedger(run_dir.parent, self.audit, run=run_dir.name), leases=leases,
+                         lease_store=store, run=run_dir.name)
         self.findings: dict[str, CheckResult] = {}
         self.facts: dict[str, Any] = {}
         self.diagnosis: Diagnosis | None = None
@@ -155,6 +158,8 @@ class RunContext:
                  "at": datetime.now(UTC).isoformat(timespec="seconds")}
         with (folder / EVIDENCE_INDEX).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
     @cached_property
     def api(self) -> PlatformAPI:
@@ -162,6 +167,26 @@ class RunContext:
         return PlatformAPI(self.profile.platform_api_url, token, connect_timeout=self.profile.connect_timeout,
                            read_timeout=self.profile.read_timeout, total_timeout=self.profile.total_timeout,
                            budget=self.budget)
+
+    def _lease_store(self) -> tuple[LeaseFactory | None, str]:
+        """Where applying takes its leases: the Redis the profile names (the queues' Redis), or nowhere."""
+        try:
+            url = self.profile.resolve_redis_url() if (self.profile.redis_url or self.profile.redis_url_env) else ""
+        except ConfigError:
+            url = ""
+        if not url:
+            return None, ""
+        timeout = self.profile.connect_timeout
+        total = min(self.profile.total_timeout, 15.0)
+        holder: dict[str, Any] = {}
+
+        def take(resources: list[str], who: dict[str, Any]) -> Any:
+            from runbooklib.leases import Leases
+
+            if "leases" not in holder:
+                holder["leases"] = Leases(url, timeout=timeout, total_timeout=total)
+            return holder["leases"].acquire(resources, who)
+        return take, REDACTOR.text(f"redis {url.rsplit('@', 1)[-1]}")
 
     def _register_secrets(self) -> None:
         """Register every secret the profile names, so that none can reach an output even by accident."""
@@ -247,6 +272,7 @@ class RunContext:
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
             "actions": [o.to_json() for o in self.gate.outcomes],
             "measurements": self.measurements,
+            "ledger": {"audit": self.audit.seal(), "evidence": evidence_seal(self.run_dir / EVIDENCE)},
             **self.extra,
         })
 

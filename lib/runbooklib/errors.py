@@ -6,6 +6,8 @@ RunbookError
  ├── QueryError              a database query failed, timed out or hit the row cap
  ├── QueueError              BullMQ's Redis could not be used (refused, silent, past its deadline)
  ├── StorageError            an s3:// run store could not be read or written
+ ├── LeaseHeld               (runbooklib.leases) another run holds the lease on a resource; names the holder
+ ├── LeaseStoreError         (runbooklib.leases) the lease store could not be reached within its deadline
  ├── PlatformAPIError        the Lineup API could not be used
  │    ├── PlatformUnreachable
  │    ├── PlatformAuthError

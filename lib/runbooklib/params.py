@@ -77,9 +77,16 @@ def format_duration(value: timedelta) -> str:
     return out or "0s"
 
 
+ALLOW_UNLOCKED = "allow_unlocked"
+"""An approval (audited) to apply without a lease when the environment names no shared lease store."""
+DIGEST_RE = re.compile(r"[0-9a-f]{16}|[0-9a-f]{64}")
+"""A plan digest as a dry run prints it (16 hex characters) or in full (64); never a shorter prefix."""
+
+
 @dataclass(frozen=True)
 class Approval:
-    """Approval of one action, optionally bound to the digest of the exact plan reviewed."""
+    """Approval of one action, bound to the digest of the exact plan reviewed (an undo: to the plan this run
+    applied)."""
 
     action: str
     plan_digest: str | None = None
@@ -89,7 +96,7 @@ class Approval:
     def parse(cls, text: str) -> Approval:
         """Read `action` or `action@digest` (the digest a dry run printed)."""
         action, _, digest = text.strip().partition("@")
-        return cls(action=action.strip(), plan_digest=digest.strip() or None)
+        return cls(action=action.strip(), plan_digest=digest.strip().lower() or None)
 
     def __str__(self) -> str:
         return f"{self.action}@{self.plan_digest}" if self.plan_digest else self.action
@@ -107,7 +114,8 @@ class CommonParams:
     baseline: str = param("24h", "comparison window just before the look-back window")
     tenant_id: str = param("", "tenant to examine and mitigate (empty: all tenants)")
     dry_run: bool = param(True, "plan mitigations only; change nothing", declared="bool")
-    approve: tuple[str, ...] = param([], "actions approved for this run, e.g. [switch_email_provider]", declared="list")
+    approve: tuple[str, ...] = param([], "plans approved for this run, as action@digest (the digest a dry run printed)",
+                                     declared="list")
     recovery_samples: int = param(3, "queue-depth samples taken in recovery confirmation (1-60)", declared="int")
     recovery_interval: str = param("5s", "time between recovery samples, e.g. 5s, 1m")
     scenario: str = param("", "demo only: sandbox scenario when the notebook starts its own sandbox")
@@ -263,13 +271,25 @@ def validate(
           f"known: {', '.join(known_envs)}")
     known_actions = sorted(actions)
     for text in values["approve"] or ():
-        approval = Approval.parse(text)
+        approval = Approval.parse(str(text))
+        if approval.action == ALLOW_UNLOCKED:
+            continue
         if approval.action not in known_actions:
             problems.append(("approve", f"no action named {shown(approval.action)} in this runbook"
                                         f"{_close_matches(approval.action, known_actions)}; "
-                                        f"actions: {', '.join(known_actions)}"))
-        if approval.plan_digest is not None and not re.fullmatch(r"[0-9a-f]{8,64}", approval.plan_digest):
-            problems.append(("approve", f"{shown(text)}: a plan digest is 8-64 hex characters, as a dry run prints it"))
+                                        f"actions: {', '.join(known_actions)} (and {ALLOW_UNLOCKED})"))
+            continue
+        undo = approval.action.startswith("undo_")
+        if "@" in str(text) and approval.plan_digest is None:
+            problems.append(("approve", f"{shown(text)}: the plan digest after '@' is empty (an unset variable?); "
+                                        "give the 16-character digest its dry run printed"))
+        elif approval.plan_digest is not None and not DIGEST_RE.fullmatch(approval.plan_digest):
+            problems.append(("approve", f"{shown(text)}: a plan digest is the 16 hex characters a dry run prints "
+                                        "(or all 64); shorter prefixes are not accepted"))
+        elif approval.plan_digest is None and not undo:
+            problems.append(("approve", f"{shown(text)}: an approval names the plan it approves, as "
+                                        f"{approval.action}@<digest>; run with dry_run true first: it prints the "
+                                        "digest and the exact approve line"))
     if values["approve"] and not str(values["operator"]).strip():
         problems.append(("operator", "approving an action needs the operator's name (-p operator <name>)"))
     known_scenarios = sorted(scenarios)

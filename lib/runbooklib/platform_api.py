@@ -15,7 +15,9 @@ Assumed endpoints (not in the spec; see docs/assumed-endpoints.md):
 - `GET /api/v1/communication/channels/{channel}` → `{"channel", "provider", "tenant_id", ...}`,
   read before a change so that it can be undone; channel calls take the tenant as `tenant_id`.
 - `PATCH /api/v1/communication/channels/{channel}` with `{"fallback": {...} | null}`.
-- `exclude_error_codes` on retry-failed, so that permanent and consent failures are not retried.
+- retry-failed bounded: `message_ids` (JSON body) with `created_before` and `max` (query), so that it
+  re-queues exactly the approved messages; `exclude_error_codes`, so that permanent and consent
+  failures are not retried.
 - `GET|POST|DELETE /api/v1/communication/do-not-contact`.
 """
 
@@ -133,12 +135,17 @@ class PlatformAPI:
         """Set how many attempts the platform gives new jobs of `queue` (assumed endpoint)."""
         self._request("PATCH", f"/api/v1/communication/queues/{queue}", json={"attempts": attempts})
 
-    def retry_failed(self, channel: str, *, exclude_error_codes: list[str] | None = None) -> dict[str, Any]:
-        """Re-queue a channel's failed messages (the spec's POST); `exclude_error_codes` is assumed."""
-        params = {"channel": channel.upper()}
+    def retry_failed(self, channel: str, *, message_ids: list[str], created_before: str, maximum: int,
+                     exclude_error_codes: list[str] | None = None) -> dict[str, Any]:
+        """Re-queue exactly `message_ids` of a channel's FAILED messages (the spec's POST, bounded).
+
+        The selection is pinned three ways (assumed parameters, docs/assumed-endpoints.md): the ids in the
+        body, `created_before` (nothing newer is touched) and `max` (the platform refuses to re-queue more);
+        `exclude_error_codes` keeps permanent and consent failures out even if an id slipped in."""
+        params = {"channel": channel.upper(), "created_before": created_before, "max": str(maximum)}
         if exclude_error_codes:
             params["exclude_error_codes"] = ",".join(exclude_error_codes)
-        result = self._request("POST", RETRY_PATH, params=params)
+        result = self._request("POST", RETRY_PATH, params=params, json={"message_ids": list(message_ids)})
         return result if isinstance(result, dict) else {}
 
     def do_not_contact(self, channel: str, tenant_id: str) -> list[str]:

@@ -245,6 +245,24 @@ def template_failures(*, by_tenant: bool = False) -> Query:
     )
 
 
+def failed_message_ids(*, by_tenant: bool = False) -> Query:
+    """FAILED messages of `:channel` with an error code in `:codes` (an expanding list), created before `:until`,
+    at any age (what a retry of failed messages picks up), by id; binds `:limit`.
+
+    Columns: `id`, `tenant_id`, `error_code`, `created_at`.
+    """
+    clauses = [T.c.channel == sa.bindparam("channel"), T.c.created_at < sa.bindparam("until"),
+               T.c.status == "FAILED", ERROR_CODE.in_(sa.bindparam("codes", expanding=True))]
+    if by_tenant:
+        clauses.append(T.c.tenant_id == sa.bindparam("tenant_id"))
+    return (
+        sa.select(T.c.id, T.c.tenant_id, sa.func.coalesce(ERROR_CODE, "").label("error_code"), T.c.created_at)
+        .where(*clauses)
+        .order_by(T.c.id)
+        .limit(sa.bindparam("limit"))
+    )
+
+
 def failed_recipients(*, by_tenant: bool = False) -> Query:
     """Recipients whose messages failed with one of `:codes` (an expanding list); binds `:limit`.
 

@@ -36,13 +36,16 @@ if TYPE_CHECKING:
 NOTEBOOK = "notebook.ipynb"
 HTML = "notebook.html"
 EXIT_HEALTHY, EXIT_FAILED, EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED, EXIT_INCONCLUSIVE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
+EXIT_MITIGATION_FAILED = 6
 EXIT_CODES = {
     EXIT_HEALTHY: "healthy: every check the verdict rests on ran and passed",
     EXIT_FAILED: "the run failed (its bundle is still written, naming the failing cell), or its record was not stored",
     EXIT_BAD_PARAMETERS: "bad parameters, settings or usage: nothing ran",
-    EXIT_DIAGNOSED: "a cause was diagnosed",
+    EXIT_DIAGNOSED: "a cause was diagnosed (every mitigation that was tried succeeded, or none was approved)",
     EXIT_INCONCLUSIVE: "inconclusive: a check the verdict needs could not run — no all-clear; check by hand what it names",
     EXIT_UNKNOWN: "unknown: failures are present, but no known cause matched the evidence",
+    EXIT_MITIGATION_FAILED: "an approved mitigation failed, or was interrupted with its outcome unknown (see the "
+                            "run's mitigations; the verdict is printed as well)",
 }
 """Every exit code of `runbook run` / `runbook demo`, and what it means (README and `runbook --help` show it)."""
 EXIT_BY_OUTCOME = {"healthy": EXIT_HEALTHY, "cause": EXIT_DIAGNOSED, "inconclusive": EXIT_INCONCLUSIVE,
@@ -80,8 +83,29 @@ class RunResult:
         return str(outcome) if outcome in EXIT_BY_OUTCOME else None
 
     @property
+    def actions(self) -> list[dict[str, Any]]:
+        return [a for a in self.summary.get("actions") or [] if isinstance(a, dict)]
+
+    @property
+    def interrupted(self) -> list[dict[str, Any]]:
+        """`applying` records of this run's audit with no outcome after them (a kernel killed mid-apply)."""
+        from runbooklib.audit import read_audit
+
+        entries = read_audit(self.bundle / "audit.jsonl")
+        closed = {e.get("of") for e in entries if e.get("of") is not None}
+        return [e for e in entries if e.get("decision") == "applying" and e.get("seq") not in closed]
+
+    @property
+    def mitigation_failed(self) -> bool:
+        return any(a.get("decision") == "failed" for a in self.actions) or bool(self.interrupted)
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_FAILED if self.outcome is None else EXIT_BY_OUTCOME[self.outcome]
+        if self.outcome is None:
+            return EXIT_MITIGATION_FAILED if self.interrupted else EXIT_FAILED
+        if self.mitigation_failed:
+            return EXIT_MITIGATION_FAILED
+        return EXIT_BY_OUTCOME[self.outcome]
 
     @property
     def unchecked(self) -> list[dict[str, Any]]:

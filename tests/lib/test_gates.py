@@ -56,27 +56,37 @@ class Counter(Action):
         return {"value": self.value}
 
 
-def gate(tmp_path: Path, *, dry_run: bool = False, approve: tuple[str, ...] = (), operator: str = "alice") -> Gate:
+def digest(step: int = 1) -> str:
+    return Plan("bump", f"add {step}", steps=[{"add": step}]).digest
+
+
+BUMP = f"bump@{digest(1)}"
+
+
+def gate(tmp_path: Path, *, dry_run: bool = False, approve: tuple[str, ...] = (), operator: str = "alice",
+         unlocked: bool = True) -> Gate:
+    """A gate over tmp_path/audit.jsonl; with no lease store, `allow_unlocked` approved (unless `unlocked` is False)."""
     audit = AuditLog(tmp_path / "audit.jsonl", incident="INC-1", runbook="test", operator=operator)
-    return Gate(dry_run=dry_run, approvals=[Approval.parse(a) for a in approve], operator=operator, audit=audit,
+    approvals = [Approval.parse(a) for a in approve] + ([Approval("allow_unlocked")] if unlocked else [])
+    return Gate(dry_run=dry_run, approvals=approvals, operator=operator, audit=audit,
                 known_actions=["bump", "undo_bump"])
 
 
 def test_not_needed_does_not_plan(tmp_path: Path) -> None:
     action = Counter(needed=False)
-    out = gate(tmp_path, approve=("bump",)).run(action)
+    out = gate(tmp_path, approve=(BUMP,)).run(action)
     assert out.decision == "not_needed" and action.calls == ["needed"] and action.value == 0
 
 
 def test_blocked_plan_is_never_applied_even_when_approved(tmp_path: Path) -> None:
     action = Counter(blocked="backup is down")
-    out = gate(tmp_path, approve=("bump",)).run(action)
+    out = gate(tmp_path, approve=(BUMP,)).run(action)
     assert out.decision == "blocked" and "apply" not in action.calls
 
 
 def test_dry_run_wins_over_a_parameter_approval(tmp_path: Path) -> None:
     action = Counter()
-    out = gate(tmp_path, dry_run=True, approve=("bump",)).run(action)
+    out = gate(tmp_path, dry_run=True, approve=(BUMP,)).run(action)
     assert out.decision == "dry_run" and action.value == 0
     assert out.plan is not None and f"bump@{out.plan.digest}" in out.message
 
@@ -89,9 +99,9 @@ def test_not_approved_is_refused(tmp_path: Path) -> None:
 
 def test_approved_is_applied_and_verified(tmp_path: Path) -> None:
     action = Counter()
-    out = gate(tmp_path, approve=("bump",)).run(action)
+    out = gate(tmp_path, approve=(BUMP,)).run(action)
     assert out.decision == "applied" and action.value == 1
-    assert action.calls == ["needed", "plan", "apply", "verify"]
+    assert action.calls == ["needed", "plan", "plan", "apply", "verify"]  # re-planned before applying
     assert out.approval is not None and out.approval["by"] == "alice" and out.approval["source"] == "parameter"
 
 
@@ -100,8 +110,9 @@ def test_approval_bound_to_another_plan_is_refused(tmp_path: Path) -> None:
     action = Counter(step=1)
     out = gate(tmp_path, approve=(f"bump@{other}",)).run(action)
     assert out.decision == "refused" and "approval was for plan" in out.message and action.value == 0
-    same = Plan("bump", "add 1", steps=[{"add": 1}]).digest
-    assert gate(tmp_path, approve=(f"bump@{same[:8]}",)).run(Counter(step=1)).decision == "applied"
+    same = Plan("bump", "add 1", steps=[{"add": 1}])
+    assert gate(tmp_path, approve=(f"bump@{same.digest[:8]}",)).run(Counter(step=1)).decision == "refused"
+    assert gate(tmp_path, approve=(f"bump@{same.full_digest}",)).run(Counter(step=1)).decision == "applied"
 
 
 def test_interactive_approval_needs_the_plan_digest_and_lifts_the_dry_run(tmp_path: Path) -> None:
@@ -109,8 +120,12 @@ def test_interactive_approval_needs_the_plan_digest_and_lifts_the_dry_run(tmp_pa
     action = Counter()
     first = g.run(action)
     assert first.decision == "dry_run" and first.plan is not None
-    with pytest.raises(ConfigError, match="plan digest"):
+    with pytest.raises(ConfigError, match="empty"):
         g.approve("bump", operator="bob", plan="")
+    with pytest.raises(ConfigError, match="shorter prefixes"):
+        g.approve("bump", operator="bob", plan=first.plan.digest[:1])
+    with pytest.raises(ConfigError, match="shorter prefixes"):
+        g.approve("bump", operator="bob", plan=first.plan.digest[:-1])
     with pytest.raises(ConfigError, match="no action named"):
         g.approve("bmup", operator="bob", plan=first.plan.digest)
     g.approve("bump", operator="bob", plan=first.plan.digest)
@@ -122,16 +137,16 @@ def test_interactive_approval_needs_the_plan_digest_and_lifts_the_dry_run(tmp_pa
 @pytest.mark.parametrize(("kwargs", "words"), [({"fail_apply": True}, "apply failed"),
                                                ({"fail_verify": True}, "not verified")])
 def test_failures_are_outcomes_not_crashes(tmp_path: Path, kwargs: dict[str, bool], words: str) -> None:
-    out = gate(tmp_path, approve=("bump",)).run(Counter(**kwargs))
+    out = gate(tmp_path, approve=(BUMP,)).run(Counter(**kwargs))
     assert out.decision == "failed" and words in out.message
 
 
 def test_undo_is_gated_and_restores(tmp_path: Path) -> None:
     action = Counter()
-    g = gate(tmp_path, approve=("bump",))
+    g = gate(tmp_path, approve=(BUMP,))
     g.run(action)
-    assert g.undo(action).decision == "refused" and action.value == 1
-    g2 = gate(tmp_path, approve=("bump", "undo_bump"))
+    assert g.undo(action).decision == "not_needed" and action.value == 1
+    g2 = gate(tmp_path, approve=(BUMP, "undo_bump"))
     action2 = Counter()
     g2.run(action2)
     assert g2.undo(action2).decision == "undone" and action2.value == 0
@@ -139,13 +154,15 @@ def test_undo_is_gated_and_restores(tmp_path: Path) -> None:
 
 
 def test_every_decision_is_audited_with_who_and_plan(tmp_path: Path) -> None:
-    g = gate(tmp_path, approve=("bump",))
+    g = gate(tmp_path, approve=(BUMP,))
     g.run(Counter(needed=False))
     g.run(Counter(blocked="x"))
     g.run(Counter())
-    g.run(Counter(fail_apply=True))
+    g._approvals["bump"] = Approval("bump", digest(2))
+    g.run(Counter(fail_apply=True, step=2))
     entries = read_audit(tmp_path / "audit.jsonl")
-    assert [e["decision"] for e in entries] == ["not_needed", "blocked", "applied", "failed"]
+    assert [e["decision"] for e in entries] == ["not_needed", "blocked", "applying", "applied", "applying", "failed"]
+    assert entries[3]["of"] == entries[2]["seq"] and entries[5]["of"] == entries[4]["seq"]
     assert all(e["incident"] == "INC-1" and e["operator"] == "alice" and e["ts"] for e in entries)
-    assert entries[2]["plan_digest"] == entries[2]["plan"]["digest"]
-    assert entries[2]["approval"]["plan_digest"] == entries[2]["plan_digest"]
+    assert entries[3]["plan_digest"] == entries[3]["plan"]["digest"]
+    assert entries[3]["approval"]["plan_digest"] == entries[3]["plan_digest"]

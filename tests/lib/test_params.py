@@ -44,12 +44,12 @@ def test_defaults_validate_and_are_safe() -> None:
 
 
 def test_command_line_text_is_typed_by_declaration() -> None:
-    params = check(dry_run="false", recovery_samples="7", tenant_id="0123", approve="switch_email_provider,send_test_email",
-                   operator="alice")
+    params = check(dry_run="false", recovery_samples="7", tenant_id="0123",
+                   approve=f"switch_email_provider@{'a' * 16},send_test_email@{'b' * 64}", operator="alice")
     assert params.dry_run is False
     assert params.recovery_samples == 7
     assert params.tenant_id == "0123"  # ids stay text: no 0123 -> 123
-    assert params.approve == ("switch_email_provider", "send_test_email")
+    assert params.approve == (f"switch_email_provider@{'a' * 16}", f"send_test_email@{'b' * 64}")
 
 
 def test_unknown_parameter_is_an_error_with_a_suggestion() -> None:
@@ -66,8 +66,12 @@ def test_unknown_parameter_is_an_error_with_a_suggestion() -> None:
     ({"baseline": "yesterday"}, "baseline", "not a duration"),
     ({"environment": "prod"}, "environment", "known: demo, production"),
     ({"approve": ["switch_provider"], "operator": "a"}, "approve", "no action named 'switch_provider'"),
-    ({"approve": ["switch_email_provider"]}, "operator", "operator's name"),
-    ({"approve": ["switch_email_provider@xyz"], "operator": "a"}, "approve", "8-64 hex"),
+    ({"approve": [f"switch_email_provider@{'a' * 16}"]}, "operator", "operator's name"),
+    ({"approve": ["switch_email_provider@xyz"], "operator": "a"}, "approve", "16 hex characters"),
+    ({"approve": [f"switch_email_provider@{'a' * 12}"], "operator": "a"}, "approve", "shorter prefixes are not accepted"),
+    ({"approve": ["switch_email_provider@"], "operator": "a"}, "approve", "empty (an unset variable?)"),
+    ({"approve": ["switch_email_provider@  "], "operator": "a"}, "approve", "empty (an unset variable?)"),
+    ({"approve": ["switch_email_provider"], "operator": "a"}, "approve", "run with dry_run true first"),
     ({"incident": "INC 123/../x"}, "incident", "not an incident id"),
     ({"test_recipient": "not-an-address"}, "test_recipient", "one email address"),
     ({"recovery_samples": 0}, "recovery_samples", "between 1 and 60"),

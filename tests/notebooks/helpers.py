@@ -13,8 +13,24 @@ from runbooklib.redact import REDACTOR
 from runbooklib.runs import RunResult, execute
 from runbooklib.sandbox import Sandbox
 
+UNPLANNED = "0" * 16
+"""Bound to an action its dry run did not plan (not needed, blocked): the gate decides before it compares digests."""
 
-def run(slug: str, box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
+
+def run(slug: str, box: Sandbox, tmp_path: Path, *, bind: bool = True, **parameters: Any) -> RunResult:
+    """One headless run. Approvals given as bare action names are bound the documented way: a dry run first, then
+    `action@digest` with the digest that dry run printed (undo approvals stay bare: bound to this run's apply)."""
+    approve = list(parameters.get("approve") or [])
+    bare = [a for a in approve if "@" not in a and not a.startswith("undo_") and a != "allow_unlocked"]
+    if bind and bare:
+        dry = _execute(slug, box, tmp_path, **{**parameters, "dry_run": True, "approve": []})
+        planned = {a["action"]: a["plan"]["digest"] for a in dry.actions
+                   if a.get("decision") == "dry_run" and a.get("plan")}
+        parameters["approve"] = [f"{a}@{planned.get(a, UNPLANNED)}" if a in bare else a for a in approve]
+    return _execute(slug, box, tmp_path, **parameters)
+
+
+def _execute(slug: str, box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
     REDACTOR.add_secrets(box.secrets.values())
     description = box.write_description()
     params = {"environment": "demo", "sandbox": str(description), "scenario": box.scenario_name,

@@ -97,7 +97,7 @@ def test_applied_switch_recovers_and_test_email_goes_through_the_backup(make_san
 
     assert result.status == "completed", result.failed_cell
     assert {c["email"]["provider"] for c in box.platform.channels.values()} == {"smtp_backup"}
-    assert decisions(result) == {"switch_email_provider": "applied", "undo_switch_email_provider": "refused",
+    assert decisions(result) == {"switch_email_provider": "applied", "undo_switch_email_provider": "not_needed",
                                  "send_test_email": "applied"}
     assert [m["to"] for m in box.smtp_backup.messages] == [["oncall@lineup.app"]]
     assert box.ses.sent == []
@@ -112,9 +112,14 @@ def test_approval_is_bound_to_the_plan_it_approved(make_sandbox: SandboxFactory,
     dry = run(box, tmp_path)
     digest = next(a for a in dry.summary["actions"] if a["action"] == "switch_email_provider")["plan"]["digest"]
 
-    stale = run(box, tmp_path, dry_run=False, operator="carol", approve=["switch_email_provider@0123456789ab"])
+    stale = run(box, tmp_path, dry_run=False, operator="carol", approve=["switch_email_provider@0123456789abcdef"])
     assert decisions(stale)["switch_email_provider"] == "refused"
     assert box.platform.mutations() == []
+    for given, why in ((f"switch_email_provider@{digest[:12]}", "shorter prefixes are not accepted"),
+                       ("switch_email_provider@", "empty")):
+        refused = run(box, tmp_path, dry_run=False, operator="carol", approve=[given])
+        assert refused.status == "failed" and why in str(refused.failed_cell), refused.failed_cell
+        assert box.platform.mutations() == []
 
     exact = run(box, tmp_path, dry_run=False, operator="carol", approve=[f"switch_email_provider@{digest}"])
     assert decisions(exact)["switch_email_provider"] == "applied"

@@ -4,14 +4,18 @@ status page stand-ins), per scenario, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import csv
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from runbooklib import catalog
 from runbooklib.runs import EXIT_DIAGNOSED, EXIT_HEALTHY, RunResult
 from runbooklib.sandbox import Sandbox
+from runbooklib.schema import message_logs
 from tests.conftest import SandboxFactory
 from tests.notebooks import helpers
 from tests.notebooks.helpers import audit, database_url, decisions
@@ -97,10 +101,38 @@ def test_retry_requeues_only_transient_failures(make_sandbox: SandboxFactory, tm
     assert result.status == "completed", result.failed_cell
     retry = audit(result)["retry_failed_sms"]
     assert retry["decision"] == "applied", retry
-    assert retry["result"]["retried"] == retry["plan"]["details"]["retryable"] > 0
+    step = retry["plan"]["steps"][0]
+    assert retry["result"]["retried"] == step["count"] == len(step["message_ids"]) > 0
     posted = [m for m in box.platform.mutations() if m["method"] == "POST"]
     assert len(posted) == 1 and "21610" in posted[0]["query"]["exclude_error_codes"]
     assert "30022" not in posted[0]["query"]["exclude_error_codes"].split(",")
+    body = json.loads(posted[0]["body"])
+    assert body["message_ids"] == step["message_ids"], "exactly the approved ids are sent"
+    assert posted[0]["query"]["max"] == str(step["count"]) and posted[0]["query"]["created_before"]
+
+
+def test_failures_that_arrive_after_the_dry_run_are_not_retried_under_its_approval(
+        make_sandbox: SandboxFactory, tmp_path: Path) -> None:
+    """The probe: dry-run "re-queue N", then 3,000 more failures arrive; the old digest must not re-queue N + 3,000."""
+    box = make(make_sandbox, "rate_limited")
+    assert box.platform is not None
+    dry = run(box, tmp_path)
+    planned = next(a for a in dry.actions if a["action"] == "retry_failed_sms")
+    assert planned["decision"] == "dry_run", planned
+    engine = sa.create_engine(box.database_url)
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=30)  # before the window: the diagnosis stays
+    with engine.begin() as conn:
+        conn.execute(message_logs.insert(), [{
+            "id": f"late-{n:05d}", "tenant_id": "acme", "channel": "SMS", "status": "FAILED", "provider": "twilio",
+            "recipient": "+15550001111", "template": "booking_confirmation", "created_at": old, "updated_at": old,
+            "retry_count": 3, "metadata": {"error": "Queue overflow", "error_code": "30001"}} for n in range(3000)])
+    engine.dispose()
+    stale = run(box, tmp_path, dry_run=False, operator="carol",
+                approve=[f"retry_failed_sms@{planned['plan']['digest']}"])
+    decision = audit(stale)["retry_failed_sms"]
+    assert decision["decision"] == "refused", decision
+    assert "added 3,000" in decision["message"] and planned["plan"]["digest"] in decision["message"]
+    assert [m for m in box.platform.mutations() if m["method"] == "POST"] == [], "nothing re-queued"
 
 
 def test_invalid_numbers_review_list_is_written_masked(make_sandbox: SandboxFactory, tmp_path: Path) -> None:

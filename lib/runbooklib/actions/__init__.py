@@ -1,23 +1,43 @@
 """Mitigations as action objects: `needed()`, `plan()`, `apply()`, `verify()` and, where one exists, `undo()`.
 
 `plan()` has no side effects: it reads what it must (current configuration, preflight checks) and
-says exactly what would change — ids, counts, calls. The gate (`runbooklib.gates`) decides whether
-`apply()` runs. `apply()` leaves nothing half-done: if it fails part-way it puts back what it changed
-before raising.
+returns the **effect set** in its steps: every target that would change — tenants with the value
+read before and the value to set, message ids, job ids, queues, payloads, counts — or an explicit,
+bounded selection (ids, a cut-off and a maximum). The digest is taken over the action and that
+effect set, so an approval bound to a digest covers exactly those effects: the gate re-plans before
+applying and refuses on any difference (`describe_difference` says what differs). `apply()` carries
+out exactly the plan's steps, never a fresh reading of the world, and leaves nothing half-done: if
+it fails part-way it puts back what it changed before raising.
+
+`resources(plan)` names what the action changes, for the gate's lease (one change per resource at a
+time, across runs and machines). `readback` says whether a re-plan sees an applied effect (a tenant
+already switched is no longer in the plan); actions whose effect cannot be read back (a test message
+sent) are never re-applied after an interrupted attempt. `verify_by_hand(plan)` is what a responder
+checks when an apply was interrupted and its outcome is unknown.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+DIGEST_LENGTH = 16
+"""Hex characters of the printed digest (64 bits of SHA-256); an approval must give all of them."""
+DIGEST_RE = re.compile(rf"[0-9a-f]{{{DIGEST_LENGTH}}}|[0-9a-f]{{64}}")
+
+
+def canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
 @dataclass
 class Plan:
-    """Exactly what an action would do. The digest binds an approval to this plan."""
+    """Exactly what an action would do. The digest binds an approval to this plan's effect set (its steps)."""
 
     action: str
     summary: str
@@ -26,14 +46,66 @@ class Plan:
     details: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def full_digest(self) -> str:
+        """SHA-256 over the action and its steps (the effect set), canonical JSON."""
+        return hashlib.sha256(canonical({"action": self.action, "steps": self.steps}).encode()).hexdigest()
+
+    @property
     def digest(self) -> str:
-        """12 hex characters of SHA-256 over the action and its steps (what would change)."""
-        body = json.dumps({"action": self.action, "steps": self.steps}, sort_keys=True, default=str)
-        return hashlib.sha256(body.encode()).hexdigest()[:12]
+        """The printed form: the first 16 hex characters of `full_digest`."""
+        return self.full_digest[:DIGEST_LENGTH]
+
+    def matches(self, digest: str | None) -> bool:
+        """Whether `digest` names this plan: the printed form or the full digest, exactly (never a prefix)."""
+        given = (digest or "").strip().lower()
+        return given in (self.digest, self.full_digest)
+
+    @property
+    def size(self) -> int:
+        """How many targets the plan changes (list entries of its steps, or one per step)."""
+        return sum(_targets(step) for step in self.steps)
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "summary": self.summary, "steps": self.steps, "blocked": self.blocked,
-                "details": self.details, "digest": self.digest}
+                "details": self.details, "digest": self.digest, "targets": self.size}
+
+
+def _targets(step: dict[str, Any]) -> int:
+    lists = [v for v in step.values() if isinstance(v, list)]
+    return max((len(v) for v in lists), default=1)
+
+
+def _atoms(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """Each step as comparable atoms: its scalar fields (one atom), and each entry of its list fields."""
+    atoms: dict[str, str] = {}
+    for step in steps:
+        if not isinstance(step, dict):
+            atoms[canonical(step)] = str(step)
+            continue
+        scalars = {k: v for k, v in step.items() if not isinstance(v, list)}
+        lists = {k: v for k, v in step.items() if isinstance(v, list)}
+        where = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items())
+                          if k not in ("jobs", "count", "max", "created_before", "targets"))
+        base = canonical({k: v for k, v in scalars.items() if k not in ("jobs", "count", "max", "created_before")})
+        if not lists:
+            atoms[canonical(scalars)] = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items()))
+        for key, values in lists.items():
+            for value in values:
+                atoms[canonical([base, key, value])] = f"{key[:-1] if key.endswith('s') else key} {value} ({where})"
+    return atoms
+
+
+def describe_difference(approved: list[dict[str, Any]], current: list[dict[str, Any]], *, limit: int = 5) -> str:
+    """What differs between two effect sets, in a line: what the current plan adds and drops, with examples."""
+    old, new = _atoms(approved), _atoms(current)
+    added = [new[k] for k in new if k not in old]
+    dropped = [old[k] for k in old if k not in new]
+    parts = []
+    for label, items in (("added", added), ("dropped", dropped)):
+        if items:
+            shown = "; ".join(items[:limit]) + (f"; … {len(items) - limit:,} more" if len(items) > limit else "")
+            parts.append(f"{label} {len(items):,}: {shown}")
+    return " · ".join(parts) if parts else "the same targets, in a different form"
 
 
 class Action(ABC):
@@ -41,6 +113,8 @@ class Action(ABC):
 
     name: str = ""
     title: str = ""
+    readback: bool = True
+    """A re-plan sees an applied effect (so an interrupted apply can be judged from the world)."""
 
     @abstractmethod
     def needed(self) -> tuple[bool, str]:
@@ -57,6 +131,14 @@ class Action(ABC):
     @abstractmethod
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
         """Check that the change took effect."""
+
+    def resources(self, plan: Plan) -> list[str]:
+        """What this plan changes, as lease names (`channel:email:tenant:t-1`, `queue:sms`, …)."""
+        return [f"action:{self.name}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        """What to check by hand when applying `plan` was interrupted and its outcome is unknown."""
+        return f"whether this happened: {plan.summary}"
 
     @property
     def can_undo(self) -> bool:

@@ -669,6 +669,14 @@ class TenantChannelChange(Action):
             return Plan(self.name, "nothing to change", blocked="every affected tenant already has it", details=details)
         return Plan(self.name, self.describe(len(steps)), steps=steps, details=details)
 
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"channel:{self.channel}:tenant:{s['tenant_id']}" for s in plan.steps]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        tenants = ", ".join(str(s["tenant_id"]) for s in plan.steps)
+        return (f"the {self.channel} channel's {self.key} of tenants {tenants} (GET /api/v1/communication/channels/"
+                f"{self.channel}?tenant_id=…): each is either still the 'from' value of the plan or its 'to' value")
+
     def apply(self, plan: Plan) -> dict[str, Any]:
         started = datetime.now(UTC)  # messages created from here on follow the new configuration
         done: list[dict[str, Any]] = []
@@ -720,6 +728,7 @@ class SendTestMessage(Action):
 
     param_name = ""
     accepted_by = ""
+    readback = False  # a sent message cannot be read back: an interrupted send is never repeated on its own
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
@@ -729,3 +738,9 @@ class SendTestMessage(Action):
         if not self.to:
             return False, f"no {self.param_name} given"
         return True, f"recovery confirmation needs a test message that {self.accepted_by} accepts"
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"test-message:{self.name}:{self.to}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return f"whether the test message reached {self.to} (its inbox or phone, or the provider's log)"

@@ -8,7 +8,6 @@ Diagnosis, a GateOutcome).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from runbooklib.actions import Plan
@@ -302,9 +301,20 @@ class SendTestEmail(SendTestMessage):
     param_name = "test_recipient"
     accepted_by = "the provider"
 
+    def _proposed_switch(self) -> str | None:
+        """The backup a dry run of switch_email_provider proposed in this run: the test email's plan is then the one
+        an approved run makes after the switch, so that approving both in one run binds both plans."""
+        for outcome in reversed(self.ctx.gate.outcomes):
+            if outcome.action == SwitchEmailProvider.name:
+                return _params(self.ctx).backup_provider if outcome.decision == "dry_run" else None
+        return None
+
     def _provider(self) -> str:
         if self.ctx.state.get(SWITCHED_TO):
             return str(self.ctx.state[SWITCHED_TO])
+        proposed = self._proposed_switch()
+        if proposed:
+            return proposed
         if self.ctx.params.tenant_id:
             return str(self.ctx.api.get_channel("email", self.ctx.params.tenant_id)["provider"])
         return "smtp" if self.ctx.profile.smtp is not None else "ses"
@@ -321,14 +331,16 @@ class SendTestEmail(SendTestMessage):
             ep = self.ctx.profile.smtp if kind == "smtp" else self.ctx.profile.smtp_backup
             target = f"SMTP {ep.host}:{ep.port}" if ep else "SMTP (not configured)"
         subject = f"[{self.ctx.params.incident}] comms-runbooks test email"
-        return Plan(self.name, f"send 1 email to {self.to} via {provider} ({target})",
-                    steps=[{"send": "email", "provider": provider, "via": target, "to": self.to, "subject": subject}])
+        body = f"Test email from the {TITLE} runbook for incident {self.ctx.params.incident}."
+        after = " once switch_email_provider is applied in the same run" if self._proposed_switch() else ""
+        return Plan(self.name, f"send 1 email to {self.to} via {provider} ({target}){after}",
+                    steps=[{"send": "email", "provider": provider, "to": self.to, "subject": subject, "body": body}],
+                    details={"via": target})
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         step = plan.steps[0]
         kind = self.ctx.profile.provider_kind(step["provider"])
-        body = (f"Test email from the {TITLE} runbook for incident {self.ctx.params.incident}, "
-                f"sent {datetime.now(UTC).isoformat(timespec='seconds')} by {self.ctx.params.operator or 'unknown'}.")
+        body = step["body"]
         try:
             if kind == "ses":
                 clients = _ses_clients(self.ctx)

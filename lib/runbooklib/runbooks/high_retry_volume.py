@@ -449,7 +449,14 @@ class PauseQueue(Action):
             return Plan(self.name, f"pause {self.queue}", blocked=f"{self.queue} is already paused")
         counts = _admin(self.ctx).counts(self.queue)
         return Plan(self.name, f"pause {self.queue} ({counts['backlog']:,} waiting jobs stay queued; "
-                               f"{counts['active']:,} active finish)", steps=[{"bullmq": "pause", "queue": self.queue}])
+                               f"{counts['active']:,} active finish)",
+                    steps=[{"bullmq": "pause", "queue": self.queue, "from": "running", "to": "paused"}])
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{self.queue}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return f"whether {self.queue} is paused (BullMQ meta key bull:{self.queue}:meta, field paused)"
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         _admin(self.ctx).pause(self.queue)
@@ -493,7 +500,15 @@ class ReduceRetryAttempts(Action):
         if current <= wanted:
             return Plan(self.name, self.title, blocked=f"{self.queue} already gives {current} attempts (≤ {wanted})")
         return Plan(self.name, f"{self.queue}: {current} → {wanted} attempts for new jobs",
-                    steps=[{"call": f"PATCH /api/v1/communication/queues/{self.queue}", "from": current, "to": wanted}])
+                    steps=[{"call": f"PATCH /api/v1/communication/queues/{self.queue}", "queue": self.queue,
+                            "from": current, "to": wanted}])
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{self.queue}:config"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        step = plan.steps[0]
+        return f"the attempts of {self.queue} (GET /api/v1/communication/queues/{self.queue}): {step['from']} or {step['to']}"
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         try:
@@ -554,6 +569,13 @@ class MovePoisonToDlq(Action):
         steps = [{"bullmq": "move_to_dlq", "queue": q, "jobs": len(ids), "job_ids": sorted(ids)} for q, ids in jobs.items()]
         return Plan(self.name, f"move {sum(len(v) for v in jobs.values())} poison jobs to {DLQ}", steps=steps)
 
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{s['queue']}" for s in plan.steps] + [f"queue:{DLQ}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return (f"for each planned job id (summary.json), that it is in {DLQ} (data.sourceJobId) or still in its queue "
+                "— a crash-safe move never leaves it in neither; a re-run finishes a half-done move")
+
     def apply(self, plan: Plan) -> dict[str, Any]:
         reports = {s["queue"]: _admin(self.ctx).move_to_dlq(s["queue"], s["job_ids"]).to_json() for s in plan.steps}
         return {"by_queue": reports}
@@ -569,6 +591,12 @@ class MovePoisonToDlq(Action):
 
 def move_poison_to_dlq(ctx: RunContext) -> MovePoisonToDlq:
     return MovePoisonToDlq(ctx)
+
+
+def _message_id(dlq_job: dict[str, Any]) -> str:
+    data = dlq_job.get("data")
+    inner = data.get("data") if isinstance(data, dict) else None
+    return str(inner.get("message_id", "")) if isinstance(inner, dict) else ""
 
 
 class ReplayDlq(Action):
@@ -590,7 +618,7 @@ class ReplayDlq(Action):
         return True, f"{size:,} jobs wait in the DLQ and the system is healthy again"
 
     def _delivered(self, jobs: list[dict[str, Any]]) -> set[str]:
-        ids = [str((j["data"].get("data") or {}).get("message_id", "")) for j in jobs]
+        ids = [_message_id(j) for j in jobs]
         ids = [i for i in ids if i]
         if not ids:
             return set()
@@ -601,19 +629,30 @@ class ReplayDlq(Action):
         jobs = _admin(self.ctx).dlq_jobs()
         delivered = self._delivered(jobs)
         p = _params(self.ctx)
-        return Plan(self.name, f"replay {len(jobs) - len(delivered):,} DLQ jobs in batches {', '.join(p.replay_batches)}; "
-                               f"skip {len(delivered):,} already delivered",
-                    steps=[{"bullmq": "replay", "dlq": DLQ, "jobs": len(jobs), "skip_delivered": len(delivered),
-                            "batches": list(p.replay_batches), "stop_above_failure_rate": p.replay_max_failure_rate}])
+        skip = sorted(j["id"] for j in jobs if _message_id(j) in delivered)
+        replay = [j["id"] for j in jobs if j["id"] not in set(skip)]
+        return Plan(self.name, f"replay {len(replay):,} DLQ jobs (listed by id) in batches {', '.join(p.replay_batches)}; "
+                               f"remove {len(skip):,} whose message is already delivered",
+                    steps=[{"bullmq": "replay", "dlq": DLQ, "job_ids": replay, "jobs": len(replay),
+                            "remove_delivered_ids": skip, "batches": list(p.replay_batches),
+                            "stop_above_failure_rate": p.replay_max_failure_rate}])
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{DLQ}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return (f"for each planned DLQ job id (summary.json): still in {DLQ}, or replayed as replay-<id> in its source "
+                "queue; a re-run replays only the ones still in the DLQ")
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         p = _params(self.ctx)
         started = datetime.now(UTC)
-        delivered = self._delivered(_admin(self.ctx).dlq_jobs())
+        step = plan.steps[0]
+        skip = set(step["remove_delivered_ids"])
         report = _admin(self.ctx).replay(
             batches=_fractions(tuple(p.replay_batches)), max_failure_rate=p.replay_max_failure_rate,
-            delivered=lambda job: str((job["data"].get("data") or {}).get("message_id", "")) in delivered,
-            settle_seconds=_settle(p))
+            delivered=lambda job: job["id"] in skip, settle_seconds=_settle(p),
+            job_ids=list(step["job_ids"]) + sorted(skip))
         self.ctx.state[MITIGATED_AT] = started
         return report.to_json()
 
@@ -666,19 +705,36 @@ class CleanFailedJobs(Action):
     def plan(self) -> Plan:
         if not self.ctx.state.get("review_written"):
             return Plan(self.name, self.title, blocked="write the review list first (review_failed_jobs)")
-        by_queue: dict[str, int] = {}
+        by_queue: dict[str, list[str]] = {}
         for j in self.ctx.state.get("failed_jobs") or []:
             if j["exhausted"]:
-                by_queue[j["queue"]] = by_queue.get(j["queue"], 0) + 1
-        return Plan(self.name, f"remove failed jobs from {', '.join(by_queue)} (review list: {REVIEW_FILE})",
-                    steps=[{"bullmq": "clean", "queue": q, "state": "failed", "at_least": n} for q, n in by_queue.items()])
+                by_queue.setdefault(j["queue"], []).append(j["id"])
+        if not by_queue:
+            return Plan(self.name, self.title, blocked="no job in the review list exhausted its attempts")
+        total = sum(len(ids) for ids in by_queue.values())
+        return Plan(self.name, f"remove exactly {total:,} reviewed failed jobs (by id) from {', '.join(by_queue)}; "
+                               f"failed jobs not in the review list {REVIEW_FILE} are left alone",
+                    steps=[{"bullmq": "remove_failed", "queue": q, "job_ids": sorted(ids), "jobs": len(ids)}
+                           for q, ids in sorted(by_queue.items())])
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{s['queue']}" for s in plan.steps]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return f"which of the planned job ids (summary.json, and {REVIEW_FILE}) are still in their queue's failed set"
 
     def apply(self, plan: Plan) -> dict[str, Any]:
-        return {"removed": {s["queue"]: _admin(self.ctx).clean_failed(s["queue"]) for s in plan.steps}}
+        reports = {s["queue"]: _admin(self.ctx).remove_failed(s["queue"], list(s["job_ids"])) for s in plan.steps}
+        return {"removed": {q: len(r["removed"]) for q, r in reports.items()},
+                "left_alone": {q: {"not_failed": r["not_failed"], "gone": r["gone"]} for q, r in reports.items()}}
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
-        left = {s["queue"]: _admin(self.ctx).counts(s["queue"])["failed"] for s in plan.steps}
-        return not any(left.values()), f"failed jobs left: {left}"
+        left = {s["queue"]: [i for i in s["job_ids"] if (_admin(self.ctx).job(s["queue"], i) or {}).get("failedReason")
+                             and i not in result["left_alone"][s["queue"]]["not_failed"]] for s in plan.steps}
+        removed = sum(result["removed"].values())
+        if any(left.values()):
+            return False, f"planned failed jobs still there: {({q: len(v) for q, v in left.items() if v})}"
+        return True, f"removed {removed:,} reviewed failed jobs; none outside the review list was touched"
 
 
 def clean_failed_jobs(ctx: RunContext) -> CleanFailedJobs:

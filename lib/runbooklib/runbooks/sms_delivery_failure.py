@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runbooklib import queries
@@ -79,6 +79,8 @@ SCENARIO_DEFAULTS: dict[str, Any] = {
 }
 STATUS_COMPONENTS = r"sms|messaging"
 MAX_DNC_PER_RUN = 500
+MAX_RETRY_PER_RUN = 10_000
+"""At most this many SMS are re-queued by one approval (every id is in the plan)."""
 REVIEW_FILE = "invalid_numbers_review.csv"
 TOP_CODES = 15
 
@@ -190,6 +192,17 @@ def diagnose_sms(ctx: RunContext) -> Diagnosis:
 
 
 # -- Mitigation -------------------------------------------------------------------------------------
+def _utc(value: Any) -> datetime:
+    """A created_at as read back (datetime, pandas Timestamp or ISO text; naive means UTC) as an aware datetime."""
+    if hasattr(value, "to_pydatetime"):
+        value = value.to_pydatetime()
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a time: {value!r}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def _codes(category: str | tuple[str, ...]) -> list[str]:
     wanted = (category,) if isinstance(category, str) else category
     return sorted(str(c) for c, info in TWILIO_CODES.items() if info.category in wanted)
@@ -229,29 +242,58 @@ class RetryFailedSms(Action):
             return False, "no transient failures in the window to retry"
         return True, f"{transient:,} transient failures can be retried"
 
+    def _retryable(self) -> list[dict[str, Any]]:
+        """The FAILED SMS with a transient error code, at any age (what retry-failed would pick up), by id."""
+        frame = self.ctx.db.fetch(queries.failed_message_ids(by_tenant=self.ctx.by_tenant),
+                                  self.ctx.window_params(channel=CHANNEL, codes=_codes(TRANSIENT),
+                                                         limit=MAX_RETRY_PER_RUN + 1))
+        return [{"id": str(i), "created_at": c} for i, c in zip(frame["id"], frame["created_at"], strict=True)]
+
     def plan(self) -> Plan:
         counts = self._failed_by_category()
         never = counts[PERMANENT] + counts[CONSENT] + counts[CONFIG]
-        retryable = counts[TRANSIENT]
         exclude = _codes((PERMANENT, CONSENT, CONFIG))
-        details = {"retryable": retryable, "not_retryable": never, "failed_by_category": counts,
-                   "note": ("POST /api/v1/communication/retry-failed re-queues every FAILED SMS of every tenant (counted "
-                            "here since the baseline began; older ones, if kept, are retried too). This runbook asks "
-                            "it to skip permanent, consent and config codes with exclude_error_codes (an assumed "
-                            "parameter, docs/assumed-endpoints.md); if the platform ignores it, those are retried too.")}
-        if never > retryable:
-            return Plan(self.name, f"retry {retryable:,} transient failures", details=details,
+        rows = self._retryable()
+        details: dict[str, Any] = {
+            "not_retryable": never, "failed_by_category": counts,
+            "note": ("POST /api/v1/communication/retry-failed is bounded to exactly these message ids, created before "
+                     "the cut-off, at most this many (assumed parameters, docs/assumed-endpoints.md); permanent, "
+                     "consent and config codes are excluded as well. Failures that arrive after this plan are not in "
+                     "it: a later run plans them.")}
+        if len(rows) > MAX_RETRY_PER_RUN:
+            return Plan(self.name, f"more than {MAX_RETRY_PER_RUN:,} transient SMS failures", details=details,
+                        blocked=(f"more than {MAX_RETRY_PER_RUN:,} transient failures: retry per tenant (tenant_id), so "
+                                 "that each approval names a list a responder can review"))
+        if not rows:
+            return Plan(self.name, "no transient SMS failure to retry", details=details,
+                        blocked="no FAILED SMS with a transient error code is left to retry")
+        if never > len(rows):
+            return Plan(self.name, f"retry {len(rows):,} transient failures", details=details,
                         blocked=(f"refused while non-retryable failures dominate: {never:,} permanent/consent/config vs "
-                                 f"{retryable:,} transient — fix the data or setup first (see the review list)"))
-        return Plan(self.name, f"re-queue {retryable:,} transient SMS failures ({never:,} others excluded)",
+                                 f"{len(rows):,} transient — fix the data or setup first (see the review list)"))
+        ids = [r["id"] for r in rows]
+        latest = max(_utc(r["created_at"]) for r in rows)
+        cut_off = (latest + timedelta(milliseconds=1)).isoformat(timespec="milliseconds")
+        return Plan(self.name, f"re-queue {len(ids):,} transient SMS failures by id, created before {cut_off} "
+                               f"({never:,} others excluded)",
                     steps=[{"call": "POST /api/v1/communication/retry-failed", "channel": CHANNEL,
+                            "message_ids": ids, "count": len(ids), "max": len(ids), "created_before": cut_off,
                             "exclude_error_codes": ",".join(exclude)}], details=details)
+
+    def resources(self, plan: Plan) -> list[str]:
+        return ["platform:sms:retry-failed"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        step = plan.steps[0]
+        return (f"the status of the {step['count']:,} planned SMS in message_logs (ids in the plan, summary.json): "
+                "QUEUED/SENT/DELIVERED means the retry landed, FAILED means it did not")
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         started = datetime.now(UTC)
         step = plan.steps[0]
         try:
-            out = self.ctx.api.retry_failed(CHANNEL, exclude_error_codes=step["exclude_error_codes"].split(","))
+            out = self.ctx.api.retry_failed(CHANNEL, message_ids=step["message_ids"], created_before=step["created_before"],
+                                            maximum=step["max"], exclude_error_codes=step["exclude_error_codes"].split(","))
         except PlatformAPIError as exc:
             raise MitigationFailed(f"retry-failed: {exc}") from exc
         self.ctx.state[MITIGATED_AT] = started
@@ -263,12 +305,16 @@ class RetryFailedSms(Action):
             after = self._failed_by_category()
         except (QueryError, ConfigError) as exc:
             return False, f"could not read message_logs back: {exc}"
-        planned = int(plan.details["retryable"])
-        if after[TRANSIENT] <= planned // 10:
-            return True, (f"platform re-queued {result.get('retried')}; transient failures still FAILED: "
-                          f"{after[TRANSIENT]:,} (was {planned:,}); non-retryable left alone: "
+        planned = int(plan.steps[0]["count"])
+        still = self.ctx.db.fetch(queries.failed_message_ids(by_tenant=self.ctx.by_tenant),
+                                  self.ctx.window_params(channel=CHANNEL, codes=_codes(TRANSIENT),
+                                                         limit=MAX_RETRY_PER_RUN + 1))
+        left = len(set(map(str, still["id"])) & set(plan.steps[0]["message_ids"]))
+        if left <= planned // 10:
+            return True, (f"platform re-queued {result.get('retried')} of {planned:,} planned; still FAILED: {left:,}; "
+                          f"transient failures not in the plan: {max(after[TRANSIENT] - left, 0):,}; non-retryable left alone: "
                           f"{after[PERMANENT] + after[CONSENT] + after[CONFIG]:,}")
-        return False, f"{after[TRANSIENT]:,} of {planned:,} transient failures are still FAILED"
+        return False, f"{left:,} of the {planned:,} planned SMS are still FAILED"
 
 
 def retry_failed(ctx: RunContext) -> RetryFailedSms:
@@ -313,6 +359,13 @@ class MarkDoNotContact(Action):
             return Plan(self.name, "nothing to mark", blocked="every unsubscribed recipient is already do-not-contact")
         total = sum(len(s["recipients"]) for s in steps)
         return Plan(self.name, f"mark {total:,} recipients do-not-contact across {len(steps)} tenant(s)", steps=steps)
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"channel:sms:tenant:{s['tenant_id']}:do-not-contact" for s in plan.steps]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return ("whether the planned recipients are on each tenant's do-not-contact list "
+                "(GET /api/v1/communication/do-not-contact?channel=SMS&tenant_id=…)")
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         done: list[dict[str, Any]] = []

@@ -320,9 +320,20 @@ class SubmitCorrectedTemplate(Action):
             return Plan(self.name, "submit a corrected template", details=details,
                         blocked=f"{path} lacks {', '.join(sorted(missing))}")
         assert self.ctx.profile.whatsapp is not None
+        listed = [t for t in self.ctx.state.get("templates") or [] if t.get("name") == payload["name"]]
+        if listed:
+            return Plan(self.name, f"submit template {payload['name']}", details=details,
+                        blocked=(f"template {payload['name']} is already on the WABA (status {listed[0].get('status')}): "
+                                 "nothing to submit; Meta reviews it, or give a new name to submit another version"))
         return Plan(self.name, f"submit template {payload['name']} ({payload['language']}, {payload['category']}) for "
                                "approval", steps=[{"call": f"POST /{self.ctx.profile.whatsapp.waba_id}/message_templates",
                                                    "payload": payload}], details=details)
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"whatsapp:template:{plan.steps[0]['payload']['name']}"]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return f"whether template {plan.steps[0]['payload']['name']} is listed on the WABA (GET /{{WABA_ID}}/message_templates)"
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         try:
@@ -418,6 +429,15 @@ class RefreshAccessToken(Action):
         return Plan(self.name, f"exchange the token and store the new one for {len(tenants)} tenant(s)", steps=steps,
                     details={"note": "Meta exchanges a token only while it is still valid; an expired token needs a "
                                      "new system-user token, and the exchange then fails with 190."})
+
+    readback = False  # a new token cannot be told from an old one by reading the plan's world again
+
+    def resources(self, plan: Plan) -> list[str]:
+        return ["whatsapp:access-token"] + [f"channel:whatsapp:tenant:{s['tenant_id']}" for s in plan.steps[1:]]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return ("the tenants' access_token_updated_at (GET /api/v1/communication/channels/whatsapp?tenant_id=…) and "
+                "the token's expiry in Meta's debug_token")
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         try:

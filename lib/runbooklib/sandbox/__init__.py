@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ class Sandbox:
         self.rows = 0
         self.redis_url = redis_url
         self.bull: Any = None
+        self.lease_server: Any = None
         self._writer: Any = None
         self._previous_env: dict[str, str | None] = {}
 
@@ -99,6 +101,9 @@ class Sandbox:
             self.bull = BullSandbox(self.scenario.section("bullmq"), redis_url=self.redis_url, writer=self._writer,
                                     scenario=self.scenario.name).start()
             self.redis_url = self.bull.url
+        elif not self.redis_url:
+            self.lease_server = _lease_redis()  # the shared store applying takes its leases in
+            self.redis_url = self.lease_server.url if self.lease_server else None
         self.platform = PlatformStandIn(  # type: ignore[assignment]
             token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
             tenants=list(logs["tenants"]), queue=self.scenario.channel.lower(), on_change=self._on_change,
@@ -119,7 +124,8 @@ class Sandbox:
                 seed.add_delivered(self._writer, tenant=tenant, count=int(platform["recovered_per_switch"]),
                                    provider=provider)
         if kind == "retry":
-            return seed.requeue_failed(self._writer, channel=channel, exclude_codes=list(body))
+            return seed.requeue_failed(self._writer, channel=channel, exclude_codes=list(body["exclude"]),
+                                       ids=list(body["ids"]), created_before=datetime.fromisoformat(body["created_before"]))
         return 0
 
     def describe(self) -> dict[str, Any]:
@@ -171,6 +177,9 @@ class Sandbox:
                 server.stop()
         if self.bull is not None:
             self.bull.stop()
+        if self.lease_server is not None:
+            self.lease_server.stop()
+            self.lease_server = None
         for standin in (self.platform, self.ses, self.twilio, self.statuspage, self.graph):
             if standin is not None:
                 standin.stop()
@@ -190,6 +199,17 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _lease_redis() -> Any:
+    """A loopback redis-server for the sandbox's leases, or None where none can be started (the plan then says
+    that no lease store is configured)."""
+    from runbooklib.sandbox.redis_server import RedisServer
+
+    try:
+        return RedisServer().start()
+    except (RuntimeError, OSError):
+        return None
 
 
 def _generate(key: str) -> str:

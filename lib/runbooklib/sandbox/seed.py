@@ -144,10 +144,13 @@ def add_delivered(engine: sa.Engine, *, tenant: str, count: int, provider: str, 
         conn.execute(message_logs.insert(), rows)
 
 
-def requeue_failed(engine: sa.Engine, *, channel: str, exclude_codes: list[str]) -> int:
-    """What the platform's retry-failed does: FAILED messages of `channel` go back to QUEUED."""
+def requeue_failed(engine: sa.Engine, *, channel: str, exclude_codes: list[str], ids: list[str],
+                   created_before: datetime) -> int:
+    """What the platform's retry-failed does with a pinned selection: the listed FAILED messages of `channel`
+    created before the cut-off go back to QUEUED (nothing else)."""
     code = message_logs.c["metadata"]["error_code"].as_string()
-    condition = sa.and_(message_logs.c.channel == channel.upper(), message_logs.c.status == "FAILED")
+    condition = sa.and_(message_logs.c.channel == channel.upper(), message_logs.c.status == "FAILED",
+                        message_logs.c.id.in_(ids), message_logs.c.created_at < _store_time(engine, created_before))
     if exclude_codes:
         condition = sa.and_(condition, sa.or_(code.is_(None), code.not_in(exclude_codes)))
     with engine.begin() as conn:

@@ -144,7 +144,17 @@ class PlatformStandIn(StandIn):
         if path == "/api/v1/communication/retry-failed" and method == "POST":
             channel = query.get("channel", "")
             exclude = [c for c in query.get("exclude_error_codes", "").split(",") if c]
-            return _json(200, {"channel": channel, "retried": self._changed("retry", "", channel, exclude)})
+            ids = payload.get("message_ids") if isinstance(payload, dict) else None
+            try:
+                maximum = int(query.get("max", ""))
+            except ValueError:
+                maximum = -1
+            if not isinstance(ids, list) or not query.get("created_before") or maximum < 0:
+                return _json(400, {"statusCode": 400, "message": "retry-failed needs message_ids, created_before and max"})
+            if len(ids) > maximum:
+                return _json(422, {"statusCode": 422, "message": f"{len(ids)} ids exceed max {maximum}"})
+            selection = {"exclude": exclude, "ids": [str(i) for i in ids], "created_before": query["created_before"]}
+            return _json(200, {"channel": channel, "retried": self._changed("retry", "", channel, selection)})
         if path == "/api/v1/communication/do-not-contact":
             return self._dnc(method, query, payload)
         prefix = "/api/v1/communication/channels/"
