@@ -28,14 +28,19 @@ demo: $(VENV)/.installed
 	@# exit code 3 means "incident diagnosed": the expected outcome of a drill, not a make failure
 	$(BIN)/runbook demo $(RUNBOOK) $(if $(SCENARIO),--scenario $(SCENARIO),) || [ $$? -eq 3 ]
 
-## demo-incident: one simulated incident worked with two runbooks, each diagnosing, applying an approved
-## mitigation and confirming recovery, then compiled into runs/$(INCIDENT)/review.html and review.md
+## demo-incident: one simulated incident worked with two runbooks the documented way — a dry run that prints
+## each plan, its digest and the command approving exactly those plans, then that command run as the
+## operator — each applying its mitigation and confirming recovery, compiled into runs/$(INCIDENT)/review.*
 demo-incident: $(VENV)/.installed
+	@set -e; mkdir -p runs; \
+	approve() { grep -A1 '^to apply exactly these plans' | tail -n 1 | sed -e "s/<you>/$$1/" -e 's|^ *runbook |$(BIN)/runbook |'; }; \
 	$(BIN)/runbook demo email_provider_failure --scenario smtp_auth_failure --incident $(INCIDENT) --no-progress \
-	  -p operator alice -p dry_run false -p approve switch_email_provider,send_test_email \
-	  -p test_recipient oncall@lineup.app || [ $$? -eq 3 ]
+	  -p test_recipient oncall@lineup.app > runs/.demo-dry.txt || [ $$? -eq 3 ]; \
+	cat runs/.demo-dry.txt; cmd=$$(approve alice < runs/.demo-dry.txt); echo "» $$cmd"; eval "$$cmd" || [ $$? -eq 3 ]; \
 	$(BIN)/runbook demo sms_delivery_failure --scenario rate_limited --incident $(INCIDENT) --no-progress \
-	  -p operator bob -p dry_run false -p approve retry_failed_sms || [ $$? -eq 3 ]
+	  > runs/.demo-dry.txt || [ $$? -eq 3 ]; \
+	cat runs/.demo-dry.txt; cmd=$$(approve bob < runs/.demo-dry.txt); echo "» $$cmd"; eval "$$cmd" || [ $$? -eq 3 ]; \
+	rm -f runs/.demo-dry.txt; \
 	$(BIN)/runbook review $(INCIDENT)
 
 ## test: lint, type-check, the whole test suite (starts its own PostgreSQL and Redis), then nbval
