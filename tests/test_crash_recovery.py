@@ -126,7 +126,8 @@ CHILD = textwrap.dedent('''
     audit = AuditLog(incident / run / "audit.jsonl", incident="INC-Q", runbook="high_retry_volume", operator="dan")
     (incident / run).mkdir(parents=True, exist_ok=True)
     (incident / run / "summary.json").write_text(json.dumps({"runbook": "high_retry_volume", "incident": "INC-Q",
-        "status": "running", "started_at": "2026-12-02T00:00:00+00:00", "ledger": {"audit": audit.seal()}}))
+        "status": "running", "started_at": "2026-12-02T00:00:00+00:00",
+        "ledger": {"audit": audit.seal(), "evidence": {"entries": 0, "sha256": None}}}))
     leases = Leases(url, ttl=2, prefix=sys.argv[6] + ":lease:")
     gate = Gate(dry_run=not digest, approvals=[Approval("move_poison_to_dlq", digest or None)], operator="dan",
                 audit=audit, known_actions=["move_poison_to_dlq"], ledger=IncidentLedger(incident, audit, run=run),
@@ -158,8 +159,12 @@ def test_a_kill_during_a_queue_apply_loses_no_job_and_the_rerun_does_not_repeat(
 
     killed = child(redis_server.url, incident, "2-killed", digest, 0.5)
     assert killed.stdout is not None
-    while "moved" not in killed.stdout.readline():
-        pass
+    for line in killed.stdout:  # the first job moved: kill it mid-apply
+        assert not line.startswith("DECISION"), f"the run ended before it was killed: {line}"
+        if line.startswith("moved"):
+            break
+    else:
+        pytest.fail("the approved run ended without moving a job")
     killed.send_signal(signal.SIGKILL)
     killed.wait(10)
     entries = read_audit(incident / "2-killed" / "audit.jsonl")

@@ -292,6 +292,14 @@ class Gate:
         already = self._already(name, title, plan, approved, digest)  # another run may have finished meanwhile
         if already is not None:
             return already
+        damage = self.ledger.damage()
+        if damage:
+            return self._record(GateOutcome(
+                name, title, "blocked",
+                "the incident's record of earlier runs is damaged, so it cannot say whether this plan was already "
+                f"applied: {'; '.join(damage[:3])}" + (f" (and {len(damage) - 3} more)" if len(damage) > 3 else "")
+                + ". Check those runs' changes by hand (runbook review lists them) before applying anything",
+                plan, approval=approved), approved_digest=digest)
         cut = self.ledger.interrupted(name, digest)
         if cut is not None and not action.readback:
             return self._record(GateOutcome(
@@ -310,11 +318,17 @@ class Gate:
             return self._record(GateOutcome(name, title, "refused", message, now, approval=approved),
                                 approved_digest=digest)
         plan = now
-        applying = self.audit.record(action=name, decision="applying", message=f"applying plan {plan.digest}",
-                                     plan=plan.to_json(), plan_digest=plan.digest, approval=approved,
-                                     run=self.run_name or None, lease=lease_record,
-                                     verify_by_hand=action.verify_by_hand(plan),
-                                     resumes=cut.run if cut is not None else None)
+        try:
+            applying = self.audit.record(action=name, decision="applying", message=f"applying plan {plan.digest}",
+                                         plan=plan.to_json(), plan_digest=plan.digest, approval=approved,
+                                         run=self.run_name or None, lease=lease_record,
+                                         verify_by_hand=action.verify_by_hand(plan),
+                                         resumes=cut.run if cut is not None else None)
+        except OSError as exc:  # no record, no change: the write-ahead rule
+            outcome = GateOutcome(name, title, "failed", f"the applying record could not be written ({exc}); nothing "
+                                  "was changed", plan, approval=approved)
+            self.outcomes.append(outcome)
+            return outcome
         of = applying.get("seq")
         try:
             result = action.apply(plan)

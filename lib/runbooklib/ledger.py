@@ -9,14 +9,17 @@ since)? And was applying it interrupted, with its outcome unknown?
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbooklib.audit import AuditLog, read_audit
+from runbooklib.audit import AuditLog, read_audit, read_audit_lines
+from runbooklib.records import verify_ledger
 
 AUDIT = "audit.jsonl"
+SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,26 @@ class IncidentLedger:
                     yield Entry(bundle.name, entry)
         for entry in self.current.entries:
             yield Entry(self.run, entry)
+
+    def damage(self) -> list[str]:
+        """Why the incident's record cannot be trusted to say what was applied: an audit of another run that was
+        edited, truncated mid-line, or had lines deleted, inserted or moved (older, unchained logs are read as is)."""
+        found: list[str] = []
+        if self.incident_dir is None or not self.incident_dir.is_dir():
+            return found
+        for bundle in sorted(p for p in self.incident_dir.iterdir() if p.is_dir() and p.name != self.run):
+            path = bundle / AUDIT
+            problems: list[str] = []
+            numbered = read_audit_lines(path, problems)
+            try:
+                summary = json.loads((bundle / SUMMARY).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                summary = None
+            problems += verify_ledger(summary if isinstance(summary, dict) else None, path, numbered, None)
+            last = len(path.read_bytes().rstrip(b"\n").split(b"\n")) if path.exists() else 0  # torn by a kill
+            found += [f"run {bundle.name}: {p}" for p in problems
+                      if "older record" not in p and f"line {last} is not readable" not in p]
+        return found
 
     def _of(self, action: str, digest: str) -> list[Entry]:
         digest = digest.lower()

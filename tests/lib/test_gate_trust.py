@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -157,7 +158,11 @@ def test_the_applying_record_is_on_disk_before_apply_and_the_outcome_points_to_i
     assert applied["of"] == applying["seq"] and applied["prev"] == applying["hash"]
 
 
-def test_two_runs_racing_for_one_resource_apply_once(tmp_path: Path, leases: Leases) -> None:
+@pytest.mark.parametrize("resource", ["platform:sms:retry-failed", "channel:email:tenant:acme", "queue:sms",
+                                      "queue:communication-dlq"])
+def test_two_runs_racing_for_one_resource_apply_once(tmp_path: Path, leases: Leases, resource: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Requeue, "resources", lambda self, plan: [resource])
     world = World(["m1", "m2", "m3"])
     approved = dry_plan(tmp_path, Requeue(world))
     hold, started = threading.Event(), threading.Event()
@@ -250,3 +255,26 @@ def test_the_difference_names_what_was_added_and_dropped() -> None:
     text = describe_difference(old, new)
     assert "added 2" in text and "dropped 1" in text and "tenant_id=b" in text
     assert describe_difference(old, old) == "the same targets, in a different form"
+
+
+@pytest.mark.parametrize("tamper", ["delete the applied line", "delete the audit", "edit a line"])
+def test_a_damaged_record_of_an_earlier_run_blocks_instead_of_reading_as_not_applied(
+        tmp_path: Path, leases: Leases, tamper: str) -> None:
+    """Removing the `applied` record must not turn "already applied" into "apply again"."""
+    world = World(["m1", "m2"])
+    approved = dry_plan(tmp_path, Requeue(world))
+    first = make_gate(tmp_path, "1-apply", [f"requeue@{approved.digest}"], leases=leases)
+    assert first.run(Requeue(world)).decision == "applied"
+    (tmp_path / "1-apply" / "summary.json").write_text(json.dumps({"ledger": {"audit": first.audit.seal()}}))
+    path = tmp_path / "1-apply" / "audit.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    if tamper == "delete the applied line":
+        path.write_text("".join(lines[:-1]))
+    elif tamper == "delete the audit":
+        path.unlink()
+    else:
+        path.write_text("".join(lines[:-1]) + lines[-1].replace('"applied"', '"failed"'))
+    world.ids = ["m1", "m2"]  # the world shows the same effect set again
+    again = make_gate(tmp_path, "2-rerun", [f"requeue@{approved.digest}"], leases=leases).run(Requeue(world))
+    assert again.decision == "blocked" and "damaged" in again.message and "1-apply" in again.message, again.message
+    assert world.changed == ["m1", "m2"]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from runbooklib.errors import PlatformAuthError, PlatformResponseError, PlatformUnreachable
+from runbooklib.errors import PlatformAPIError, PlatformAuthError, PlatformResponseError, PlatformUnreachable
 from runbooklib.platform_api import PlatformAPI
 from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
@@ -85,8 +86,14 @@ def test_channel_fallback_do_not_contact_and_retry(standin: PlatformStandIn) -> 
     assert api.do_not_contact("SMS", "acme") == ["+15550000001", "+15550000002"]
     api.remove_do_not_contact("SMS", "acme", ["+15550000001"])
     assert api.do_not_contact("SMS", "acme") == ["+15550000002"]
-    assert api.retry_failed("SMS", exclude_error_codes=["21610", "21211"]) == {"channel": "SMS", "retried": 0}
-    assert standin.requests[-1]["query"] == {"channel": "SMS", "exclude_error_codes": "21610,21211"}
+    out = api.retry_failed("SMS", message_ids=["m1", "m2"], created_before="2026-12-01T00:00:00+00:00", maximum=2,
+                           exclude_error_codes=["21610", "21211"])
+    assert out == {"channel": "SMS", "retried": 0}
+    assert standin.requests[-1]["query"] == {"channel": "SMS", "created_before": "2026-12-01T00:00:00+00:00", "max": "2",
+                                             "exclude_error_codes": "21610,21211"}
+    assert json.loads(standin.requests[-1]["body"]) == {"message_ids": ["m1", "m2"]}
+    with pytest.raises(PlatformAPIError, match="exceed max"):  # the bound is the platform's too
+        api.retry_failed("SMS", message_ids=["m1", "m2", "m3"], created_before="2026-12-01T00:00:00+00:00", maximum=2)
 
 
 def test_bad_fallback_is_refused(standin: PlatformStandIn) -> None:

@@ -14,6 +14,7 @@ from runbooklib.queues import DLQ, QUEUES, QueueAdmin, dlq_id, replay_id
 from runbooklib.review import changes, compile_review, key_figures, measurements
 from runbooklib.runs import EXIT_DIAGNOSED, EXIT_HEALTHY, RunResult
 from runbooklib.sandbox import Sandbox
+from runbooklib.sandbox.bull import FAIL, seed_jobs
 from tests.conftest import SandboxFactory
 from tests.notebooks import helpers
 from tests.notebooks.helpers import audit, decisions
@@ -146,4 +147,49 @@ def test_failed_jobs_are_cleaned_only_after_the_review_list(make_sandbox: Sandbo
     assert len(review) == 1 + 6
     admin = QueueAdmin(redis_server.url)
     assert admin.counts("sms")["failed"] == 0 and admin.counts(DLQ)["backlog"] == 0
+    admin.close()
+
+
+def test_a_dlq_swapped_after_the_dry_run_is_not_replayed_under_its_approval(
+        make_sandbox: SandboxFactory, redis_server: RedisServer, tmp_path: Path) -> None:
+    """The probe: two DLQ jobs swapped for two others keep the count; the approval must not replay the two unseen."""
+    box = make(make_sandbox, redis_server, "healthy")
+    admin = QueueAdmin(redis_server.url)
+    dry = run(box, tmp_path)
+    planned = next(a for a in dry.actions if a["action"] == "replay_dlq")
+    assert planned["decision"] == "dry_run", planned
+    jobs = admin.dlq_jobs()
+    for job in jobs[:2]:
+        admin._run(lambda job=job: admin._queue(DLQ).remove(job["id"]))  # type: ignore[misc]
+    for n, job in enumerate(jobs[:2]):
+        data = {**job["data"], "sourceJobId": f"99900{n}", "data": {"message_id": f"never-reviewed-{n}"}}
+        admin.add(DLQ, job["name"], data, {"jobId": f"sms-99900{n}"})
+    before = sorted(j["id"] for j in admin.dlq_jobs())
+    assert len(before) == len(jobs)
+
+    stale = run(box, tmp_path, dry_run=False, operator="bob", approve=[f"replay_dlq@{planned['plan']['digest']}"])
+    entry = audit(stale)["replay_dlq"]
+    assert entry["decision"] == "refused", entry
+    assert "added 2" in entry["message"] and "dropped 2" in entry["message"]
+    assert sorted(j["id"] for j in admin.dlq_jobs()) == before, "no DLQ job replayed"
+    assert admin.job("sms", replay_id("sms-999000")) is None
+    admin.close()
+
+
+def test_failed_jobs_that_arrive_after_the_review_are_not_cleaned_under_its_approval(
+        make_sandbox: SandboxFactory, redis_server: RedisServer, tmp_path: Path) -> None:
+    box = make(make_sandbox, redis_server, "poison_messages")
+    dry = run(box, tmp_path)
+    planned = next(a for a in dry.actions if a["action"] == "clean_failed_jobs")
+    assert planned["decision"] == "dry_run", planned
+    reviewed = {i for s in planned["plan"]["steps"] for i in s["job_ids"]}
+    seed_jobs(redis_server.url, "sms", [{"name": "send-sms", "data": {"message_id": f"late-{n}", FAIL: "Twilio 30007"}}
+                                        for n in range(4)])
+    admin = QueueAdmin(redis_server.url)
+    late = {j["id"] for j in admin.jobs("sms", ["failed"], limit=1000)} - reviewed
+    assert len(late) == 4
+
+    stale = run(box, tmp_path, dry_run=False, operator="dan", approve=[f"clean_failed_jobs@{planned['plan']['digest']}"])
+    assert audit(stale)["clean_failed_jobs"]["decision"] == "refused"
+    assert {j["id"] for j in admin.jobs("sms", ["failed"], limit=1000)} == reviewed | late, "nothing removed"
     admin.close()

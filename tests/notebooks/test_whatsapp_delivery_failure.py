@@ -88,6 +88,18 @@ def test_corrected_template_is_submitted_with_the_exact_planned_payload(make_san
     assert decisions(live)["submit_corrected_template"] == "applied"
     assert box.graph.submitted == [payload]
 
+    # The probe: the same approval run again (as after a run killed right after the submission) submits nothing.
+    again = run(box, tmp_path, template_payload_file=str(path), dry_run=False, operator="bob",
+                approve=[f"submit_corrected_template@{planned['digest']}"])
+    entry = audit(again)["submit_corrected_template"]
+    assert entry["decision"] in ("already_applied", "blocked"), entry
+    assert box.graph.submitted == [payload], "the template was submitted twice"
+    (live.bundle / "audit.jsonl").unlink()  # even with the first run's record gone, the world shows it is there
+    lost = run(box, tmp_path, template_payload_file=str(path), dry_run=False, operator="bob",
+               approve=[f"submit_corrected_template@{planned['digest']}"])
+    assert audit(lost)["submit_corrected_template"]["decision"] == "blocked"
+    assert box.graph.submitted == [payload]
+
 
 def test_without_a_payload_file_the_submission_is_blocked_with_a_draft(make_sandbox: SandboxFactory,
                                                                        tmp_path: Path) -> None:
