@@ -119,6 +119,8 @@ def cmd_show(slug: str) -> int:
         if p.get("help"):
             print(f"      {p['help']}")
     print(f"\napprovable actions: {', '.join(spec.actions)} (and {UNDO_PREFIX}<action> to roll one back)")
+    print("  approve a plan as <action>@<digest>, the digest its dry run printed; allow_unlocked applies without a "
+          "lease store (audited)")
     print(f"causes: {', '.join(spec.causes)}; and inconclusive when a check the verdict needs could not run")
     print(f"the verdict rests on: {', '.join(spec.dependencies)} (see docs/cause-codes.md for the checks it needs)")
     return 0
@@ -325,6 +327,8 @@ def _print_gate(result: RunResult, argv: Sequence[str] | None) -> None:
     for entry in result.interrupted:
         print(REDACTOR.text(f"INTERRUPTED     {entry.get('action')}: applying plan {entry.get('plan_digest')} was cut "
                             f"off — outcome unknown; verify: {entry.get('verify_by_hand')}"))
+    if approvable and "allow_unlocked" in map(str, given):
+        approvable.append("allow_unlocked")
     if approvable and argv is not None:
         print("to apply exactly these plans (after reviewing them), run:")
         print(f"  {_command(argv, approvable)}")  # the responder's own words (secrets are never parameters)

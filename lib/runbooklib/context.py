@@ -113,7 +113,7 @@ class RunContext:
         self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
                          audit=self.audit, known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
                          ledger=IncidentLedger(run_dir.parent, self.audit, run=run_dir.name), leases=leases,
-                         lease_store=store, run=run_dir.name)
+                         lease_store=store, run=run_dir.name, context={"environment": params.environment})
         self.findings: dict[str, CheckResult] = {}
         self.facts: dict[str, Any] = {}
         self.diagnosis: Diagnosis | None = None

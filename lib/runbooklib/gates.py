@@ -126,7 +126,8 @@ class Gate:
 
     def __init__(self, *, dry_run: bool, approvals: Iterable[Approval], operator: str, audit: AuditLog,
                  known_actions: Iterable[str], ledger: IncidentLedger | None = None,
-                 leases: LeaseFactory | None = None, lease_store: str = "", run: str = "") -> None:
+                 leases: LeaseFactory | None = None, lease_store: str = "", run: str = "",
+                 context: dict[str, Any] | None = None) -> None:
         self.dry_run = dry_run
         self.operator = operator
         self.audit = audit
@@ -140,12 +141,15 @@ class Gate:
         self.lease_store = lease_store
         """Where leases are kept, for the record (never a secret: a redacted URL or a name)."""
         self.run_name = run
+        self.context = dict(context or {})
+        """Where plans apply (the environment): part of every digest."""
 
     def approve(self, action: str, *, operator: str, plan: str) -> Approval:
         """Approve one action interactively (Jupyter), bound to the plan digest shown by its dry run.
 
         This lifts the dry run for that action only; re-run its cell to apply.
         """
+        action, operator, plan = str(action), str(operator or ""), str(plan or "")
         if action not in self.known_actions and action != ALLOW_UNLOCKED:
             raise ConfigError(f"no action named {action!r}; actions: {', '.join(sorted(self.known_actions))}",
                               parameter="approve")
@@ -188,6 +192,11 @@ class Gate:
         self.outcomes.append(outcome)
         return outcome
 
+    def _plan(self, action: Action) -> Plan:
+        plan = action.plan()
+        plan.context = {**plan.context, **self.context}
+        return plan
+
     def _holder(self, action: str) -> dict[str, Any]:
         return {"incident": self.audit.incident, "run": self.run_name, "operator": self.operator, "action": action,
                 "host": socket.gethostname(), "pid": os.getpid()}
@@ -198,9 +207,14 @@ class Gate:
             return (f"approval was for plan {approved}, but the plan {when} is {plan.digest} ({plan.summary}); no run "
                     f"of this incident recorded plan {approved}: review the plan and approve {name}@{plan.digest}")
         current = REDACTOR.data(plan.steps)
+        difference = describe_difference(earlier["steps"], current)
+        if earlier.get("context") != plan.context:
+            difference = f"it was planned for {earlier.get('context') or 'another place'}, this is {plan.context}"
+        elif difference == "the same targets, in a different form":
+            difference = "they differ in values the record masks (a recipient, a secret-bearing field)"
         return (f"approval was for plan {approved} ({earlier.get('summary')}), but the plan {when} is {plan.digest} "
-                f"({plan.summary}): {describe_difference(earlier['steps'], current)}. Nothing was changed; review "
-                f"the new plan and approve {name}@{plan.digest}")
+                f"({plan.summary}): {difference}. Nothing was changed; review the new plan and approve "
+                f"{name}@{plan.digest}")
 
     def _already(self, name: str, title: str, plan: Plan, approved: dict[str, Any], digest: str) -> GateOutcome | None:
         done = self.ledger.applied(name, digest)
@@ -222,7 +236,7 @@ class Gate:
         if not needed:
             return self._record(GateOutcome(name, title, "not_needed", why))
         try:
-            plan = action.plan()
+            plan = self._plan(action)
         except Exception as exc:
             return self._record(GateOutcome(name, title, "failed", f"could not plan: {exc}"),
                                 error=traceback.format_exception_only(exc)[-1].strip())
@@ -308,7 +322,7 @@ class Gate:
                 f"be read back, so it is not repeated. Check by hand: {action.verify_by_hand(plan)}", plan,
                 approval=approved), approved_digest=digest, interrupted_run=cut.run)
         try:
-            now = action.plan()
+            now = self._plan(action)
         except Exception as exc:
             return self._record(GateOutcome(name, title, "failed", f"could not re-plan before applying: {exc}", plan,
                                             approval=approved), approved_digest=digest)
@@ -359,7 +373,8 @@ class Gate:
             return self._record(GateOutcome(name, title, "blocked", f"{action.name} has no undo"))
         plan, applied = self._applied[action.name]
         undo_plan = Plan(name, f"put back what {action.name} changed (plan {plan.digest})",
-                         steps=[{"undo": action.name, "plan": plan.digest}, *plan.steps], details={"applied": applied})
+                         steps=[{"undo": action.name, "plan": plan.digest}, *plan.steps], details={"applied": applied},
+                         context=dict(self.context))
         decision, approval, reason = self._decide(name, undo_plan)
         if decision == "dry_run":
             return self._record(GateOutcome(name, title, "dry_run",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbooklib.actions import DIGEST_LENGTH
 from runbooklib.audit import AuditLog, read_audit, read_audit_lines
 from runbooklib.records import verify_ledger
 
@@ -40,36 +41,39 @@ class IncidentLedger:
         self.current = current
         self.run = run
 
+    def _bundles(self) -> list[Path]:
+        if self.incident_dir is None or not self.incident_dir.is_dir():
+            return []
+        return sorted(p for p in self.incident_dir.iterdir() if p.is_dir() and p.name != self.run)
+
     def _entries(self) -> Iterator[Entry]:
-        if self.incident_dir is not None and self.incident_dir.is_dir():
-            for bundle in sorted(p for p in self.incident_dir.iterdir() if p.is_dir() and p.name != self.run):
-                for entry in read_audit(bundle / AUDIT):
-                    yield Entry(bundle.name, entry)
-        for entry in self.current.entries:
+        for bundle in self._bundles():
+            try:
+                entries = read_audit(bundle / AUDIT)
+            except OSError:
+                entries = []  # unreadable: `damage()` says so, and the gate does not apply
+            for entry in entries:
+                yield Entry(bundle.name, entry)
+        path = self.current.path
+        try:  # this run's record as written: a bundle reopened in Jupyter holds what its earlier session applied
+            mine = read_audit(path) if path is not None and path.is_file() else list(self.current.entries)
+        except OSError:
+            mine = list(self.current.entries)
+        for entry in mine:
             yield Entry(self.run, entry)
 
     def damage(self) -> list[str]:
-        """Why the incident's record cannot be trusted to say what was applied: an audit of another run that was
-        edited, truncated mid-line, or had lines deleted, inserted or moved (older, unchained logs are read as is)."""
+        """Why the incident's record cannot be trusted to say what was applied: another run's audit edited,
+        truncated, deleted, or with lines deleted, inserted or moved; its seal or its summary gone; or a change its
+        summary lists that its audit does not hold. Only a genuinely older record (no chain, no seal, no change in
+        its summary that the audit lacks) is read as is, and a last line torn by a kill is a crash, not damage."""
         found: list[str] = []
-        if self.incident_dir is None or not self.incident_dir.is_dir():
-            return found
-        for bundle in sorted(p for p in self.incident_dir.iterdir() if p.is_dir() and p.name != self.run):
-            path = bundle / AUDIT
-            problems: list[str] = []
-            numbered = read_audit_lines(path, problems)
-            try:
-                summary = json.loads((bundle / SUMMARY).read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                summary = None
-            problems += verify_ledger(summary if isinstance(summary, dict) else None, path, numbered, None)
-            last = len(path.read_bytes().rstrip(b"\n").split(b"\n")) if path.exists() else 0  # torn by a kill
-            found += [f"run {bundle.name}: {p}" for p in problems
-                      if "older record" not in p and f"line {last} is not readable" not in p]
+        for bundle in self._bundles():
+            found += [f"run {bundle.name}: {p}" for p in _bundle_damage(bundle)]
         return found
 
     def _of(self, action: str, digest: str) -> list[Entry]:
-        digest = digest.lower()
+        digest = printed(digest)
         return sorted((e for e in self._entries()
                        if e.entry.get("action") == action and str(e.entry.get("plan_digest") or "").lower() == digest),
                       key=lambda e: e.at)
@@ -81,7 +85,7 @@ class IncidentLedger:
             return None
         last = found[-1]
         undone = [e for e in self._entries() if e.entry.get("decision") == "undone"
-                  and str(e.entry.get("undoes") or "").lower() == digest.lower() and e.at >= last.at]
+                  and printed(str(e.entry.get("undoes") or "")) == printed(digest) and e.at >= last.at]
         return None if undone else last
 
     def interrupted(self, action: str, digest: str) -> Entry | None:
@@ -102,3 +106,50 @@ class IncidentLedger:
             if isinstance(plan, dict) and isinstance(plan.get("steps"), list):
                 return plan
         return None
+
+
+def printed(digest: str) -> str:
+    """A digest in its printed form (the record keeps that form; an approval may give the full 64 characters)."""
+    return digest.strip().lower()[:DIGEST_LENGTH]
+
+
+CHANGES = ("applied", "already_applied", "failed", "undone", "applying")
+
+
+def _bundle_damage(bundle: Path) -> list[str]:
+    path = bundle / AUDIT
+    problems: list[str] = []
+    try:
+        numbered = read_audit_lines(path, problems)
+        raw = (bundle / SUMMARY).read_text(encoding="utf-8") if (bundle / SUMMARY).exists() else None
+        size = len(path.read_bytes().rstrip(b"\n").split(b"\n")) if path.exists() else 0
+    except OSError as exc:
+        return [f"its record cannot be read ({exc.__class__.__name__})"]
+    try:
+        summary = json.loads(raw) if raw is not None else None
+    except ValueError:
+        summary = None
+    if raw is None and not path.exists():
+        return []  # a run that stopped before its first cell wrote anything: no gate ran, nothing was applied
+    if not isinstance(summary, dict):
+        return [f"{SUMMARY} is missing or unreadable, so nothing seals its audit"]
+    problems += verify_ledger(summary, path, numbered, None)
+    entries = [entry for _, entry in numbered]
+    chained = any("hash" in e for e in entries)
+    out = []
+    for problem in problems:
+        if f"line {size} is not readable" in problem:
+            continue  # the last line, torn by a kill mid-write: the applying record before it says what was cut off
+        if "older record" in problem and not chained and "ledger" not in summary:
+            continue  # written before records were chained and sealed
+        out.append(problem)
+    recorded = {(e.get("action"), printed(str(e.get("plan_digest") or ""))) for e in entries}
+    for action in summary.get("actions") or []:
+        if not isinstance(action, dict) or action.get("decision") not in CHANGES:
+            continue
+        plan = action.get("plan")
+        digest = plan.get("digest") if isinstance(plan, dict) else None
+        key = (action.get("action"), printed(str(digest or "")))
+        if key not in recorded:
+            out.append(f"{SUMMARY} lists {key[0]} {action.get('decision')} (plan {key[1]}), which {AUDIT} does not hold")
+    return out

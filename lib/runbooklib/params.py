@@ -270,9 +270,16 @@ def validate(
           f"unknown environment {shown(values['environment'])}{_close_matches(str(values['environment']), known_envs)}; "
           f"known: {', '.join(known_envs)}")
     known_actions = sorted(actions)
+    seen: set[str] = set()
     for text in values["approve"] or ():
         approval = Approval.parse(str(text))
+        if approval.action in seen:
+            problems.append(("approve", f"{approval.action} is approved more than once; approve one plan per action"))
+            continue
+        seen.add(approval.action)
         if approval.action == ALLOW_UNLOCKED:
+            if "@" in str(text):
+                problems.append(("approve", f"{shown(text)}: {ALLOW_UNLOCKED} takes no digest"))
             continue
         if approval.action not in known_actions:
             problems.append(("approve", f"no action named {shown(approval.action)} in this runbook"

@@ -94,10 +94,18 @@ def leases(redis_server: RedisServer) -> Leases:
     return store
 
 
+def seal(audit: dict[str, Any]) -> dict[str, Any]:
+    """A summary's ledger seal as a run writes it (no evidence kept)."""
+    return {"audit": audit, "evidence": {"entries": 0, "sha256": None}}
+
+
 def make_gate(incident: Path, run: str, approve: list[str], *, leases: Leases | None = None,
               operator: str = "alice", dry_run: bool = False) -> Gate:
     bundle = incident / run
     audit = AuditLog(bundle / "audit.jsonl", incident="INC-9", runbook="test", operator=operator)
+    bundle.mkdir(parents=True, exist_ok=True)
+    if not (bundle / "summary.json").exists():  # as a run's context writes it before any gate decision
+        (bundle / "summary.json").write_text(json.dumps({"ledger": seal(audit.seal()), "actions": []}))
     return Gate(dry_run=dry_run, approvals=[Approval.parse(a) for a in approve], operator=operator, audit=audit,
                 known_actions=["requeue", "send"], ledger=IncidentLedger(incident, audit, run=run),
                 leases=(lambda r, h: leases.acquire(r, h)) if leases else None, lease_store="redis test", run=run)
@@ -206,6 +214,7 @@ def test_an_interrupted_apply_is_never_repeated_blindly(tmp_path: Path, leases: 
     killed = AuditLog(tmp_path / "1-killed" / "audit.jsonl", incident="INC-9", runbook="test", operator="alice")
     killed.record(action="send", decision="applying", plan=approved.to_json(), plan_digest=approved.digest,
                   verify_by_hand="the phone")  # and then the kernel was SIGKILLed
+    (tmp_path / "1-killed" / "summary.json").write_text(json.dumps({"ledger": seal({"records": 0, "head": None})}))
     out = make_gate(tmp_path, "2-rerun", [f"send@{approved.digest}"], leases=leases).run(Send(world))
     assert out.decision == "blocked" and "interrupted" in out.message and "1-killed" in out.message
     assert world.changed == []
@@ -217,6 +226,7 @@ def test_an_interrupted_apply_whose_effect_did_not_land_is_finished_by_the_rerun
     approved = dry_plan(tmp_path, Requeue(world))
     killed = AuditLog(tmp_path / "1-killed" / "audit.jsonl", incident="INC-9", runbook="test", operator="alice")
     killed.record(action="requeue", decision="applying", plan=approved.to_json(), plan_digest=approved.digest)
+    (tmp_path / "1-killed" / "summary.json").write_text(json.dumps({"ledger": seal({"records": 0, "head": None})}))
     out = make_gate(tmp_path, "2-rerun", [f"requeue@{approved.digest}"], leases=leases).run(Requeue(world))
     assert out.decision == "applied" and world.changed == ["m1", "m2"]
     applying = [e for e in read_audit(tmp_path / "2-rerun" / "audit.jsonl") if e["decision"] == "applying"]
@@ -257,7 +267,9 @@ def test_the_difference_names_what_was_added_and_dropped() -> None:
     assert describe_difference(old, old) == "the same targets, in a different form"
 
 
-@pytest.mark.parametrize("tamper", ["delete the applied line", "delete the audit", "edit a line"])
+@pytest.mark.parametrize("tamper", ["delete the applied line", "delete the audit", "edit a line",
+                                    "delete the seal and the last lines", "strip the hashes and the seal",
+                                    "delete the audit and the seal", "delete the summary"])
 def test_a_damaged_record_of_an_earlier_run_blocks_instead_of_reading_as_not_applied(
         tmp_path: Path, leases: Leases, tamper: str) -> None:
     """Removing the `applied` record must not turn "already applied" into "apply again"."""
@@ -265,16 +277,76 @@ def test_a_damaged_record_of_an_earlier_run_blocks_instead_of_reading_as_not_app
     approved = dry_plan(tmp_path, Requeue(world))
     first = make_gate(tmp_path, "1-apply", [f"requeue@{approved.digest}"], leases=leases)
     assert first.run(Requeue(world)).decision == "applied"
-    (tmp_path / "1-apply" / "summary.json").write_text(json.dumps({"ledger": {"audit": first.audit.seal()}}))
+    summary = tmp_path / "1-apply" / "summary.json"
+    summary.write_text(json.dumps({"ledger": seal(first.audit.seal()),
+                                   "actions": [o.to_json() for o in first.outcomes]}))
     path = tmp_path / "1-apply" / "audit.jsonl"
     lines = path.read_text().splitlines(keepends=True)
+    unsealed = json.dumps({"actions": [o.to_json() for o in first.outcomes]})
     if tamper == "delete the applied line":
         path.write_text("".join(lines[:-1]))
     elif tamper == "delete the audit":
         path.unlink()
-    else:
+    elif tamper == "edit a line":
         path.write_text("".join(lines[:-1]) + lines[-1].replace('"applied"', '"failed"'))
+    elif tamper == "delete the seal and the last lines":  # the chain that is left is whole
+        path.write_text("".join(lines[:-2]))
+        summary.write_text(unsealed)
+    elif tamper == "strip the hashes and the seal":  # made to look like a record from before chaining
+        kept = [json.loads(line) for line in lines[:-2]]
+        path.write_text("".join(json.dumps({k: v for k, v in e.items() if k not in ("hash", "prev", "seq")}) + "\n"
+                                for e in kept))
+        summary.write_text(unsealed)
+    elif tamper == "delete the audit and the seal":
+        path.unlink()
+        summary.write_text(unsealed)
+    else:
+        summary.unlink()
     world.ids = ["m1", "m2"]  # the world shows the same effect set again
     again = make_gate(tmp_path, "2-rerun", [f"requeue@{approved.digest}"], leases=leases).run(Requeue(world))
-    assert again.decision == "blocked" and "damaged" in again.message and "1-apply" in again.message, again.message
+    if tamper == "delete the summary":  # the audit itself still holds the apply
+        assert again.decision in ("blocked", "already_applied"), again.message
+    else:
+        assert again.decision == "blocked" and "damaged" in again.message and "1-apply" in again.message, again.message
     assert world.changed == ["m1", "m2"]
+
+
+def test_a_full_digest_finds_the_earlier_apply_like_the_printed_one(tmp_path: Path, leases: Leases) -> None:
+    world = World(["m1"])
+    approved = dry_plan(tmp_path, Requeue(world))
+    assert make_gate(tmp_path, "1-apply", [f"requeue@{approved.full_digest}"], leases=leases).run(
+        Requeue(world)).decision == "applied"
+    world.ids = ["m1"]
+    again = make_gate(tmp_path, "2-rerun", [f"requeue@{approved.full_digest.upper()}"], leases=leases)
+    assert again.run(Requeue(world)).decision == "already_applied" and world.changed == ["m1"]
+
+
+def test_an_interrupted_send_is_not_repeated_under_the_full_digest_either(tmp_path: Path, leases: Leases) -> None:
+    world = World([])
+    approved = dry_plan(tmp_path, Send(world))
+    killed = AuditLog(tmp_path / "1-killed" / "audit.jsonl", incident="INC-9", runbook="test", operator="alice")
+    killed.record(action="send", decision="applying", plan=approved.to_json(), plan_digest=approved.digest)
+    (tmp_path / "1-killed" / "summary.json").write_text(json.dumps({"ledger": seal({"records": 0, "head": None})}))
+    out = make_gate(tmp_path, "2-rerun", [f"send@{approved.full_digest}"], leases=leases).run(Send(world))
+    assert out.decision == "blocked" and world.changed == []
+
+
+def test_a_bundle_reopened_in_jupyter_remembers_what_it_applied(tmp_path: Path, leases: Leases) -> None:
+    world = World([])
+    approved = dry_plan(tmp_path, Send(world))
+    assert make_gate(tmp_path, "1-session", [f"send@{approved.digest}"], leases=leases).run(
+        Send(world)).decision == "applied"
+    reopened = make_gate(tmp_path, "1-session", [f"send@{approved.digest}"], leases=leases)  # a new kernel, same run_dir
+    assert reopened.run(Send(world)).decision == "already_applied" and world.changed == ["sent"]
+
+
+def test_a_plan_approved_in_one_environment_does_not_apply_in_another(tmp_path: Path, leases: Leases) -> None:
+    world = World(["m1"])
+    staging = make_gate(tmp_path, "0-staging", [], dry_run=True)
+    staging.context = {"environment": "staging"}
+    planned = staging.run(Requeue(world)).plan
+    assert planned is not None
+    production = make_gate(tmp_path, "1-production", [f"requeue@{planned.digest}"], leases=leases)
+    production.context = {"environment": "production"}
+    out = production.run(Requeue(world))
+    assert out.decision == "refused" and "staging" in out.message and world.changed == []

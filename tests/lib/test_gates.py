@@ -146,7 +146,7 @@ def test_undo_is_gated_and_restores(tmp_path: Path) -> None:
     g = gate(tmp_path, approve=(BUMP,))
     g.run(action)
     assert g.undo(action).decision == "not_needed" and action.value == 1
-    g2 = gate(tmp_path, approve=(BUMP, "undo_bump"))
+    g2 = gate(tmp_path / "another-run", approve=(BUMP, "undo_bump"))
     action2 = Counter()
     g2.run(action2)
     assert g2.undo(action2).decision == "undone" and action2.value == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -268,7 +269,9 @@ def test_renew_and_release_are_bounded_when_the_store_goes_silent(make_leases: L
         leases = make_leases(f"redis://127.0.0.1:{proxy.port}/0", ttl=3, timeout=30, total_timeout=1)
         lease = leases.acquire(["queue:sms"], holder_of("run-A"))
         freeze.set()
-        assert leases.holder("queue:sms") is not None  # this answer passes; everything after it hangs
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as trigger:
+            trigger.sendall(b"PING\r\n")  # this answer passes (no deadline of ours, so a loaded machine cannot
+            assert trigger.recv(16).startswith(b"+PONG")  # fail it); then everything through the proxy hangs
         started = time.monotonic()
         lease.renew()
         assert time.monotonic() - started < 1 + SLACK

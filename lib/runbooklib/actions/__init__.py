@@ -44,11 +44,17 @@ class Plan:
     steps: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    """Where the plan applies (the environment), set by the gate: a digest approved from a staging dry run never
+    matches the same steps in production."""
 
     @property
     def full_digest(self) -> str:
-        """SHA-256 over the action and its steps (the effect set), canonical JSON."""
-        return hashlib.sha256(canonical({"action": self.action, "steps": self.steps}).encode()).hexdigest()
+        """SHA-256 over the action, its steps (the effect set) and where it applies, canonical JSON."""
+        body: dict[str, Any] = {"action": self.action, "steps": self.steps}
+        if self.context:
+            body["context"] = self.context
+        return hashlib.sha256(canonical(body).encode()).hexdigest()
 
     @property
     def digest(self) -> str:
@@ -67,7 +73,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         return {"action": self.action, "summary": self.summary, "steps": self.steps, "blocked": self.blocked,
-                "details": self.details, "digest": self.digest, "targets": self.size}
+                "details": self.details, "context": self.context, "digest": self.digest, "targets": self.size}
 
 
 def _targets(step: dict[str, Any]) -> int:

@@ -305,8 +305,8 @@ class SendTestEmail(SendTestMessage):
         """The backup a dry run of switch_email_provider proposed in this run: the test email's plan is then the one
         an approved run makes after the switch, so that approving both in one run binds both plans."""
         for outcome in reversed(self.ctx.gate.outcomes):
-            if outcome.action == SwitchEmailProvider.name:
-                return _params(self.ctx).backup_provider if outcome.decision == "dry_run" else None
+            if outcome.action == SwitchEmailProvider.name:  # proposed here, or applied by an earlier run
+                return _params(self.ctx).backup_provider if outcome.decision in ("dry_run", "already_applied") else None
         return None
 
     def _provider(self) -> str:

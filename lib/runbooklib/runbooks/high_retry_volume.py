@@ -4,6 +4,7 @@ queue mitigations (pause, fewer attempts, poison jobs to the DLQ, controlled DLQ
 from __future__ import annotations
 
 import csv
+import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
-from runbooklib.actions import Action, Plan
+from runbooklib.actions import Action, Plan, canonical
 from runbooklib.checks import CheckResult, timed
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
@@ -631,14 +632,18 @@ class ReplayDlq(Action):
         p = _params(self.ctx)
         skip = sorted(j["id"] for j in jobs if _message_id(j) in delivered)
         replay = [j["id"] for j in jobs if j["id"] not in set(skip)]
+        by_id = {j["id"]: j for j in jobs}
+        targets = sorted({str((by_id[i]["data"] or {}).get("sourceQueue")) for i in replay})
+        payloads = hashlib.sha256(canonical([[i, by_id[i]["name"], by_id[i]["data"]] for i in replay + skip]).encode())
         return Plan(self.name, f"replay {len(replay):,} DLQ jobs (listed by id) in batches {', '.join(p.replay_batches)}; "
                                f"remove {len(skip):,} whose message is already delivered",
-                    steps=[{"bullmq": "replay", "dlq": DLQ, "job_ids": replay, "jobs": len(replay),
+                    steps=[{"bullmq": "replay", "dlq": DLQ, "job_ids": replay, "jobs": len(replay), "to_queues": targets,
+                            "payloads_sha256": payloads.hexdigest(),  # names, data and source of every listed job
                             "remove_delivered_ids": skip, "batches": list(p.replay_batches),
                             "stop_above_failure_rate": p.replay_max_failure_rate}])
 
     def resources(self, plan: Plan) -> list[str]:
-        return [f"queue:{DLQ}"]
+        return [f"queue:{DLQ}"] + [f"queue:{q}" for q in plan.steps[0]["to_queues"]]
 
     def verify_by_hand(self, plan: Plan) -> str:
         return (f"for each planned DLQ job id (summary.json): still in {DLQ}, or replayed as replay-<id> in its source "

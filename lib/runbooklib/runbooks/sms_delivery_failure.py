@@ -444,13 +444,15 @@ class SendTestSms(SendTestMessage):
         if tw is None or not tw.from_numbers:
             return Plan(self.name, "send a test SMS", blocked="no Twilio sending number is configured")
         return Plan(self.name, f"send 1 SMS from {tw.from_numbers[0]} to {self.to}",
-                    steps=[{"send": "sms", "from": tw.from_numbers[0], "to": self.to}])
+                    steps=[{"send": "sms", "from": tw.from_numbers[0], "to": self.to,
+                            "body": f"[{self.ctx.params.incident}] comms-runbooks test SMS"}])
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         assert self.ctx.profile.twilio is not None
         try:
-            return twilio_provider.send_sms(self.ctx.profile.twilio, to=self.to, timeout=self.ctx.profile.read_timeout,
-                                            body=f"[{self.ctx.params.incident}] comms-runbooks test SMS",
+            step = plan.steps[0]
+            return twilio_provider.send_sms(self.ctx.profile.twilio, to=step["to"], timeout=self.ctx.profile.read_timeout,
+                                            body=step["body"],
                                             within=_twilio(self.ctx))
         except ProviderError as exc:
             raise MitigationFailed(f"test SMS not accepted: {exc}") from exc
