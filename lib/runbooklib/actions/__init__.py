@@ -82,7 +82,8 @@ def _targets(step: dict[str, Any]) -> int:
 
 
 def _atoms(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Each step as comparable atoms: its scalar fields (one atom), and each entry of its list fields."""
+    """Each step as comparable atoms: a step without lists is one atom (a tenant's change); a step with lists gives
+    one atom per scalar field (a cut-off, a maximum) and one per list entry (a message id, a job id)."""
     atoms: dict[str, str] = {}
     for step in steps:
         if not isinstance(step, dict):
@@ -90,14 +91,16 @@ def _atoms(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
             continue
         scalars = {k: v for k, v in step.items() if not isinstance(v, list)}
         lists = {k: v for k, v in step.items() if isinstance(v, list)}
-        where = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items())
-                          if k not in ("jobs", "count", "max", "created_before", "targets"))
-        base = canonical({k: v for k, v in scalars.items() if k not in ("jobs", "count", "max", "created_before")})
         if not lists:
             atoms[canonical(scalars)] = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items()))
+            continue
+        scope = str(step.get("queue") or step.get("tenant_id") or "")
+        where = f" ({scope})" if scope else ""
+        for key, value in scalars.items():
+            atoms[canonical([scope, key, value])] = f"{key}={value}{where}"
         for key, values in lists.items():
             for value in values:
-                atoms[canonical([base, key, value])] = f"{key[:-1] if key.endswith('s') else key} {value} ({where})"
+                atoms[canonical([scope, key, "[]", value])] = f"{key[:-1] if key.endswith('s') else key} {value}{where}"
     return atoms
 
 

@@ -274,10 +274,10 @@ class RetryFailedSms(Action):
         ids = [r["id"] for r in rows]
         latest = max(_utc(r["created_at"]) for r in rows)
         cut_off = (latest + timedelta(milliseconds=1)).isoformat(timespec="milliseconds")
-        return Plan(self.name, f"re-queue {len(ids):,} transient SMS failures by id, created before {cut_off} "
-                               f"({never:,} others excluded)",
+        details["created_before"] = cut_off  # from the planned ids (the newest + 1 ms): the ids pin it, not the digest
+        return Plan(self.name, f"re-queue {len(ids):,} transient SMS failures by id ({never:,} others excluded)",
                     steps=[{"call": "POST /api/v1/communication/retry-failed", "channel": CHANNEL,
-                            "message_ids": ids, "count": len(ids), "max": len(ids), "created_before": cut_off,
+                            "message_ids": ids, "count": len(ids), "max": len(ids),
                             "exclude_error_codes": ",".join(exclude)}], details=details)
 
     def resources(self, plan: Plan) -> list[str]:
@@ -292,7 +292,8 @@ class RetryFailedSms(Action):
         started = datetime.now(UTC)
         step = plan.steps[0]
         try:
-            out = self.ctx.api.retry_failed(CHANNEL, message_ids=step["message_ids"], created_before=step["created_before"],
+            out = self.ctx.api.retry_failed(CHANNEL, message_ids=step["message_ids"],
+                                            created_before=plan.details["created_before"],
                                             maximum=step["max"], exclude_error_codes=step["exclude_error_codes"].split(","))
         except PlatformAPIError as exc:
             raise MitigationFailed(f"retry-failed: {exc}") from exc
