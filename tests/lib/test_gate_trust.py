@@ -350,3 +350,10 @@ def test_a_plan_approved_in_one_environment_does_not_apply_in_another(tmp_path: 
     production.context = {"environment": "production"}
     out = production.run(Requeue(world))
     assert out.decision == "refused" and "staging" in out.message and world.changed == []
+
+
+def test_the_difference_names_changed_settings_apart_from_targets() -> None:
+    old = [{"call": "POST retry", "message_ids": ["a", "b"], "count": 2, "max": 2}]
+    new = [{"call": "POST retry", "message_ids": ["a", "b", "c"], "count": 3, "max": 3}]
+    text = describe_difference(old, new)
+    assert text.startswith("added 1: message_id c") and "count 2 → 3" in text and "max 2 → 3" in text

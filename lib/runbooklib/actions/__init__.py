@@ -81,32 +81,34 @@ def _targets(step: dict[str, Any]) -> int:
     return max((len(v) for v in lists), default=1)
 
 
-def _atoms(steps: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """Each step as comparable atoms: a step without lists is one atom (a tenant's change); a step with lists gives
-    one atom per scalar field (a cut-off, a maximum) and one per list entry (a message id, a job id)."""
-    atoms: dict[str, str] = {}
+def _atoms(steps: Iterable[dict[str, Any]]) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """A plan's steps as comparable parts: targets (a step without lists, e.g. one tenant's change; each entry of a
+    list, e.g. a message id) and settings (each scalar of a step with lists, e.g. its maximum), by (scope, name)."""
+    targets: dict[str, str] = {}
+    settings: dict[tuple[str, str], str] = {}
     for step in steps:
         if not isinstance(step, dict):
-            atoms[canonical(step)] = str(step)
+            targets[canonical(step)] = str(step)
             continue
         scalars = {k: v for k, v in step.items() if not isinstance(v, list)}
         lists = {k: v for k, v in step.items() if isinstance(v, list)}
         if not lists:
-            atoms[canonical(scalars)] = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items()))
+            targets[canonical(scalars)] = ", ".join(f"{k}={v}" for k, v in sorted(scalars.items()))
             continue
         scope = str(step.get("queue") or step.get("tenant_id") or "")
         where = f" ({scope})" if scope else ""
         for key, value in scalars.items():
-            atoms[canonical([scope, key, value])] = f"{key}={value}{where}"
+            settings[(scope, key)] = f"{value}"
         for key, values in lists.items():
             for value in values:
-                atoms[canonical([scope, key, "[]", value])] = f"{key[:-1] if key.endswith('s') else key} {value}{where}"
-    return atoms
+                targets[canonical([scope, key, value])] = f"{key[:-1] if key.endswith('s') else key} {value}{where}"
+    return targets, settings
 
 
 def describe_difference(approved: list[dict[str, Any]], current: list[dict[str, Any]], *, limit: int = 5) -> str:
-    """What differs between two effect sets, in a line: what the current plan adds and drops, with examples."""
-    old, new = _atoms(approved), _atoms(current)
+    """What differs between two effect sets, in a line: targets the current plan adds and drops (with examples),
+    and settings that changed."""
+    (old, old_settings), (new, new_settings) = _atoms(approved), _atoms(current)
     added = [new[k] for k in new if k not in old]
     dropped = [old[k] for k in old if k not in new]
     parts = []
@@ -114,6 +116,11 @@ def describe_difference(approved: list[dict[str, Any]], current: list[dict[str, 
         if items:
             shown = "; ".join(items[:limit]) + (f"; … {len(items) - limit:,} more" if len(items) > limit else "")
             parts.append(f"{label} {len(items):,}: {shown}")
+    changed = [f"{key}{f' ({scope})' if scope else ''} {old_settings.get((scope, key), '—')} → "
+               f"{new_settings.get((scope, key), '—')}" for scope, key in sorted(set(old_settings) | set(new_settings))
+               if old_settings.get((scope, key)) != new_settings.get((scope, key))]
+    if changed:
+        parts.append("changed: " + "; ".join(changed[:limit]))
     return " · ".join(parts) if parts else "the same targets, in a different form"
 
 
