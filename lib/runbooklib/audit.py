@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -182,6 +182,18 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def json_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value or None when the line is not JSON) for every non-blank line: one JSON-lines
+    reader for the audit log and the evidence index, each of which reports unreadable lines in its own words."""
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except (ValueError, RecursionError):
+            yield number, None
+
+
 def read_audit_lines(path: Path, problems: list[str] | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(line number, entry) for every readable entry of an audit log file. A torn or edited line is skipped and,
     when `problems` is given, reported there ("audit.jsonl line 7 is not readable"); the rest is still read."""
@@ -194,13 +206,7 @@ def read_audit_lines(path: Path, problems: list[str] | None = None) -> list[tupl
         if problems is not None:
             problems.append(f"{path.name} cannot be read ({exc.__class__.__name__})")
         return []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            entry = None
+    for number, entry in json_lines(text.splitlines()):
         if isinstance(entry, dict):
             entries.append((number, entry))
         elif problems is not None:

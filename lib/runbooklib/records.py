@@ -13,12 +13,11 @@ SHA-256. What it finds is a list of problems, each saying what cannot be trusted
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooklib.audit import AUDIT_FILE, EVIDENCE_INDEX, evidence_prefix_digest, index_lines, verify_chain
+from runbooklib.audit import AUDIT_FILE, EVIDENCE_INDEX, evidence_prefix_digest, index_lines, json_lines, verify_chain
 
 NUMBER = (int, float)
 Shape = Any
@@ -161,13 +160,7 @@ def check_evidence(folder: Path) -> EvidenceCheck:
         data = index.read_bytes()
     except OSError as exc:
         return EvidenceCheck(0, False, [], [f"{where} cannot be read ({exc.__class__.__name__})"])
-    for number, line in enumerate(index_lines(data), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            entry = None
+    for number, entry in json_lines(index_lines(data)):
         name = entry.get("file") if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or not isinstance(name, str):
             out.readable = False
