@@ -265,7 +265,10 @@ class Gate:
 
     def _lease(self, action: Action, plan: Plan) -> tuple[Any, str | None, dict[str, Any]]:
         """(lease context or None, why it cannot apply or None, what to record about the lease)."""
-        resources = sorted(set(action.resources(plan)))
+        try:
+            resources = sorted(set(action.resources(plan)))
+        except Exception as exc:  # a plan without what its action names as resources: do not guess, do not apply
+            return None, f"could not tell what this plan changes, so no lease can be taken: {exc}", {}
         if self.leases is None:
             unlocked = self._approvals.get(ALLOW_UNLOCKED)
             if unlocked is None:
@@ -284,7 +287,7 @@ class Gate:
                                   "resources": resources, "held_by": holder}
             return None, f"the lease store did not answer, so nothing can be applied safely: {exc}", {
                 "resources": resources, "store": self.lease_store}
-        return lease, None, {"resources": resources, "store": self.lease_store, "token": getattr(lease, "token", None)}
+        return lease, None, {"resources": resources, "store": self.lease_store}  # never its token: it releases the lease
 
     def _under_lease(self, action: Action, plan: Plan, approved: dict[str, Any], digest: str) -> GateOutcome:
         name, title = action.name, action.title
