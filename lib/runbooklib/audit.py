@@ -182,6 +182,20 @@ def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def unfinished(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `applying` entries of one run's audit with no later entry recording their outcome (`of` = their `seq`):
+    applies begun and cut off (a kill), whose outcome is unknown."""
+    out = []
+    for i, entry in enumerate(entries):
+        if entry.get("decision") != "applying":
+            continue
+        seq = entry.get("seq")
+        if isinstance(seq, int) and any(later.get("of") == seq for later in entries[i + 1:]):
+            continue
+        out.append(entry)
+    return out
+
+
 def json_lines(lines: Iterable[str | bytes]) -> Iterator[tuple[int, Any]]:
     """(line number, parsed value or None when the line is not JSON) for every non-blank line: one JSON-lines
     reader for the audit log and the evidence index, each of which reports unreadable lines in its own words."""

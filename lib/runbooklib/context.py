@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import catalog
-from runbooklib.audit import AuditLog, evidence_seal
+from runbooklib.audit import AUDIT_FILE, AuditLog, evidence_seal
+from runbooklib.audit import EVIDENCE_INDEX as EVIDENCE_INDEX  # the bundle's layout, re-exported for runs and review
 from runbooklib.checks import CheckResult
 from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
@@ -37,10 +38,9 @@ _KERNEL_SANDBOXES: dict[str, Any] = {}
 """Sandboxes started by notebooks in this process, by scenario file: re-running the first cell in
 Jupyter reuses the running sandbox (its state, e.g. a switched provider, is what the world now is)."""
 SUMMARY = "summary.json"
+AUDIT = AUDIT_FILE
 EVIDENCE = "evidence"
-EVIDENCE_INDEX = "index.jsonl"
 """In `evidence/`: one line per kept query result (file, SQL, bound values, rows, SHA-256)."""
-AUDIT = "audit.jsonl"
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
 METRICS = {
     "failure_rate": "failure rate",
@@ -109,6 +109,7 @@ class RunContext:
         check runs; the run goes on with what it can."""
         self._dependencies: dict[str, Dependency] = {}
         self.audit = AuditLog(run_dir / AUDIT, incident=params.incident, runbook=spec.slug, operator=params.operator)
+        self._leases: Any = None
         leases, store = self._lease_store()
         self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
                          audit=self.audit, known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
@@ -176,16 +177,13 @@ class RunContext:
             url = ""
         if not url:
             return None, ""
-        timeout = self.profile.connect_timeout
-        total = min(self.profile.total_timeout, 15.0)
-        holder: dict[str, Any] = {}
-
         def take(resources: list[str], who: dict[str, Any]) -> Any:
-            from runbooklib.leases import Leases
+            if self._leases is None:  # connected on the first apply only: a dry run never touches the store
+                from runbooklib.leases import Leases
 
-            if "leases" not in holder:
-                holder["leases"] = Leases(url, timeout=timeout, total_timeout=total)
-            return holder["leases"].acquire(resources, who)
+                self._leases = Leases(url, timeout=self.profile.connect_timeout,
+                                      total_timeout=min(self.profile.total_timeout, 15.0))
+            return self._leases.acquire(resources, who)
         return take, REDACTOR.text(f"redis {url.rsplit('@', 1)[-1]}")
 
     def _register_secrets(self) -> None:
@@ -303,6 +301,8 @@ class RunContext:
             self.db.close()
         if "api" in self.__dict__:
             self.api.close()
+        if self._leases is not None:
+            self._leases.close()
 
 
 def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = None) -> RunContext:

@@ -1,9 +1,9 @@
 """The incident's ledger: every gate decision of every run of one incident, read before anything is applied.
 
-A run's own decisions come from its `AuditLog` (in memory, written as they happen); the other runs'
-from their bundles' `audit.jsonl` under the incident's folder (a run bound for S3 is given copies of
-the incident's earlier audits by the runner). The gate asks it two things before applying a plan
-approved by digest: was this exact plan already applied (by this run or another, and not undone
+A run's own decisions come from its `audit.jsonl` (so that a bundle reopened in Jupyter remembers
+what an earlier session applied); the other runs' from their bundles under the incident's folder (a
+run bound for S3 is given copies of the incident's earlier audits by the runner). The gate asks it,
+before applying a plan approved by digest: was this exact plan already applied (by this run or another, and not undone
 since)? And was applying it interrupted, with its outcome unknown?
 """
 
@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib.actions import DIGEST_LENGTH
-from runbooklib.audit import AuditLog, read_audit, read_audit_lines
+from runbooklib.audit import AUDIT_FILE as AUDIT
+from runbooklib.audit import AuditLog, read_audit, read_audit_lines, unfinished
+from runbooklib.records import SUMMARY_FILE as SUMMARY
 from runbooklib.records import verify_ledger
-
-AUDIT = "audit.jsonl"
-SUMMARY = "summary.json"
 
 
 @dataclass(frozen=True)
@@ -46,21 +45,24 @@ class IncidentLedger:
             return []
         return sorted(p for p in self.incident_dir.iterdir() if p.is_dir() and p.name != self.run)
 
-    def _entries(self) -> Iterator[Entry]:
+    def _runs(self) -> dict[str, list[dict[str, Any]]]:
+        """Every run's audit entries, read once per question, by run (this run's last)."""
+        out: dict[str, list[dict[str, Any]]] = {}
         for bundle in self._bundles():
             try:
-                entries = read_audit(bundle / AUDIT)
+                out[bundle.name] = read_audit(bundle / AUDIT)
             except OSError:
-                entries = []  # unreadable: `damage()` says so, and the gate does not apply
-            for entry in entries:
-                yield Entry(bundle.name, entry)
+                out[bundle.name] = []  # unreadable: `damage()` says so, and the gate does not apply
         path = self.current.path
         try:  # this run's record as written: a bundle reopened in Jupyter holds what its earlier session applied
-            mine = read_audit(path) if path is not None and path.is_file() else list(self.current.entries)
+            out[self.run] = read_audit(path) if path is not None and path.is_file() else list(self.current.entries)
         except OSError:
-            mine = list(self.current.entries)
-        for entry in mine:
-            yield Entry(self.run, entry)
+            out[self.run] = list(self.current.entries)
+        return out
+
+    @staticmethod
+    def _all(runs: dict[str, list[dict[str, Any]]]) -> Iterator[Entry]:
+        return (Entry(run, entry) for run, entries in runs.items() for entry in entries)
 
     def damage(self) -> list[str]:
         """Why the incident's record cannot be trusted to say what was applied: another run's audit edited,
@@ -72,36 +74,34 @@ class IncidentLedger:
             found += [f"run {bundle.name}: {p}" for p in _bundle_damage(bundle)]
         return found
 
-    def _of(self, action: str, digest: str) -> list[Entry]:
+    @staticmethod
+    def _of(entries: Iterator[Entry], action: str, digest: str) -> list[Entry]:
         digest = printed(digest)
-        return sorted((e for e in self._entries()
-                       if e.entry.get("action") == action and str(e.entry.get("plan_digest") or "").lower() == digest),
+        return sorted((e for e in entries
+                       if e.entry.get("action") == action and printed(str(e.entry.get("plan_digest") or "")) == digest),
                       key=lambda e: e.at)
 
     def applied(self, action: str, digest: str) -> Entry | None:
         """The record of this plan applied (or found applied) and not undone since, if there is one."""
-        found = [e for e in self._of(action, digest) if e.entry.get("decision") in ("applied", "already_applied")]
+        runs = self._runs()
+        found = [e for e in self._of(self._all(runs), action, digest)
+                 if e.entry.get("decision") in ("applied", "already_applied")]
         if not found:
             return None
         last = found[-1]
-        undone = [e for e in self._entries() if e.entry.get("decision") == "undone"
+        undone = [e for e in self._all(runs) if e.entry.get("decision") == "undone"
                   and printed(str(e.entry.get("undoes") or "")) == printed(digest) and e.at >= last.at]
         return None if undone else last
 
     def interrupted(self, action: str, digest: str) -> Entry | None:
         """An `applying` record of this plan with no outcome after it: the apply was cut off, its outcome unknown."""
-        for found in reversed(self._of(action, digest)):
-            if found.entry.get("decision") != "applying":
-                continue
-            seq = found.entry.get("seq")
-            same_run = [e for e in self._entries() if e.run == found.run]
-            if not any(e.entry.get("of") == seq and seq is not None for e in same_run):
-                return found
-        return None
+        cut = (Entry(run, e) for run, entries in self._runs().items() for e in unfinished(entries))
+        found = self._of(cut, action, digest)
+        return found[-1] if found else None
 
     def plan(self, action: str, digest: str) -> dict[str, Any] | None:
         """The plan (effect set) a run of this incident recorded under `digest`: what an approval approved."""
-        for found in reversed(self._of(action, digest)):
+        for found in reversed(self._of(self._all(self._runs()), action, digest)):
             plan = found.entry.get("plan")
             if isinstance(plan, dict) and isinstance(plan.get("steps"), list):
                 return plan
@@ -122,7 +122,6 @@ def _bundle_damage(bundle: Path) -> list[str]:
     try:
         numbered = read_audit_lines(path, problems)
         raw = (bundle / SUMMARY).read_text(encoding="utf-8") if (bundle / SUMMARY).exists() else None
-        size = len(path.read_bytes().rstrip(b"\n").split(b"\n")) if path.exists() else 0
     except OSError as exc:
         return [f"its record cannot be read ({exc.__class__.__name__})"]
     try:
@@ -135,6 +134,10 @@ def _bundle_damage(bundle: Path) -> list[str]:
         return [f"{SUMMARY} is missing or unreadable, so nothing seals its audit"]
     problems += verify_ledger(summary, path, numbered, None)
     entries = [entry for _, entry in numbered]
+    try:
+        size = len(path.read_bytes().rstrip(b"\n").split(b"\n")) if path.exists() else 0  # its last line's number
+    except OSError:
+        size = 0
     chained = any("hash" in e for e in entries)
     out = []
     for problem in problems:

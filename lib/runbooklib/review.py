@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from runbooklib import charts, records
-from runbooklib.audit import read_audit_lines
+from runbooklib.audit import read_audit_lines, unfinished
 from runbooklib.checks import LABELS
 from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
 from runbooklib.deadline import DeadlineExceeded, within
@@ -88,15 +88,7 @@ class RunRecord:
 
     def interrupted_entries(self) -> list[dict[str, Any]]:
         """The `applying` entries with no later entry recording their outcome (`of` = their `seq`)."""
-        out = []
-        for i, entry in enumerate(self.audit):
-            if entry.get("decision") != "applying":
-                continue
-            seq = entry.get("seq")
-            if isinstance(seq, int) and any(later.get("of") == seq for later in self.audit[i + 1:]):
-                continue
-            out.append(entry)
-        return out
+        return unfinished(self.audit)
 
     @property
     def interrupted(self) -> list[dict[str, Any]]:

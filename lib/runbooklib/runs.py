@@ -89,11 +89,9 @@ class RunResult:
     @property
     def interrupted(self) -> list[dict[str, Any]]:
         """`applying` records of this run's audit with no outcome after them (a kernel killed mid-apply)."""
-        from runbooklib.audit import read_audit
+        from runbooklib.audit import AUDIT_FILE, read_audit, unfinished
 
-        entries = read_audit(self.bundle / "audit.jsonl")
-        closed = {e.get("of") for e in entries if e.get("of") is not None}
-        return [e for e in entries if e.get("decision") == "applying" and e.get("seq") not in closed]
+        return unfinished(read_audit(self.bundle / AUDIT_FILE))
 
     @property
     def mitigation_failed(self) -> bool:
