@@ -48,9 +48,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]
         if name.startswith(SECRET_PREFIXES):
             monkeypatch.delenv(name)
     monkeypatch.setenv("RUNBOOK_RUNS_DIR", str(tmp_path / "runs"))
-    registered = set(REDACTOR.secrets)
+    monkeypatch.setenv("RUNBOOK_PII_KEY", "test-only-pii-key-7f3c")  # keyed references, without a key file in $HOME
+    registered = REDACTOR.snapshot()
     yield
-    REDACTOR._secrets = registered
+    REDACTOR.restore(registered)
 
 
 SandboxFactory = Callable[..., Sandbox]

@@ -112,6 +112,11 @@ class CheckResult:
     def __str__(self) -> str:
         return REDACTOR.text(f"[{LABELS[self.status]}] {self.title}: {self.summary}")
 
+    def __repr__(self) -> str:
+        """The card's plain-text form (a notebook's text/plain): masked whole, never a table cut short first."""
+        rows = "" if self.table is None else f", {len(self.table)} rows"
+        return REDACTOR.text(f"CheckResult({self.name}: {LABELS[self.status]} — {self.summary}{rows})")
+
 
 @contextmanager
 def timed() -> Iterator[Callable[[], float]]:

@@ -12,6 +12,7 @@ Bad input of any kind is a clear error naming the value (exit 2), never a traceb
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shlex
 import shutil
@@ -26,12 +27,14 @@ from runbooklib import catalog
 from runbooklib.context import default_runs_dir
 from runbooklib.errors import ConfigError, RunbookError, StorageError
 from runbooklib.gates import UNDO_PREFIX
+from runbooklib.leaks import LeakFound
 from runbooklib.params import CommonParams, declared_parameters, validate
 from runbooklib.redact import REDACTOR
 from runbooklib.runs import (
     EXIT_BAD_PARAMETERS,
     EXIT_CODES,
     EXIT_FAILED,
+    EXIT_LEAK,
     RunResult,
     TimeBudget,
     execute,
@@ -150,6 +153,8 @@ def prepare(slug: str, raw: dict[str, Any], *,
     params = validate(spec.params_cls, check, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
                       environments=profiles, scenarios=spec.scenarios())
     profile = profiles[params.environment] if params.environment != DEMO else None
+    REDACTOR.set_scope(incident)
+    REDACTOR.add_public(params.operator)
     if profile is not None:
         register_profile_secrets(profile)
     typed = {}
@@ -216,6 +221,8 @@ def _execute(args: argparse.Namespace, slug: str, typed: dict[str, Any], inciden
             raise StorageError(f"the incident's earlier runs could not be read from {where} ({exc}), so an approved "
                                "change might repeat one they applied; nothing was run") from exc
     result = execute(slug, typed, output_root=staging, incident=incident, progress=not args.no_progress, budget=budget)
+    if result.leaks:
+        return result, None  # fail closed: nothing is uploaded; the staged copy stays (its leaking files withheld)
     try:
         url = where.upload(result.bundle, incident, result.bundle.name)
     except StorageError as exc:
@@ -334,8 +341,20 @@ def _print_gate(result: RunResult, argv: Sequence[str] | None) -> None:
         print(f"  {_command(argv, approvable)}")  # the responder's own words (secrets are never parameters)
 
 
+def _print_leaks(result: RunResult) -> None:
+    if not result.leaks:
+        return
+    _err("runbook: LEAK — the final scan found what must not be published; these files were withheld from the "
+         f"record and kept, owner-only, at {result.withheld_at}:")
+    for leak in result.leaks:
+        _err(f"    - {leak.text()}")
+    _err("  nothing of them was published; report this as a bug in comms-runbooks's masking (the message names the "
+         "kind of leak, never the value)")
+
+
 def _report(result: RunResult, expect: str | None = None, location: str | None = "",
             argv: Sequence[str] | None = None) -> int:
+    _print_leaks(result)
     print(f"diagnosis: {result.headline}")
     _print_unchecked(result.unchecked)
     if expect and result.cause and result.status == "completed":
@@ -343,7 +362,7 @@ def _report(result: RunResult, expect: str | None = None, location: str | None =
     _print_gate(result, argv)
     applied = [a["action"] for a in result.actions if a.get("decision") in ("applied", "undone")]
     print(f"changes applied: {', '.join(applied) if applied else 'none'}")
-    code = result.exit_code if location is not None else EXIT_FAILED
+    code = result.exit_code if location is not None or result.leaks else EXIT_FAILED
     if result.outcome is None:
         verdict = "run FAILED" if result.status != "completed" else "run completed WITHOUT a diagnosis"
     else:
@@ -351,6 +370,8 @@ def _report(result: RunResult, expect: str | None = None, location: str | None =
             f" {result.cause}" if result.outcome == "cause" else "")
     if result.mitigation_failed:
         verdict += " — a MITIGATION FAILED or was interrupted"
+    if result.leaks:
+        verdict += f" — {len({leak.where for leak in result.leaks})} file(s) WITHHELD as leaks"
     where = f"bundle: {location or result.bundle}" if location is not None else f"bundle NOT stored (kept at {result.bundle})"
     print(f"{verdict} (exit {code}); {where}")
     return code
@@ -403,7 +424,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                               f"({exc.__class__.__name__}: {str(exc)[:200]}); see docs/scenarios.md",
                               parameter="scenario") from exc
         try:
-            REDACTOR.add_secrets(sandbox.secrets.values())
+            register_profile_secrets(demo_profile(sandbox.describe()))  # the sandbox's secrets, by variable
             description = sandbox.write_description()
             _progress(f"{sandbox.rows:,} rows seeded; running the notebook")
             params, typed, _ = prepare(args.slug, {**raw, "sandbox": str(description)}, incident=incident)
@@ -466,7 +487,43 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Redacting(io.TextIOBase):
+    """A terminal stream whose every write passes the redactor: nothing the command prints (its own lines, a
+    library's warning, the progress bar) can show a secret or a recipient."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(REDACTOR.text(text))
+        return len(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self._stream, "isatty", lambda: False)())
+
+    def fileno(self) -> int:
+        return int(self._stream.fileno())
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._stream, "encoding", "utf-8"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Redacting(sys.stdout), _Redacting(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = streams
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(words)
@@ -486,6 +543,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _err(f"runbook: {exc}")
         return EXIT_BAD_PARAMETERS
+    except LeakFound as exc:
+        _err(f"runbook: LEAK — {exc}")
+        return EXIT_LEAK
     except RunbookError as exc:
         _err(f"runbook: {exc}")
         return EXIT_FAILED

@@ -306,13 +306,20 @@ class RunContext:
 
 
 def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = None) -> RunContext:
-    """Validate a notebook's parameters and build its run context (the notebook's second cell)."""
+    """Validate a notebook's parameters and build its run context (the notebook's second cell).
+
+    From here on every output the kernel publishes is redacted as it is made (`outputs`)."""
+    from runbooklib.outputs import redact_kernel_outputs
+
+    redact_kernel_outputs()
     spec = catalog.get(slug)
     raw = namespace_parameters(namespace)
     environments_file = raw.get("environments_file") or ""
     profiles = load_profiles(str(environments_file)) if isinstance(environments_file, str) else {DEMO: None}
     params = validate(spec.params_cls, raw, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
                       environments=profiles, scenarios=spec.scenarios())
+    REDACTOR.set_scope(params.incident)
+    REDACTOR.add_public(params.operator)
     sandbox = None
     if params.environment == DEMO:
         if params.sandbox:

@@ -35,7 +35,7 @@ from runbooklib.actions import DIGEST_LENGTH, DIGEST_RE, Action, Plan, describe_
 from runbooklib.audit import AuditLog
 from runbooklib.errors import ConfigError, RunbookError
 from runbooklib.ledger import IncidentLedger
-from runbooklib.params import ALLOW_UNLOCKED, Approval
+from runbooklib.params import ALLOW_UNLOCKED, Approval, operator_problem
 from runbooklib.redact import REDACTOR
 
 UNDO_PREFIX = "undo_"
@@ -155,6 +155,10 @@ class Gate:
                               parameter="approve")
         if not operator.strip():
             raise ConfigError("an approval needs the operator's name", parameter="operator")
+        why = operator_problem(operator)
+        if why:
+            raise ConfigError(f"operator: {why}", parameter="operator")
+        REDACTOR.add_public(operator)
         if action == ALLOW_UNLOCKED or action.startswith(UNDO_PREFIX):
             digest = plan.strip().lower() or None
             if digest is not None:

@@ -211,6 +211,20 @@ def _close_matches(name: str, known: Iterable[str]) -> str:
     return f" (did you mean {hits[0]!r}?)" if hits else ""
 
 
+OPERATOR_MAX = 64
+"""The longest operator name accepted (it is written into every record and review)."""
+
+
+def operator_problem(name: str) -> str | None:
+    """Why `name` is not an operator's name (one printable line, at most OPERATOR_MAX characters), or None."""
+    if len(name) > OPERATOR_MAX:
+        return f"the operator's name is {len(name)} characters long; at most {OPERATOR_MAX} are allowed"
+    if not name.isprintable() or name != name.strip():
+        return (f"{shown(name[:OPERATOR_MAX])} is not one printable line (no line breaks, tabs or control characters, "
+                "no leading or trailing spaces); give a name such as alice or alice@lineup.app")
+    return None
+
+
 def validate(
     cls: type[P],
     raw: Mapping[str, Any],
@@ -299,6 +313,10 @@ def validate(
                                         "digest and the exact approve line"))
     if values["approve"] and not str(values["operator"]).strip():
         problems.append(("operator", "approving an action needs the operator's name (-p operator <name>)"))
+    elif values["operator"]:
+        why = operator_problem(str(values["operator"]))
+        if why:
+            problems.append(("operator", why))
     known_scenarios = sorted(scenarios)
     scenario = str(values["scenario"])
     if scenario and not scenario.endswith((".yaml", ".yml")) and known_scenarios:

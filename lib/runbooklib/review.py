@@ -39,7 +39,8 @@ from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
 from runbooklib.gates import UNDO_PREFIX
-from runbooklib.params import INCIDENT_RE
+from runbooklib.leaks import QUARANTINED, LeakFound, scan_data, scan_text
+from runbooklib.params import INCIDENT_RE, operator_problem
 from runbooklib.redact import REDACTOR
 
 CHANGED = ("applied", "undone")
@@ -106,10 +107,32 @@ class RunRecord:
         return str(self.summary.get("status", "?"))
 
     def line(self) -> str:
+        """One line for `runbook runs` (text from the record cannot start another line)."""
         operator = self.summary.get("operator") or "—"
-        return (f"{self.started:<25}  {self.runbook:<27}  {operator:<12}  {self.cause:<28}  "
+        text = (f"{self.started:<25}  {self.runbook:<27}  {operator:<12}  {self.cause:<28}  "
                 f"{', '.join(self.changed) or ('none on record (unconfirmed)' if self.problems else 'nothing applied'):<30}"
                 f"  {self.outcome}")
+        return "".join(c for c in _LINE_BREAKS.sub(" ", text) if c.isprintable())
+
+
+_MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~])|(?<![^\W_])_|_(?![^\W_])")
+"""What Markdown (and the HTML inside it) reads as structure mid-line; `_` only where it can open or close emphasis
+(not inside a word such as retry_failed_sms)."""
+_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85\x0b\x0c]+")
+_PROTECTED = re.compile("[\ue000-\ue07f]")
+
+
+def _md(value: Any) -> str:
+    """Text from a record, a person or a provider as one inert line of Markdown: line breaks become spaces, other
+    unprintable characters are dropped, and every character Markdown or HTML would read as structure is escaped."""
+    text = _LINE_BREAKS.sub(" ", str(value))
+    text = "".join(c for c in text if c.isprintable() and not _PROTECTED.match(c))
+    return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
+
+
+def _code(value: Any) -> str:
+    """Text for inside a Markdown code span (where escapes do not work): one line, no backticks."""
+    return _LINE_BREAKS.sub(" ", str(value)).replace("`", "'")
 
 
 def _interruption(entry: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +141,8 @@ def _interruption(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _interrupted_text(item: dict[str, Any], run: int) -> str:
-    return (f"{item['action']} (run {run}): interrupted while applying — outcome unknown; "
-            f"verify: {item['verify_by_hand']}")
+    return (f"{_md(item['action'])} (run {run}): interrupted while applying — outcome unknown; "
+            f"verify: {_md(item['verify_by_hand'])}")
 
 
 def list_runs(root: Path, incident: str | None = None, *, location: str | None = None,
@@ -138,7 +161,9 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
     runs = []
     for summary_path in sorted(base.glob(f"**/{SUMMARY}")):
         bundle = summary_path.parent
-        problems: list[str] = []
+        if any(part.startswith(".") for part in bundle.relative_to(root).parts):
+            continue  # staging copies and withheld files are not runs of record
+        problems: list[str] = withheld(bundle)
         try:
             loaded = json.loads(summary_path.read_bytes().decode("utf-8", errors="replace"))
         except (OSError, ValueError, RecursionError):
@@ -155,6 +180,19 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
         audit = records.audit([entry for _, entry in numbered], problems)
         runs.append(RunRecord(bundle, summary, audit, where, problems))
     return sorted(runs, key=lambda r: r.started)
+
+
+def withheld(bundle: Path) -> list[str]:
+    """What the final scan withheld from this bundle (its `quarantined.json`), as record problems."""
+    path = bundle / QUARANTINED
+    if not path.exists():
+        return []
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("withheld") or []
+    except (OSError, ValueError, AttributeError):
+        return [f"{QUARANTINED} is not readable: some files of this run were withheld as leaks"]
+    return [REDACTOR.text(f"{e.get('file')} was withheld: it held {', '.join(map(str, e.get('why') or []))} "
+                          "(kept outside the record, owner-only)") for e in entries if isinstance(e, dict)]
 
 
 def _runbook_of(bundle: str) -> str:
@@ -330,18 +368,18 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for n, r in enumerate(runs, 1):
         window = (r.summary.get("window") or {}).get("length")
-        rows.append((r.started, r.runbook, f"run started by {r.summary.get('operator') or 'unknown'} "
-                                           f"({r.summary.get('environment')}, window {window})"))
+        rows.append((r.started, r.runbook, _md(f"run started by {r.summary.get('operator') or 'unknown'} "
+                                              f"({r.summary.get('environment')}, window {window})")))
         findings = sorted((f for f in (r.summary.get("findings") or {}).values() if f.get("at")),
                           key=lambda f: str(f["at"]))
         for f in findings:
-            rows.append((str(f["at"]), r.runbook, f"check {f.get('title')}: "
-                                                  f"{LABELS.get(str(f.get('status')), str(f.get('status')).upper())} — "
-                                                  f"{f.get('summary')}"))
+            rows.append((str(f["at"]), r.runbook, _md(f"check {f.get('title')}: "
+                                                     f"{LABELS.get(str(f.get('status')), str(f.get('status')).upper())} — "
+                                                     f"{f.get('summary')}")))
         diagnosis = r.summary.get("diagnosis") or {}
         if diagnosis:
             rows.append((str(diagnosis.get("at") or r.started), r.runbook,
-                         f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}"))
+                         _md(f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}")))
         cut = r.interrupted_entries()
         for e in r.audit:
             approval = e.get("approval") or {}
@@ -352,12 +390,13 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
                 what += f" — skipped: already applied by run {e.get('by_run') or '?'}"
             if e.get("message"):
                 what += f" — {e.get('message')}"
+            what = _md(what)
             if any(e is c for c in cut):
                 what += " — **" + _interrupted_text(_interruption(e), n) + "**"
             rows.append((str(e.get("ts", "")), r.runbook, what))
         finish = (r.summary.get("timings") or {}).get("finished_at")
         if finish:
-            rows.append((str(finish), r.runbook, f"run {r.outcome}"))
+            rows.append((str(finish), r.runbook, _md(f"run {r.outcome}")))
     order = {id(row): i for i, row in enumerate(rows)}
     return sorted(rows, key=lambda row: (_when(row[0]) or datetime.min.replace(tzinfo=UTC), order[id(row)]))
 
@@ -368,49 +407,50 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
     for runbook in dict.fromkeys(r.runbook for r in runs):
         last = [r for r in runs if r.runbook == runbook][-1]
         diagnosis = last.diagnosis
-        line = (f"- **Found** ({runbook}): `{diagnosis.get('cause', 'no diagnosis')}` — "
-                f"{diagnosis.get('explanation', 'the run ended before its diagnosis')}")
+        line = (f"- **Found** ({_md(runbook)}): `{_code(diagnosis.get('cause', 'no diagnosis'))}` — "
+                f"{_md(diagnosis.get('explanation', 'the run ended before its diagnosis'))}")
         if last.unchecked and diagnosis.get("cause") != "inconclusive":
-            line += f"; **could not check**: {could_not_check(last.unchecked)}"
+            line += f"; **could not check**: {_md(could_not_check(last.unchecked))}"
         if last.outcome != "completed":
             cell = last.summary.get("failed_cell")
             why = cell.get("error") if isinstance(cell, dict) else None
-            line += (f" — **but the run then {last.outcome.upper()}**" + (f" ({why})" if why else "")
+            line += (f" — **but the run then {_md(last.outcome.upper())}**" + (f" ({_md(why)})" if why else "")
                      + ": what came after was not checked")
         md.append(line)
         if diagnosis.get("cause") == "inconclusive":
-            md.append(f"- **Could not check** ({runbook}) — no all-clear; look at these by hand: "
-                      + "; ".join(f"{u.get('what')}: {u.get('why')}" + (f" (by hand: `{u.get('by_hand')}`)"
+            md.append(f"- **Could not check** ({_md(runbook)}) — no all-clear; look at these by hand: "
+                      + "; ".join(_md(f"{u.get('what')}: {u.get('why')}") + (f" (by hand: `{_code(u.get('by_hand'))}`)"
                                                                        if u.get("by_hand") else "")
                                   for u in last.unchecked if u.get("needed")))
     done = [c for c in applied if c.mitigation]
-    items = ([f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})" for c in done]
+    items = ([_md(f"{c.action} ({c.at:%H:%M:%S} UTC, approved by {c.by})") for c in done]
              + [_interrupted_text(i, n) for n, i in _interrupted(runs)])
     doubt = _unconfirmed(runs)
     if items:
-        md.append("- **Done**: " + "; ".join(items) + (f" — and the record cannot confirm this is all: {doubt}" if doubt else ""))
+        md.append("- **Done**: " + "; ".join(items)
+                  + (f" — and the record cannot confirm this is all: {_md(doubt)}" if doubt else ""))
     else:
         md.append("- **Done**: " + (f"no mitigation is on record, but the record cannot confirm that none was applied: "
-                                    f"{doubt}" if doubt else "no mitigation was applied"))
+                                    f"{_md(doubt)}" if doubt else "no mitigation was applied"))
     moved = [f"{f.label} {_fmt(f.series[0].metric, f.before.value)} → {_fmt(f.series[0].metric, f.after.value)}"
              for f in figures if f.mitigations and f.before is not None and f.after is not None]
     if done:
-        md.append("- **Effect**: " + ("; ".join(moved) if moved else "no figure was measured on both sides of a mitigation"))
+        md.append("- **Effect**: " + (_md("; ".join(moved)) if moved else "no figure was measured on both sides of a mitigation"))
     not_recovered = [f"{r.runbook}: {f.get('title')} — {f.get('summary')}" for r in runs
                      for f in (r.summary.get("findings") or {}).values() if f.get("classification") == "not_recovered"]
     if not_recovered:
-        md.append("- **Not recovered** at the last look: " + "; ".join(not_recovered))
+        md.append("- **Not recovered** at the last look: " + _md("; ".join(not_recovered)))
     failed: dict[str, int] = {}
     for r in runs:
         for channel, impact in (r.summary.get("impact") or {}).items():
             failed[channel] = max(failed.get(channel, 0), int(impact.get("failed") or 0))
     if failed:
-        md.append("- **Impact**: " + ", ".join(f"{n:,} {channel} messages failed" for channel, n in failed.items())
+        md.append("- **Impact**: " + ", ".join(f"{n:,} {_md(channel)} messages failed" for channel, n in failed.items())
                   + " in the runs' windows (per tenant below)")
     damaged = [f"run {n} ({r.runbook}): {p}" for n, r in enumerate(runs, 1) for p in r.problems]
     if damaged:
         md.append("- **Record problems** (read around, reported here; what they touch cannot be trusted, see Record "
-                  "integrity): " + "; ".join(damaged))
+                  "integrity): " + _md("; ".join(damaged)))
     return md
 
 
@@ -435,23 +475,23 @@ def _integrity(runs: list[RunRecord]) -> list[str]:
     md.append("These runs' records cannot be fully trusted:")
     md.append("")
     for n, r in damaged:
-        md += [f"- **run {n}** ({r.runbook}, `{r.location}`): {p}" for p in r.problems]
+        md += [f"- **run {n}** ({_md(r.runbook)}, `{_code(r.location)}`): {_md(p)}" for p in r.problems]
     return md + ["", "What these records show applied may not be all that was applied (an audit line can be missing), "
                      "and a figure from evidence that does not match its checksum or seal cannot be relied on: check "
                      "the systems themselves before trusting them."]
 
 
 def _key_figures(figures: list[KeyFigure], applied: list[Change], runs: list[RunRecord]) -> list[str]:
-    items = ([f"**{c.action}** ({c.runbook}, run {c.run}) at {c.at:%H:%M:%S} UTC, approved by {c.by}"
+    items = ([f"**{_md(c.action)}** ({_md(c.runbook)}, run {c.run}) at {c.at:%H:%M:%S} UTC, approved by {_md(c.by)}"
               for c in applied if c.mitigation]
              + [f"**{_interrupted_text(i, n)}**" for n, i in _interrupted(runs)])
     doubt = _unconfirmed(runs)
     if items:
         head = "Mitigations applied: " + "; ".join(items) + "." + (
-            f" The record cannot confirm this is all: {doubt}." if doubt else "")
+            f" The record cannot confirm this is all: {_md(doubt)}." if doubt else "")
     else:
         head = (f"No mitigation is on record in this incident, but the record cannot confirm that none was applied: "
-                f"{doubt}." if doubt else "No mitigation was applied in this incident.")
+                f"{_md(doubt)}." if doubt else "No mitigation was applied in this incident.")
     md = [head,
           "", "Each figure is compared around the first mitigation of the runbook that measured it: before is the last "
           "value measured before it, after the last measured since. With no mitigation: the first and the last value.",
@@ -464,8 +504,8 @@ def _key_figures(figures: list[KeyFigure], applied: list[Change], runs: list[Run
             change = ("+" if delta > 0 else "") + (f"{delta * 100:.1f} pts" if before.metric == "failure_rate"
                                                    else _fmt(before.metric, delta))
         around = f"{f.mitigations[0].action} ({f.mitigations[0].at:%H:%M:%S})" if f.mitigations else "no mitigation"
-        md.append(f"| {f.label} | {around} | {before.text() if before else 'not measured'} | "
-                  f"{after.text() if after else 'not measured'} | {change} |")
+        md.append(f"| {_md(f.label)} | {_md(around)} | {_md(before.text()) if before else 'not measured'} | "
+                  f"{_md(after.text()) if after else 'not measured'} | {change} |")
     if not figures:
         md.append("| (no run recorded key figures) | — | — | — | — |")
     return md
@@ -484,11 +524,13 @@ def _impact(runs: list[RunRecord], found: list[Measurement]) -> list[str]:
         md += ["| channel | tenant | messages | failed | delayed | window (UTC), run |", "| --- | --- | --- | --- | --- | --- |"]
         for channel, (n, impact) in sorted(worst.items()):
             window = impact.get("window") or {}
-            span = f"{str(window.get('since', ''))[:16]} – {str(window.get('until', ''))[11:16]}, run {n}"
+            span = _md(f"{str(window.get('since', ''))[:16]} – {str(window.get('until', ''))[11:16]}, run {n}")
             for t in impact.get("tenants") or []:
-                md.append(f"| {channel} | {t.get('tenant_id')} | {int(t.get('total') or 0):,} | {int(t.get('failed') or 0):,} "
+                md.append(f"| {_md(channel)} | {_md(t.get('tenant_id'))} | {int(t.get('total') or 0):,} | "
+                          f"{int(t.get('failed') or 0):,} "
                           f"| {int(t.get('delayed') or 0):,} | {span} |")
-            md.append(f"| {channel} | **all tenants** | {int(impact.get('total') or 0):,} | {int(impact.get('failed') or 0):,} "
+            md.append(f"| {_md(channel)} | **all tenants** | {int(impact.get('total') or 0):,} | "
+                      f"{int(impact.get('failed') or 0):,} "
                       f"| {int(impact.get('delayed') or 0):,} | {span} |")
     else:
         md.append("No run measured failed or delayed messages per tenant.")
@@ -499,8 +541,8 @@ def _impact(runs: list[RunRecord], found: list[Measurement]) -> list[str]:
             result = e.get("result") or {}
             count = next((result[k] for k in REQUEUED_KEYS if isinstance(result.get(k), int)), None)
             if e.get("decision") == "applied" and count is not None:
-                requeued.append(f"| {CHANNEL_OF.get(r.runbook, r.runbook)} | {e.get('action')} | {count:,} | "
-                                f"{str(e.get('ts'))[:19]}, run {n} |")
+                requeued.append(f"| {_md(CHANNEL_OF.get(r.runbook, r.runbook))} | {_md(e.get('action'))} | {count:,} | "
+                                f"{_md(str(e.get('ts'))[:19])}, run {n} |")
     md += (["| channel | action | messages | when (UTC), run |", "| --- | --- | --- | --- |"] + requeued) if requeued \
         else ["Nothing was replayed or re-queued."]
     sizes = [m for m in found if m.metric == "dlq_size"]
@@ -519,16 +561,16 @@ def _evidence(runs: list[RunRecord]) -> list[str]:
         check = records.check_evidence(folder)
         sealed = records.evidence_seal_problems(r.summary, folder)
         if not check.readable:
-            md.append(f"| {n} ({r.runbook}) | {r.location} | ? | MISMATCH: {EVIDENCE_INDEX} is not readable |")
+            md.append(f"| {n} ({_md(r.runbook)}) | {_md(r.location)} | ? | MISMATCH: {EVIDENCE_INDEX} is not readable |")
             continue
         verdict = "none kept" if not check.listed else "all match"
         if check.mismatched:
-            verdict = f"MISMATCH: {', '.join(check.mismatched)}"
+            verdict = f"MISMATCH: {_md(', '.join(check.mismatched))}"
         if sealed:
             verdict = (f"MISSING: {EVIDENCE_INDEX}" if not (folder / EVIDENCE_INDEX).is_file() else
                        f"MISMATCH: {EVIDENCE_INDEX} does not match the summary's seal") + (
                 f"; {verdict}" if check.mismatched else "")
-        md.append(f"| {n} ({r.runbook}) | {r.location} | {check.listed} | {verdict} |")
+        md.append(f"| {n} ({_md(r.runbook)}) | {_md(r.location)} | {check.listed} | {verdict} |")
     return md
 
 
@@ -539,6 +581,11 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     runs = list_runs(root, incident, location=location, evidence=True)
     if not runs:
         raise ConfigError(f"no runs recorded for {incident} under {location or root}", parameter="incident")
+    REDACTOR.set_scope(incident)
+    for r in runs:  # who ran and approved is the record's point: an operator's name is shown as it is
+        for who in [r.summary.get("operator")] + [(e.get("approval") or {}).get("by") for e in r.audit]:
+            if isinstance(who, str) and who and operator_problem(who) is None:
+                REDACTOR.add_public(who)
     timeline = _timeline(runs)
     applied = changes(runs)
     found = measurements(runs)
@@ -553,30 +600,46 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     md += ["", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
-        md.append(f"| {n} | {r.started} | {r.runbook} | {r.summary.get('operator') or '—'} | {r.cause} | "
-                  f"{', '.join(r.changed) or '—'} | {r.outcome} |")
-    md += ["", "## Timeline", ""] + [f"- `{t}` **{rb}** — {what}" for t, rb, what in timeline]
+        md.append(f"| {n} | {_md(r.started)} | {_md(r.runbook)} | {_md(r.summary.get('operator') or '—')} | "
+                  f"{_md(r.cause)} | {_md(', '.join(r.changed) or '—')} | {_md(r.outcome)} |")
+    md += ["", "## Timeline", ""] + [f"- `{_code(t)}` **{_md(rb)}** — {what}" for t, rb, what in timeline]
     md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied, runs)
     md += ["", "## Impact", ""] + _impact(runs, found)
     md += ["", "## Post-incident checklists", ""]
     latest: dict[str, RunRecord] = {r.runbook: r for r in runs}
     for runbook, r in latest.items():
         checklist = (r.summary.get("post_incident") or {}).get("items", [])
-        md.append(f"### {runbook}")
-        md += [f"- [{'x' if i.get('ok') else ' '}] **{i.get('item')}** — {i.get('answer')}" for i in checklist] or [
+        md.append(f"### {_md(runbook)}")
+        md += [f"- [{'x' if i.get('ok') else ' '}] **{_md(i.get('item'))}** — {_md(i.get('answer'))}" for i in checklist] or [
             "- (this run did not reach its post-incident section)"]
         md.append("")
     md += ["## Evidence", ""] + _evidence(runs)
     markdown = REDACTOR.text("\n".join(md))
-    return Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)),
-                  [REDACTOR.text(line) for line in summary], figures)
+    review = Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)),
+                    [REDACTOR.text(line) for line in summary], figures)
+    leaks = scan_text("review.md", review.markdown) + scan_text("review.html", review.html)
+    if leaks:  # fail closed: nothing of this review is written or sent
+        raise LeakFound(leaks, f"the review of {incident}")
+    return review
+
+
+_ESCAPED = re.compile(r"\\([\\`*_\[\]<>|~])")
+
+
+def _protect(line: str) -> str:
+    """Backslash-escaped characters (see `_md`) as private-use placeholders, so no structure is read in them."""
+    return _ESCAPED.sub(lambda m: chr(0xE000 + ord(m.group(1))), line)
+
+
+def _restore(text: str) -> str:
+    return _PROTECTED.sub(lambda m: html.escape(chr(ord(m.group(0)) - 0xE000)), text)
 
 
 def _inline(text: str) -> str:
-    """Escape, then render the Markdown this module writes inline: **bold** and `code`."""
+    """Escape, then render the Markdown this module writes inline: **bold** and `code` (escaped text stays text)."""
     out = html.escape(text)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    return _restore(re.sub(r"`(.+?)`", r"<code>\1</code>", out))
 
 
 def _html(incident: str, markdown: str, chart: str) -> str:
@@ -593,7 +656,7 @@ def _html(incident: str, markdown: str, chart: str) -> str:
                                   for row in rest) + "</table>")
             table.clear()
 
-    for line in markdown.splitlines():
+    for line in map(_protect, markdown.splitlines()):
         if line.startswith("|"):
             table.append(line)
             continue
@@ -604,7 +667,7 @@ def _html(incident: str, markdown: str, chart: str) -> str:
             body.append("<ul>")
         if line.startswith("#"):
             level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+            body.append(f"<h{level}>{_restore(html.escape(line.lstrip('#').strip()))}</h{level}>")
             if line.startswith("## Key figures") and chart:
                 body.append(f'<img class="chart" alt="key figures over time, mitigations marked" '
                             f'src="data:image/png;base64,{chart}">')
@@ -648,6 +711,9 @@ def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, ti
                          "before": f.before.value if f.before else None, "after": f.after.value if f.after else None}
                         for f in review.figures],
     })
+    leaks = scan_data("the webhook payload", payload)
+    if leaks:
+        raise LeakFound(leaks, "the webhook payload")
     try:
         response = within(lambda: httpx.post(url, json=payload, timeout=timeout), 2 * timeout)
     except DeadlineExceeded as exc:

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 
 from runbooklib import catalog
+from runbooklib.audit import AUDIT_FILE
 from runbooklib.context import EVIDENCE, EVIDENCE_INDEX, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
-from runbooklib.params import format_duration
+from runbooklib.leaks import QUARANTINED, Leak, quarantine, scan_bundle
+from runbooklib.params import format_duration, operator_problem
 from runbooklib.redact import REDACTOR
 from runbooklib.yamlfiles import load_yaml
 
@@ -37,6 +39,7 @@ NOTEBOOK = "notebook.ipynb"
 HTML = "notebook.html"
 EXIT_HEALTHY, EXIT_FAILED, EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED, EXIT_INCONCLUSIVE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
 EXIT_MITIGATION_FAILED = 6
+EXIT_LEAK = 7
 EXIT_CODES = {
     EXIT_HEALTHY: "healthy: every check the verdict rests on ran and passed",
     EXIT_FAILED: "the run failed (its bundle is still written, naming the failing cell), or its record was not stored",
@@ -46,6 +49,8 @@ EXIT_CODES = {
     EXIT_UNKNOWN: "unknown: failures are present, but no known cause matched the evidence",
     EXIT_MITIGATION_FAILED: "an approved mitigation failed, or was interrupted with its outcome unknown (see the "
                             "run's mitigations; the verdict is printed as well)",
+    EXIT_LEAK: "a file of the run's record, or the review, would have held a secret or unmasked personal data: it "
+               "was withheld and not published (the message names the file and the kind of leak, never the value)",
 }
 """Every exit code of `runbook run` / `runbook demo`, and what it means (README and `runbook --help` show it)."""
 EXIT_BY_OUTCOME = {"healthy": EXIT_HEALTHY, "cause": EXIT_DIAGNOSED, "inconclusive": EXIT_INCONCLUSIVE,
@@ -67,6 +72,10 @@ class RunResult:
     status: str
     summary: dict[str, Any] = field(default_factory=dict)
     failed_cell: dict[str, Any] | None = None
+    leaks: list[Leak] = field(default_factory=list)
+    """What the final scan found (file and kind, never a value): those files were withheld."""
+    withheld_at: Path | None = None
+    """Where the withheld files are kept (owner-only), outside every bundle."""
 
     @property
     def cause(self) -> str | None:
@@ -99,6 +108,8 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
+        if self.leaks:
+            return EXIT_LEAK
         if self.outcome is None:
             return EXIT_MITIGATION_FAILED if self.interrupted else EXIT_FAILED
         if self.mitigation_failed:
@@ -223,6 +234,10 @@ def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, inci
     bundle = new_bundle(output_root, incident, slug)
     out_nb = bundle / NOTEBOOK
     params = {**parameters, "incident": incident, "run_dir": str(bundle.resolve())}
+    REDACTOR.set_scope(incident)
+    operator = parameters.get("operator")
+    if isinstance(operator, str) and operator_problem(operator) is None:
+        REDACTOR.add_public(operator)  # who approved is the record's point (the kernel shows it as it is too)
     started = time.monotonic()
     kernel_ends = started + budget.seconds - FINISH_SECONDS
     params["deadline"] = (datetime.now(UTC) + timedelta(seconds=budget.seconds - FINISH_SECONDS)).isoformat()
@@ -263,11 +278,17 @@ def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, inci
             failed_cell["index"] = index
         if index is not None:
             failed_cell["section"] = _section_of(nb, index)
-    summary = _finish_summary(bundle, slug, incident, status, failed_cell, elapsed)
-    write_html(bundle)
+    if failed_cell is not None:
+        failed_cell = REDACTOR.data(failed_cell)
+    _finish_summary(bundle, slug, incident, status, failed_cell, elapsed)
     scrub_bundle(bundle)
-    summary = json.loads((bundle / SUMMARY).read_text())
-    return RunResult(bundle=bundle, status=status, summary=summary, failed_cell=failed_cell)
+    write_html(bundle)
+    scrub_bundle(bundle)  # the page nbconvert made from the masked notebook, once more
+    leaks = scan_bundle(bundle)  # fail closed: what still holds a secret or personal data is withheld
+    withheld = quarantine(bundle, leaks, output_root) if leaks else None
+    summary = json.loads((bundle / SUMMARY).read_text()) if (bundle / SUMMARY).exists() else {}
+    return RunResult(bundle=bundle, status=status, summary=summary, failed_cell=failed_cell, leaks=leaks,
+                     withheld_at=withheld)
 
 
 def _finish_summary(bundle: Path, slug: str, incident: str, status: str, failed_cell: dict[str, Any] | None,
@@ -311,21 +332,41 @@ def offline(page: str) -> str:
     return _SCRIPT.sub(lambda m: "" if re.search(r"https?://", m.group(0)) else m.group(0), page)
 
 
-_SKIP_SCRUB = re.compile(r"\.(png|jpg|parquet)$")
+SEALED = (AUDIT_FILE, EVIDENCE)
+"""Never rewritten after the kernel: the audit log is hash-chained and the evidence sealed (both were redacted as
+they were written); a leak in them is withheld by the scan instead."""
 
 
 def scrub_bundle(bundle: Path) -> list[str]:
-    """Mask secrets and personal data in every text file of the bundle; returns the files changed."""
+    """Mask secrets and personal data in the bundle's files by their structure (a notebook's outputs by mime type,
+    JSON by its strings, HTML around its real inline images); returns the files changed. Sealed files are left."""
     changed = []
-    for path in sorted(p for p in bundle.rglob("*")):
-        if not path.is_file() or _SKIP_SCRUB.search(path.name):
+    for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
+        relative = path.relative_to(bundle)
+        if relative.parts[0] in SEALED or path.name == QUARANTINED:
             continue
-        text = path.read_text(encoding="utf-8", errors="replace")
-        clean = REDACTOR.document(text)
+        raw = path.read_bytes()
+        if raw.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PAR1")):
+            continue
+        text = raw.decode("utf-8", errors="replace")
+        clean = _scrubbed(path.name, text)
         if clean != text:
             path.write_text(clean, encoding="utf-8")
-            changed.append(str(path.relative_to(bundle)))
+            changed.append(str(relative))
     return changed
+
+
+def _scrubbed(name: str, text: str) -> str:
+    try:
+        if name.endswith(".ipynb"):
+            return json.dumps(REDACTOR.notebook(json.loads(text)), indent=1, ensure_ascii=False) + "\n"
+        if name.endswith(".json"):
+            return json.dumps(REDACTOR.data(json.loads(text)), indent=2, default=str)
+    except ValueError:
+        pass  # not what its name says: masked as text
+    if name.endswith((".html", ".htm")):
+        return REDACTOR.html_page(text)
+    return REDACTOR.text(text)
 
 
 def load_parameter_files(paths: list[Path]) -> dict[str, Any]:

@@ -115,6 +115,9 @@ class Profile:
     redis_url_env: str = ""
     redis_url: str = ""  # only the demo profile sets this directly (a sandbox Redis)
     bullmq_prefix: str = "bull"
+    phone_regions: tuple[str, ...] = ()
+    """Where the tenants' recipients are (ISO 3166 codes): national-format numbers of these regions are masked
+    (international ones always are). Empty: `redact.DEFAULT_PHONE_REGIONS`."""
 
     def provider_kind(self, provider: str) -> str | None:
         """Which endpoint (`smtp`, `smtp_backup`, `ses`) serves a channel provider name, if known."""
@@ -216,7 +219,7 @@ def secret(env_name: str, *, what: str) -> str:
     value = os.environ.get(env_name)
     if not value:
         raise ConfigError(f"the {what} is read from ${env_name}, which is not set", parameter=env_name)
-    REDACTOR.add_secret(value)
+    REDACTOR.add_secret(value, f"${env_name}")
     return value
 
 
@@ -228,30 +231,44 @@ def optional_secret(env_name: str) -> str | None:
 
 
 def register_profile_secrets(profile: Profile) -> None:
-    """Register the value of every secret variable a profile names (set or not) for redaction."""
+    """Register the value of every secret variable a profile names (set or not) for redaction, each labelled by
+    its variable's name; our own sending numbers and addresses stay readable; the tenants' phone regions."""
     names = [profile.database_url_env, profile.platform_api_token_env, profile.redis_url_env]
     for ep in (profile.smtp, profile.smtp_backup):
         if ep is not None:
             names += [ep.password_env, ep.username_env]
+            REDACTOR.add_public(ep.from_address)
     if profile.ses is not None:
         names += [profile.ses.access_key_id_env, profile.ses.secret_access_key_env, profile.ses.session_token_env]
+        REDACTOR.add_public(profile.ses.from_address)
     if profile.twilio is not None:
         names += [profile.twilio.account_sid_env, profile.twilio.auth_token_env]
         for number in profile.twilio.from_numbers:
-            REDACTOR.add_public_number(number)
+            REDACTOR.add_public(number)
     if profile.whatsapp is not None:
         names += [profile.whatsapp.access_token_env, profile.whatsapp.app_secret_env]
-    REDACTOR.add_secrets(os.environ.get(n) for n in names if n)
-    url = os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url
-    if url:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
+    for name in names:
+        if name:
+            REDACTOR.add_secret(os.environ.get(name), f"${name}")
+    REDACTOR.set_phone_regions(profile.phone_regions)
+    for url, label in ((os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url,
+                        f"${profile.database_url_env}" if profile.database_url_env else "the database URL"),
+                       (os.environ.get(profile.redis_url_env) if profile.redis_url_env else profile.redis_url,
+                        f"${profile.redis_url_env}" if profile.redis_url_env else "the Redis URL")):
+        REDACTOR.add_secret(_url_password(url), f"the password in {label}")
 
-        try:
-            password = make_url(url).password
-        except ArgumentError:
-            password = None
-        REDACTOR.add_secret(str(password) if password else None)
+
+def _url_password(url: str | None) -> str | None:
+    if not url:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        password = make_url(url).password
+    except ArgumentError:
+        return None
+    return str(password) if password else None
 
 
 E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint, WhatsAppEndpoint)
@@ -310,6 +327,7 @@ def _check_field(name: str, value: Any, where: str) -> None:
     if name == "from_numbers":
         bad = [n for n in value if not re.fullmatch(r"\+[1-9][0-9]{6,14}", n)]
         if bad:
+            REDACTOR.add_public(bad[0])  # a sending number of ours, named in its error as it was written
             raise ConfigError(f"{where}: {_show(bad[0])} is not a number in E.164 form, e.g. \"+15005550006\"")
     if name == "ca_file" and not _readable(str(value)):
         raise ConfigError(f"{where}: {_show(value)} is not a readable file (a PEM bundle of CA certificates)")
@@ -395,7 +413,7 @@ def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profil
     """Build a Profile from its YAML mapping, rejecting unknown keys and values of the wrong type or range."""
     data = _mapping(data, where)
     _keys(data, {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "redis",
-                 "providers", "timeouts", "statement_timeout", "row_cap"}, where)
+                 "providers", "timeouts", "statement_timeout", "row_cap", "phone_regions"}, where)
     api = _mapping(data.get("platform_api"), f"{where}.platform_api")
     _keys(api, {"url", "token_env"}, f"{where}.platform_api")
     if "url" not in api or "token_env" not in api:
@@ -435,7 +453,23 @@ def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profil
         row_cap=int(_number(data.get("row_cap", DEFAULT_ROW_CAP), f"{where}.row_cap", LIMITS["row_cap"], whole=True)),
         redis_url_env=_text(redis.get("url_env", ""), f"{where}.redis.url_env"),
         bullmq_prefix=prefix,
+        phone_regions=_regions(data.get("phone_regions"), f"{where}.phone_regions"),
     )
+
+
+def _regions(value: Any, where: str) -> tuple[str, ...]:
+    """ISO 3166 region codes that `phonenumbers` knows (e.g. [GB, US]); empty: the default list."""
+    if value is None or value == []:
+        return ()
+    import phonenumbers
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}: expected a list of region codes, e.g. [GB, US], got {_kind(value)} {_show(value)}")
+    bad = [v for v in value if v.upper() not in phonenumbers.SUPPORTED_REGIONS]
+    if bad:
+        raise ConfigError(f"{where}: {_show(bad[0])} is not a region code phonenumbers knows; use ISO 3166 codes "
+                          "such as GB, US, DE")
+    return tuple(dict.fromkeys(v.upper() for v in value))
 
 
 def load_profiles(environments_file: str = "") -> dict[str, Profile | None]:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from runbooklib.audit import read_audit
-from runbooklib.redact import REDACTOR
 from runbooklib.runs import RunResult, execute
 from runbooklib.sandbox import Sandbox
+from runbooklib.settings import demo_profile, register_profile_secrets
 
 UNPLANNED = "0" * 16
 """Bound to an action its dry run did not plan (not needed, blocked): the gate decides before it compares digests."""
@@ -31,7 +31,7 @@ def run(slug: str, box: Sandbox, tmp_path: Path, *, bind: bool = True, **paramet
 
 
 def _execute(slug: str, box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
-    REDACTOR.add_secrets(box.secrets.values())
+    register_profile_secrets(demo_profile(box.describe()))  # the sandbox's secrets, each labelled by its variable
     description = box.write_description()
     params = {"environment": "demo", "sandbox": str(description), "scenario": box.scenario_name,
               "recovery_samples": 2, "recovery_interval": "1s", **parameters}

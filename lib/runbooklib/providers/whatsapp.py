@@ -218,6 +218,8 @@ def check_phone_number(endpoint: WhatsAppEndpoint | None, *, timeout: float, nam
             phone = graph(endpoint, timeout=timeout, within=within).phone_number()
         except (ProviderError, ConfigError) as exc:
             return _failed(name, title, exc, ms())
+    if isinstance(phone.get("display_phone_number"), str):  # the number we send from: ours, shown as it is
+        REDACTOR.add_public(phone["display_phone_number"])
     facts = {k: phone.get(k) for k in ("display_phone_number", "quality_rating", "status", "name_status",
                                         "code_verification_status", "platform_type")}
     facts["throughput"] = (phone.get("throughput") or {}).get("level")

@@ -9,6 +9,7 @@ reach them (endpoints and variable *names*, never values). `stop()` stops everyt
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ SECRET_ENV = {
     "smtp_backup_password": "RUNBOOK_DEMO_SMTP_BACKUP_PASSWORD",
     "aws_access_key_id": "RUNBOOK_DEMO_AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "RUNBOOK_DEMO_AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "RUNBOOK_DEMO_AWS_SESSION_TOKEN",
     "twilio_account_sid": "RUNBOOK_DEMO_TWILIO_ACCOUNT_SID",
     "twilio_auth_token": "RUNBOOK_DEMO_TWILIO_AUTH_TOKEN",
     "whatsapp_access_token": "RUNBOOK_DEMO_WHATSAPP_TOKEN",
@@ -82,10 +84,13 @@ class Sandbox:
         self._writer = seed.writable_engine(self.database_url)
         certs = {name: make_certificate(self.workdir, name) for name in ("trusted", "untrusted")}
         smtp = self.scenario.section("smtp")
+        echo = self.scenario.section("echo")
         self.smtp_primary = SmtpServer(smtp["primary"], username=self.secrets["smtp_username"],
-                                       password=self.secrets["smtp_password"], certs=certs).start()
+                                       password=self.secrets["smtp_password"], certs=certs,
+                                       echo=echo["credentials"]).start()
         self.smtp_backup = SmtpServer(smtp["backup"], username=self.secrets["smtp_backup_username"],
-                                      password=self.secrets["smtp_backup_password"], certs=certs).start()
+                                      password=self.secrets["smtp_backup_password"], certs=certs,
+                                      echo=echo["credentials"]).start()
         self.ses = SesStandIn(scenario=self.scenario.section("ses")).start()  # type: ignore[assignment]
         self.twilio = TwilioStandIn(  # type: ignore[assignment]
             sid=self.secrets["twilio_account_sid"], token=self.secrets["twilio_auth_token"],
@@ -110,6 +115,9 @@ class Sandbox:
             live_queues=self.bull.platform_metrics if self.bull else None,
             attempts=self.scenario.section("bullmq")["attempts"],
         ).start()
+        for standin in (self.ses, self.twilio, self.statuspage, self.graph, self.platform):
+            assert standin is not None
+            standin.echo, standin.echo_recipients = echo["credentials"], bool(echo["recipients"])
         for key, env in SECRET_ENV.items():
             self._previous_env[env] = os.environ.get(env)
             os.environ[env] = self.secrets[key]
@@ -153,6 +161,7 @@ class Sandbox:
                 "ses": {"region": "us-east-1", "endpoint_url": self.ses.url,
                         "access_key_id_env": SECRET_ENV["aws_access_key_id"],
                         "secret_access_key_env": SECRET_ENV["aws_secret_access_key"],
+                        "session_token_env": SECRET_ENV["aws_session_token"],
                         "from_address": "runbook@lineup.app"},
                 "twilio": {"account_sid_env": SECRET_ENV["twilio_account_sid"],
                            "auth_token_env": SECRET_ENV["twilio_auth_token"],
@@ -221,4 +230,6 @@ def _generate(key: str) -> str:
         return "AC" + secrets.token_hex(16)
     if key == "whatsapp_access_token":
         return "EAAG" + secrets.token_urlsafe(48)
+    if key == "aws_session_token":  # as long as STS's (650 characters of base64)
+        return base64.b64encode(secrets.token_bytes(486)).decode()[:650]
     return secrets.token_urlsafe(24)

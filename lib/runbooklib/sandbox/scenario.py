@@ -103,6 +103,10 @@ DEFAULTS: dict[str, Any] = {
         "stalled_growth_per_sample": 0,
         "attempts": {"email": 3, "sms": 3, "whatsapp": 3},
     },
+    "echo": {
+        "credentials": "off",
+        "recipients": False,
+    },
     "statuspage": {
         "indicator": "none",
         "description": "All Systems Operational",
@@ -110,6 +114,12 @@ DEFAULTS: dict[str, Any] = {
         "incidents": [],
     },
 }
+ECHO_MODES = ("off", "errors", "always")
+"""`echo.credentials`: stand-ins never echo what they received, echo it in every error they answer, or answer every
+request with an error that echoes it (a drill of the redaction: no form of a secret may reach a record)."""
+RECIPIENT_FORMS = ("14155552671", "+1 415-555-2671", "+1 (415) 555-2671", "+44 7911 123456", "07700 900123",
+                   "jane.doe%40example.com", "jörg.müller@例え.jp", "%2B447911123456")
+"""With `echo.recipients`, seeded recipients and errors, and the stand-ins' error bodies, carry these forms."""
 TWILIO_AUTH = ("ok", "reject")
 WHATSAPP_TOKEN = ("valid", "expired")
 ACCOUNT_STATUSES = ("active", "suspended", "closed")
@@ -172,6 +182,11 @@ class Scenario:
         if merged["twilio"]["account_status"] not in ACCOUNT_STATUSES:
             raise ConfigError(f"scenario {name}.twilio.account_status: {merged['twilio']['account_status']!r}; "
                               f"allowed: {', '.join(ACCOUNT_STATUSES)}")
+        if merged["echo"]["credentials"] not in ECHO_MODES:
+            raise ConfigError(f"scenario {name}.echo.credentials: {merged['echo']['credentials']!r}; "
+                              f"allowed: {', '.join(ECHO_MODES)}")
+        if not isinstance(merged["echo"]["recipients"], bool):
+            raise ConfigError(f"scenario {name}.echo.recipients: expected true or false")
         if merged["whatsapp"]["token"] not in WHATSAPP_TOKEN:
             raise ConfigError(f"scenario {name}.whatsapp.token: {merged['whatsapp']['token']!r}; "
                               f"allowed: {', '.join(WHATSAPP_TOKEN)}")

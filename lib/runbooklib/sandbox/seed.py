@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from runbooklib.db import normalise_url
-from runbooklib.sandbox.scenario import Scenario
+from runbooklib.sandbox.scenario import RECIPIENT_FORMS, Scenario
 from runbooklib.schema import message_logs, metadata_obj
 
 BASELINE_FAILURES = {
@@ -68,6 +68,7 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     times += [now - window + (window * rng.random()) for _ in range(n_window)]
     times.sort()
 
+    echo = bool(scenario.section("echo")["recipients"]) if "echo" in scenario.data else False
     rows = []
     for i, created in enumerate(times):
         tenant = rng.choices(tenants, weights)[0]
@@ -92,13 +93,16 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
         else:
             status = "DELIVERED" if rng.random() < 0.85 else "SENT"
         meta: dict[str, Any] = {"job_id": str(100000 + i), "queue": channel.lower()}
+        recipient = RECIPIENT_FORMS[i % len(RECIPIENT_FORMS)] if echo else _recipient(channel, rng)
+        if error and echo:  # a provider's error naming the recipient, in the forms providers write
+            error = (f"{error[0]} (to {recipient}; last tried {RECIPIENT_FORMS[(i + 3) % len(RECIPIENT_FORMS)]})", error[1])
         if error:
             meta["error"], meta["error_code"] = error[0], error[1]
         else:
             meta["provider_message_id"] = f"0100018c-{i:08x}"
         rows.append({
             "id": f"{scenario.name}-{i:06d}", "tenant_id": tenant, "channel": logs["channel"], "status": status,
-            "provider": logs["provider"], "recipient": _recipient(channel, rng),
+            "provider": logs["provider"], "recipient": recipient,
             "template": template,
             "created_at": created, "updated_at": created + timedelta(seconds=rng.randint(1, 90)),
             "retry_count": retry, "metadata": meta,

@@ -60,11 +60,25 @@ class _Recorder:
         return "250 OK"
 
 
+def _exchange(mechanism: str, auth_data: Any) -> str:
+    """The AUTH exchange as the client sent it (base64), for a server that echoes it back."""
+    import base64
+
+    login = getattr(auth_data, "login", b"") or b""
+    password = getattr(auth_data, "password", b"") or b""
+    if mechanism == "PLAIN":
+        return "AUTH PLAIN " + base64.b64encode(b"\0" + login + b"\0" + password).decode()
+    return f"AUTH {mechanism} " + " ".join(base64.b64encode(part).decode() for part in (login, password))
+
+
 class SmtpServer:
     """One sandbox SMTP server on 127.0.0.1."""
 
-    def __init__(self, mode: str, *, username: str, password: str, certs: dict[str, tuple[Path, Path]]) -> None:
+    def __init__(self, mode: str, *, username: str, password: str, certs: dict[str, tuple[Path, Path]],
+                 echo: str = "off") -> None:
         self.mode = mode
+        self.echo = echo
+        """`errors` / `always` (scenario `echo.credentials`): a refused login's 535 echoes the AUTH exchange."""
         self.username, self.password = username, password
         self.port = free_port()
         self.recorder = _Recorder()
@@ -79,6 +93,9 @@ class SmtpServer:
                       auth_data: Any) -> AuthResult:
         ok = (self.mode != "auth_reject" and isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == self.username and auth_data.password.decode() == self.password)
+        if self.echo == "always" or (self.echo == "errors" and not ok):
+            echoed = _exchange(mechanism, auth_data)
+            return AuthResult(success=False, handled=False, message=f"535 5.7.8 Authentication failed: {echoed}")
         return AuthResult(success=ok, handled=False)
 
     def start(self) -> SmtpServer:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -28,6 +29,9 @@ class StandIn:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.echo = "off"
+        """`errors`: every error answered echoes the request's credentials; `always`: every request is answered so."""
+        self.echo_recipients = False
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +47,8 @@ class StandIn:
                                            "body": body.decode(errors="replace")})
                     status, headers, payload = outer.handle(self.command, parts.path, query,
                                                             dict(self.headers.items()), body)
+                    if outer.echo == "always" or (outer.echo == "errors" and status >= 400):
+                        status, headers, payload = outer.echoed(dict(self.headers.items()), body, parts.query)
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -78,6 +84,24 @@ class StandIn:
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
         raise NotImplementedError
+
+    def echoed(self, headers: dict[str, str], body: bytes, query: str) -> Response:
+        """An error that echoes what was received, as careless providers and proxies do (each stand-in's shape)."""
+        return 502, {"Content-Type": "text/html"}, (
+            f"<html><body><h1>502 Bad Gateway</h1><p>upstream refused the request</p><pre>"
+            f"{escape(self._echo_text(headers, body, query))}</pre></body></html>").encode()
+
+    def _echo_text(self, headers: dict[str, str], body: bytes, query: str) -> str:
+        from runbooklib.sandbox.scenario import RECIPIENT_FORMS
+
+        lines = [f"{k}: {v}" for k, v in headers.items() if k.lower() in ("authorization", "x-amz-security-token")]
+        if query:
+            lines.append(f"query: {query}")
+        if body:
+            lines.append(f"body: {body.decode(errors='replace')[:2000]}")
+        if self.echo_recipients:
+            lines.append("recipients: " + ", ".join(RECIPIENT_FORMS))
+        return "\n".join(lines)
 
 
 def _json(status: int, data: Any) -> Response:
@@ -247,6 +271,13 @@ class SesStandIn(StandIn):
                 f"<Message>{escape(message)}</Message></Error><RequestId>{uuid.uuid4()}</RequestId></ErrorResponse>")
         return status, {"Content-Type": "text/xml"}, body.encode()
 
+    def echoed(self, headers: dict[str, str], body: bytes, query: str) -> Response:
+        auth = headers.get("Authorization", "")
+        key = re.search(r"Credential=([^/,\s]+)", auth)
+        return self._error(403, "AccessDenied", (
+            f"User with access key {key.group(1) if key else '?'} and security token "
+            f"{headers.get('X-Amz-Security-Token', '(none)')} is not authorized: {self._echo_text(headers, body, query)}"))
+
     def _denied(self, action: str) -> str:
         return (f"User: arn:aws:iam::123456789012:user/lineup-mailer is not authorized to perform: "
                 f"ses:{action} on resource: *")
@@ -322,6 +353,9 @@ class TwilioStandIn(StandIn):
     def _error(self, status: int, code: int, message: str) -> Response:
         return _json(status, {"code": code, "message": message, "more_info": f"https://www.twilio.com/docs/errors/{code}",
                               "status": status})
+
+    def echoed(self, headers: dict[str, str], body: bytes, query: str) -> Response:
+        return self._error(401, 20003, f"Authenticate: {self._echo_text(headers, body, query)}")
 
     def handle(self, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes) -> Response:
         expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
@@ -425,6 +459,11 @@ class GraphStandIn(StandIn):
         if subcode is not None:
             err["error_subcode"] = subcode
         return _json(status, {"error": err})
+
+    def echoed(self, headers: dict[str, str], body: bytes, query: str) -> Response:
+        token = headers.get("Authorization", "").removeprefix("Bearer ")
+        return self._error(401, 190, f"Invalid OAuth access token - Cannot parse access token: {token} "
+                                     f"({self._echo_text(headers, body, query)})")
 
     def _token_ok(self, headers: dict[str, str]) -> Response | None:
         token = headers.get("Authorization", "").removeprefix("Bearer ")
