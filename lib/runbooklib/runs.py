@@ -2,9 +2,11 @@
 
 `execute()` runs a runbook notebook with parameters into `runs/<incident>/<UTC time>-<slug>/`:
 `notebook.ipynb` (executed), `notebook.html` (charts embedded), `summary.json` and `audit.jsonl`
-(both written by the kernel as it goes). It writes the bundle even when a cell fails, naming the
-failing cell, and then scrubs every file: any registered secret value is replaced and any unmasked
-email address or phone number is masked, so nothing sensitive is saved.
+(both written by the kernel as it goes, redacted as they are written). It writes the bundle even when
+a cell fails, naming the failing cell. Then it masks the notebook and summary again by structure
+(`scrub_bundle`; the hash-chained audit log and the sealed evidence are never rewritten), renders the
+HTML from the masked notebook, and scans every file (`leaks.scan_bundle`): a file that still holds a
+secret or unmasked personal data is withheld (`leaks.quarantine`) and the run exits `EXIT_LEAK`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from runbooklib.errors import ConfigError
-from runbooklib.redact import REDACTOR
+from runbooklib.redact import PII_KEY_ENV, REDACTOR
 from runbooklib.yamlfiles import load_yaml
 
 DEMO = "demo"
@@ -251,6 +251,7 @@ def register_profile_secrets(profile: Profile) -> None:
         if name:
             REDACTOR.add_secret(os.environ.get(name), f"${name}")
     REDACTOR.set_phone_regions(profile.phone_regions)
+    REDACTOR.add_secret(os.environ.get(PII_KEY_ENV), f"${PII_KEY_ENV}")  # the key behind recipients' references
     for url, label in ((os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url,
                         f"${profile.database_url_env}" if profile.database_url_env else "the database URL"),
                        (os.environ.get(profile.redis_url_env) if profile.redis_url_env else profile.redis_url,
