@@ -153,8 +153,6 @@ def prepare(slug: str, raw: dict[str, Any], *,
     params = validate(spec.params_cls, check, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
                       environments=profiles, scenarios=spec.scenarios())
     profile = profiles[params.environment] if params.environment != DEMO else None
-    REDACTOR.set_scope(incident)
-    REDACTOR.add_public(params.operator)
     if profile is not None:
         register_profile_secrets(profile)
     typed = {}

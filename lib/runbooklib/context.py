@@ -154,9 +154,9 @@ class RunContext:
         text = REDACTOR.text(frame.to_csv(index=False))
         name = f"{number:03d}.csv"
         (folder / name).write_text(text, encoding="utf-8")
-        entry = {"file": name, "sql": sql, "params": REDACTOR.data({k: str(v) for k, v in params.items()}),
-                 "rows": len(frame), "sha256": hashlib.sha256(text.encode()).hexdigest(),
-                 "at": datetime.now(UTC).isoformat(timespec="seconds")}
+        entry = REDACTOR.mapping({"file": name, "sql": sql, "params": {k: str(v) for k, v in params.items()},
+                                  "rows": len(frame), "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                  "at": datetime.now(UTC).isoformat(timespec="seconds")})
         with (folder / EVIDENCE_INDEX).open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()

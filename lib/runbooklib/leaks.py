@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbooklib.redact import DATA_URI, REDACTOR, Redactor, is_image
+from runbooklib.redact import BINARY_MAGIC, DATA_URI, REDACTOR, Redactor, is_image
 
 QUARANTINE = ".quarantine"
 """Under the runs folder: files withheld from a bundle because they hold a secret or personal data (mode 0600)."""
 QUARANTINED = "quarantined.json"
 """In a bundle whose files were withheld: which files, and what kind of leak each held (no values)."""
-_BINARY = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PAR1")
 
 
 @dataclass(frozen=True)
@@ -159,7 +158,7 @@ def _jsonl_strings(text: str) -> Iterator[str]:
 
 def scan_file(path: Path, where: str, *, redactor: Redactor = REDACTOR) -> list[Leak]:
     raw = path.read_bytes()
-    if raw.startswith(_BINARY):
+    if raw.startswith(BINARY_MAGIC):
         return scan_text(where, "", redactor=redactor)  # an image or a parquet file: its name only
     return scan_text(where, raw.decode("utf-8", errors="replace"), redactor=redactor)
 

@@ -73,6 +73,10 @@ _DATE = re.compile(r"[12]\d{3}[-/.][01]\d[-/.][0-3]\d")
 _DECIMAL = re.compile(r"[+-]?\d+[.,]\d+")
 MASKED_RE = re.compile(r"\+\d{1,7}\*+#[0-9a-f]{8}|\*\*\*#[0-9a-f]{8}@…?|" + re.escape(MASK))
 """What this module writes: a masked number, the start of a masked address, a masked secret."""
+BINARY_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PAR1")
+"""How files that are images (or parquet) begin: read by their structure, never as text."""
+DATA_URI = re.compile(r"data:(image/[a-z+.-]+);base64,([A-Za-z0-9+/=\s]+)")
+"""An inline image in HTML (spared only when its bytes are an image of that type)."""
 _IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff", "image/gif": b"GIF8",
                 "image/webp": b"RIFF"}
 
@@ -144,6 +148,8 @@ class Redactor:
         """Every literal form → (the secret's label, the form's name)."""
         self._blocks: dict[str, list[tuple[str, int]]] = {}
         """Blocks of long secrets → (secret, offset) for finding parts of them."""
+        self._whole: set[str] = set()
+        """Secrets masked whole only (`add_secret(parts=False)`)."""
         self._public: set[str] = set(EXAMPLES)
         self._regions: tuple[str, ...] = DEFAULT_PHONE_REGIONS
         self._scope = ""
@@ -151,14 +157,25 @@ class Redactor:
         self._keys: dict[str, bytes] = {}
 
     # -- registration ---------------------------------------------------------------------------
-    def add_secret(self, value: str | None, label: str = "a secret") -> None:
-        """Register a secret value to be masked everywhere, in every derived form."""
-        if not value or len(value) < MIN_SECRET_LENGTH or value in self._labels:
+    def add_secret(self, value: str | None, label: str = "a secret", *, parts: bool = True) -> None:
+        """Register a secret value to be masked everywhere, in every derived form.
+
+        `parts`: also mask any 12+ of its characters (for random tokens). Not for a value whose parts are ordinary
+        text — a URL (its host, port and path are everywhere; its password is registered on its own) or a user
+        name — which is masked whole only; once registered so, a value stays so."""
+        if not value or len(value) < MIN_SECRET_LENGTH:
+            return
+        if value in self._labels:
+            if not parts:
+                self._whole.add(value)
+                self._blocks = {b: [o for o in owners if o[0] != value] for b, owners in self._blocks.items()}
             return
         self._labels[value] = label
         for form, name in secret_forms(value).items():
             self._needles.setdefault(form, (label, name))
-        if len(value) >= FRAGMENT_SECRET:
+        if not parts:
+            self._whole.add(value)
+        elif len(value) >= FRAGMENT_SECRET:
             for offset in range(0, len(value) - _BLOCK + 1, _BLOCK):
                 self._blocks.setdefault(value[offset: offset + _BLOCK], []).append((value, offset))
 
@@ -172,7 +189,6 @@ class Redactor:
             self._public.add(value)
             self._public.add(re.sub(r"[^\d+]", "", value))
 
-    add_public_number = add_public
 
     def set_phone_regions(self, regions: Iterable[str]) -> None:
         """The regions whose national-format numbers are found (ISO 3166 codes; international ones always are)."""
@@ -193,13 +209,13 @@ class Redactor:
 
     def snapshot(self) -> tuple[Any, ...]:
         """What is registered now (tests restore it after each test: registration is process-wide)."""
-        return dict(self._labels), set(self._public), self._regions, self._scope
+        return dict(self._labels), set(self._whole), set(self._public), self._regions, self._scope
 
     def restore(self, state: tuple[Any, ...]) -> None:
-        labels, public, regions, scope = state
-        self._labels, self._needles, self._blocks = {}, {}, {}
+        labels, whole, public, regions, scope = state
+        self._labels, self._needles, self._blocks, self._whole = {}, {}, {}, set()
         for value, label in labels.items():
-            self.add_secret(value, label)
+            self.add_secret(value, label, parts=value not in whole)
         self._public, self._regions, self._scope = set(public), regions, scope
 
     # -- masking --------------------------------------------------------------------------------
@@ -242,10 +258,6 @@ class Redactor:
     def mapping(self, value: dict[str, Any]) -> dict[str, Any]:
         """`data` for a mapping, typed as one."""
         return {str(self.text(k)): self.data(v) for k, v in value.items()}
-
-    def find_secrets(self, text: str) -> list[str]:
-        """The labels of the registered secrets whose forms occur in `text`."""
-        return sorted({h.label for h in self.find(text) if h.kind == "secret"})
 
     # -- documents by structure ----------------------------------------------------------------
     def output_data(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -430,8 +442,6 @@ class Redactor:
         return self._master
 
 
-DATA_URI = re.compile(r"data:(image/[a-z+.-]+);base64,([A-Za-z0-9+/=\s]+)")
-
 
 def _load_master_key() -> bytes:
     """`$RUNBOOK_PII_KEY`, else a random key kept in the user's state folder (made once, mode 0600), else one for
@@ -566,8 +576,3 @@ def _join_like(value: Any, fn: Any) -> Any:
 
 REDACTOR = Redactor()
 """The process-wide redactor: settings register secrets here as they read them."""
-
-
-def mask(value: str) -> str:
-    """Mask secrets and personal data in one string with the process-wide redactor."""
-    return REDACTOR.text(value)

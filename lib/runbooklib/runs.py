@@ -30,7 +30,7 @@ from runbooklib.context import EVIDENCE, EVIDENCE_INDEX, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
 from runbooklib.leaks import QUARANTINED, Leak, quarantine, scan_bundle
 from runbooklib.params import format_duration, operator_problem
-from runbooklib.redact import REDACTOR
+from runbooklib.redact import BINARY_MAGIC, REDACTOR
 from runbooklib.yamlfiles import load_yaml
 
 if TYPE_CHECKING:
@@ -285,7 +285,7 @@ def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, inci
     _finish_summary(bundle, slug, incident, status, failed_cell, elapsed)
     scrub_bundle(bundle)
     write_html(bundle)
-    scrub_bundle(bundle)  # the page nbconvert made from the masked notebook, once more
+    scrub_file(bundle / HTML)  # what nbconvert added around the masked notebook (its title, from metadata)
     leaks = scan_bundle(bundle)  # fail closed: what still holds a secret or personal data is withheld
     withheld = quarantine(bundle, leaks, output_root) if leaks else None
     summary = json.loads((bundle / SUMMARY).read_text()) if (bundle / SUMMARY).exists() else {}
@@ -347,15 +347,21 @@ def scrub_bundle(bundle: Path) -> list[str]:
         relative = path.relative_to(bundle)
         if relative.parts[0] in SEALED or path.name == QUARANTINED:
             continue
-        raw = path.read_bytes()
-        if raw.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PAR1")):
-            continue
-        text = raw.decode("utf-8", errors="replace")
-        clean = _scrubbed(path.name, text)
-        if clean != text:
-            path.write_text(clean, encoding="utf-8")
+        if scrub_file(path):
             changed.append(str(relative))
     return changed
+
+
+def scrub_file(path: Path) -> bool:
+    """Mask one file by its structure; True when it changed."""
+    raw = path.read_bytes()
+    if raw.startswith(BINARY_MAGIC):
+        return False
+    text = raw.decode("utf-8", errors="replace")
+    clean = _scrubbed(path.name, text)
+    if clean != text:
+        path.write_text(clean, encoding="utf-8")
+    return clean != text
 
 
 def _scrubbed(name: str, text: str) -> str:

@@ -126,12 +126,12 @@ class Profile:
     def resolve_redis_url(self) -> str:
         if self.redis_url:
             return self.redis_url
-        return secret(self.redis_url_env, what="Redis URL (BullMQ)")
+        return secret(self.redis_url_env, what="Redis URL (BullMQ)", parts=False)
 
     def resolve_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return secret(self.database_url_env, what="database URL")
+        return secret(self.database_url_env, what="database URL", parts=False)
 
     def missing(self, dependencies: tuple[str, ...]) -> list[dict[str, str]]:
         """What of `dependencies` this profile cannot reach as it stands: endpoints not configured, secret
@@ -212,14 +212,15 @@ def _aws_credentials_hinted() -> bool:
                                            Path(os.environ.get("AWS_CONFIG_FILE") or home / ".aws/config")))
 
 
-def secret(env_name: str, *, what: str) -> str:
-    """Read a secret from the environment variable `env_name`, registering it for redaction."""
+def secret(env_name: str, *, what: str, parts: bool = True) -> str:
+    """Read a secret from the environment variable `env_name`, registering it for redaction (`parts`: see
+    `Redactor.add_secret`)."""
     if not env_name:
         raise ConfigError(f"no environment variable is configured for the {what}")
     value = os.environ.get(env_name)
     if not value:
         raise ConfigError(f"the {what} is read from ${env_name}, which is not set", parameter=env_name)
-    REDACTOR.add_secret(value, f"${env_name}")
+    REDACTOR.add_secret(value, f"${env_name}", parts=parts)
     return value
 
 
@@ -233,10 +234,12 @@ def optional_secret(env_name: str) -> str | None:
 def register_profile_secrets(profile: Profile) -> None:
     """Register the value of every secret variable a profile names (set or not) for redaction, each labelled by
     its variable's name; our own sending numbers and addresses stay readable; the tenants' phone regions."""
-    names = [profile.database_url_env, profile.platform_api_token_env, profile.redis_url_env]
+    names = [profile.platform_api_token_env]
+    whole = [profile.database_url_env, profile.redis_url_env]  # URLs and user names: masked whole, not by parts
     for ep in (profile.smtp, profile.smtp_backup):
         if ep is not None:
-            names += [ep.password_env, ep.username_env]
+            names.append(ep.password_env)
+            whole.append(ep.username_env)
             REDACTOR.add_public(ep.from_address)
     if profile.ses is not None:
         names += [profile.ses.access_key_id_env, profile.ses.secret_access_key_env, profile.ses.session_token_env]
@@ -250,6 +253,9 @@ def register_profile_secrets(profile: Profile) -> None:
     for name in names:
         if name:
             REDACTOR.add_secret(os.environ.get(name), f"${name}")
+    for name in whole:
+        if name:
+            REDACTOR.add_secret(os.environ.get(name), f"${name}", parts=False)
     REDACTOR.set_phone_regions(profile.phone_regions)
     REDACTOR.add_secret(os.environ.get(PII_KEY_ENV), f"${PII_KEY_ENV}")  # the key behind recipients' references
     for url, label in ((os.environ.get(profile.database_url_env) if profile.database_url_env else profile.database_url,

@@ -241,3 +241,17 @@ def test_the_cli_streams_mask_what_they_print(capsys: pytest.CaptureFixture[str]
     stream.write(f"diagnosis: {TOKEN} to +447911123456\n")
     printed = stream._stream.getvalue()
     assert TOKEN not in printed and "7911123456" not in printed
+
+
+def test_a_url_or_user_name_is_masked_whole_never_by_its_ordinary_parts() -> None:
+    r = Redactor()
+    url = "postgresql://runbook:s3cr3t-pw@db.internal.example:5432/lineup_production"
+    r.add_secret(url, "$DATABASE_URL", parts=False)
+    r.add_secret("runbook-mailer-user@lineup.app", "$SMTP_USERNAME")
+    r.add_secret("runbook-mailer-user@lineup.app", "$SMTP_USERNAME", parts=False)  # registered twice: whole wins
+    assert r.text(f"connect {url} failed") == f"connect {MASK} failed"
+    text = "GET http://db.internal.example:5432/lineup_production/x and runbook-mailer-user@lineup.a…"
+    assert MASK not in r.text(text)
+    state = r.snapshot()
+    r.restore(state)
+    assert MASK not in r.text(text) and r.text(url) == MASK

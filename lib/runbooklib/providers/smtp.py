@@ -50,7 +50,7 @@ def credentials(endpoint: SmtpEndpoint) -> tuple[str, str] | None:
     """(username, password) from the variables the endpoint names; None when it names none."""
     if not endpoint.username_env and not endpoint.password_env:
         return None
-    user = secret(endpoint.username_env, what=f"SMTP username for {endpoint.host}") if endpoint.username_env else ""
+    user = secret(endpoint.username_env, what=f"SMTP username for {endpoint.host}", parts=False) if endpoint.username_env else ""
     password = secret(endpoint.password_env, what=f"SMTP password for {endpoint.host}")
     return user, password
 
