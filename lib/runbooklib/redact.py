@@ -2,22 +2,26 @@
 
 **Secrets** are registered as they are read (`settings.secret`), each with a label naming where it came
 from (an environment variable's *name*). Every form a provider, proxy or error page might echo is
-masked as `[redacted]`: the value itself, URL-encoded (once or twice, either hex case), JSON- and
-HTML-escaped, hex, and base64/base64url of the value *at any offset inside a larger encoded string* —
+masked as `[redacted]`: the value itself, URL-encoded (once or twice, either hex case), JSON-escaped
+(also Go's and PHP's ways), HTML-escaped, as Python writes bytes and escapes, quoted-printable, hex, and
+base64/base64url (also URL-encoded) of the value *at any offset inside a larger encoded string* —
 which covers HTTP Basic `base64(user:password)`, SMTP `AUTH PLAIN` (`\\0user\\0password`) and
 `AUTH LOGIN` without knowing which pair was sent. A base64 hit masks the whole encoded word it is in.
-A long secret (20+ characters) is also masked when only part of it appears — any run of 12 or more of
-its characters, continued across line breaks (a token wrapped or cut in an error page).
+A long secret (20+ characters) is also masked when only part of it, or of its base64, appears — any run
+of 12 or more characters, continued across line breaks (a token wrapped or cut in an error page, MIME's
+76-column base64). URLs and user names are masked whole only: their parts are ordinary text.
 
 **Personal data** is found without registration. Phone numbers with `phonenumbers`
-(`PhoneNumberMatcher` over the tenants' regions, `DEFAULT_PHONE_REGIONS` unless the profile says):
-international forms (`+44 7911 123456`, `%2B…`) when they are possible numbers; national forms
-(`07700 900123`, `(415) 555-2671`, `14155552671`) when valid in a region, or written with a trunk
-prefix or brackets; never digits glued to letters, digits or `_`, nor a decimal. Email addresses
-with internationalised local parts and domains, and `%40` for `@`. A masked value keeps what a
-responder needs and a keyed reference that is the same for the same recipient within one incident and
-useless outside it: `+447911******#3f9a1c2b`, `***#3f9a1c2b@example.com`. The key is derived from
-`$RUNBOOK_PII_KEY` (or a key file kept outside every run record) and the incident id.
+(`PhoneNumberMatcher` over the tenants' regions, `DEFAULT_PHONE_REGIONS` unless the profile says, in
+order of preference): international forms (`+44 7911 123456`, `0044…`, `%2B…`) when they are possible
+numbers; national forms (`07700 900123`, `(415) 555-2671`, `14155552671`) when valid in the first
+region, or in any region when written with its trunk prefix or brackets. Numbers side by side are read
+apart. Never a number: digits glued to letters or an identifier, a decimal, an IPv4 address, a date or a
+time, `1,234,567`, a row of more than four groups. Email addresses in any script, with `%40`, `&#64;`
+or `\\u0040` for `@`, and cut short by a display. A masked value keeps what a responder needs and a
+keyed reference that is the same for the same recipient within one incident and useless outside it:
+`+447911******#3f9a1c2b`, `***#3f9a1c2b@example.com`. The key is derived from `$RUNBOOK_PII_KEY` (or a
+key file kept outside every run record) and the incident id.
 
 `find()` reports what `text()` would mask, as `Hit`s naming the kind of leak but never the value; the
 fail-closed scan before anything is published (`runbooklib.leaks`) is built on it.
@@ -26,12 +30,14 @@ fail-closed scan before anything is published (`runbooklib.leaks`) is built on i
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
 import hashlib
 import hmac
 import html
 import json
 import os
+import quopri
 import re
 import secrets as _secrets
 from collections.abc import Iterable
@@ -56,20 +62,26 @@ DEFAULT_PHONE_REGIONS = ("US", "CA", "GB", "IE", "AU", "NZ", "DE", "FR", "ES", "
 PII_KEY_ENV = "RUNBOOK_PII_KEY"
 EXAMPLES = frozenset({"+15005550006", "+15005550009"})
 """Twilio's documented test numbers, used as examples in messages and settings: never anyone's."""
-_BREAKS = ("\r\n", "\n", "\r", "\\r\\n", "\\n")
+_BREAKS = ("=\r\n", "=\n", "\r\n", "\n", "\r", "\\r\\n", "\\n")
 """Line breaks a cut secret may be continued across (raw, and as written inside JSON strings)."""
 _B64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-")
 _LOCAL_CHARS = r"[\w!$%&'+/=?^`{|}~-]"
 EMAIL_RE = re.compile(
-    rf"(?<![\w!#$%&'*+/=?^`{{|}}~.-])({_LOCAL_CHARS}+(?:\.{_LOCAL_CHARS}+)*)(@|%40|%2540)"
-    r"((?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59}))(?![\w-])", re.IGNORECASE)
+    rf"(?<![\w!#$%&'+/=?^`{{|}}~.-])({_LOCAL_CHARS}+(?:\.{_LOCAL_CHARS}+)*)(@|%40|%2540|&#64;|&#[xX]40;|\\u0040)"
+    r"((?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59}))(?![^\W_]|-)", re.IGNORECASE)
 """A local part without `*` or `#` (so a masked `***#ref@domain` is not masked again), `@` in plain or
 percent-encoded form, and a domain of letters in any script ending in a TLD of letters or punycode."""
+_AT_FORMS = ("@", "%40", "%2540", "&#", "\\u0040")
 CUT_EMAIL_RE = re.compile(
     rf"(?<![\w!#$%&'*+/=?^`{{|}}~.-]){_LOCAL_CHARS}+(?:\.{_LOCAL_CHARS}+)*(?:@|%40|%2540)[\w.-]*(?:\.\.\.|…)")
 """An address cut short by a display (`jane.doe%40example....`): its domain is gone, its person is not."""
-_PHONE_CANDIDATE = re.compile(r"(?:\+|%2[bB]|\()?\s?\d[\d \t\u00a0().\-/]{5,24}\d")
-_DATE = re.compile(r"[12]\d{3}[-/.][01]\d[-/.][0-3]\d")
+_PHONE_CANDIDATE = re.compile(r"(?:\+|\()?\s?\d[\d \t().\-/]{5,60}\d")
+_PHONE_VIEW = re.compile(r"%(?:25)?2[bB]|(?<![\d+])00(?=[1-9]\d{6})")
+_SEPARATORS = str.maketrans({c: " " for c in "\u00a0\u202f\u2007\u2009"}
+                            | {c: "-" for c in "\u2010\u2011\u2012\u2013\u2014"})
+_IPV4 = re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}")
+_DATE = re.compile(r"^[12]\d{3}[-/.][01]\d[-/.][0-3]\d|^[0-3]?\d[./-][01]?\d[./-][12]\d{3}|\b[12]\d{3} [0-2]\d$")
+_DATE_START = re.compile(r"\s?(?:[12]\d{3}[-/.][01]\d[-/.][0-3]\d|[0-3]?\d[./-][01]?\d[./-][12]\d{3})(?: [0-2]\d)?(?!\d)")
 _DECIMAL = re.compile(r"[+-]?\d+[.,]\d+")
 MASKED_RE = re.compile(r"\+\d{1,7}\*+#[0-9a-f]{8}|\*\*\*#[0-9a-f]{8}@…?|" + re.escape(MASK))
 """What this module writes: a masked number, the start of a masked address, a masked secret."""
@@ -125,9 +137,21 @@ def secret_forms(value: str) -> dict[str, str]:
     for encoded in (quote(value, safe=""), quote(value), quote_plus(value), quote(quote(value, safe=""), safe="")):
         add(encoded, "URL-encoded")
         add(_pct_lower(encoded), "URL-encoded")
-    add(json.dumps(value)[1:-1], "JSON-escaped")
+    escaped = json.dumps(value)[1:-1]
+    for form in (escaped, escaped.replace("/", "\\/"), json.dumps(value, ensure_ascii=False)[1:-1]):
+        add(form, "JSON-escaped")
+        add(re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), form), "JSON-escaped")
+    add("".join(f"\\u{ord(c):04x}" if c in "<>&" else c for c in escaped), "JSON-escaped")  # Go's HTML-safe JSON
+    add("".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in value), "JSON-escaped")
     add(html.escape(value), "HTML-escaped")
+    add(html.escape(value, quote=False).replace('"', "&#34;").replace("'", "&#39;"), "HTML-escaped")
+    add(html.escape(value, quote=False).replace("'", "&#39;"), "HTML-escaped")
+    add(html.escape(value, quote=False), "HTML-escaped")
     raw = value.encode()
+    add(repr(raw)[2:-1], "bytes repr")
+    add(ascii(value)[1:-1], "escaped")
+    add(re.sub(r"\\x([0-9a-f]{2})", lambda m: "\\x" + m.group(1).upper(), ascii(value)[1:-1]), "escaped")
+    add(quopri.encodestring(raw).decode().replace("=\n", ""), "quoted-printable")
     add(raw.hex(), "hex", MIN_ENCODED)
     add(raw.hex().upper(), "hex", MIN_ENCODED)
     for offset in range(3):  # the value inside a longer base64 string, at each of the three alignments
@@ -135,6 +159,8 @@ def secret_forms(value: str) -> dict[str, str]:
         inner = encoded[-(-8 * offset // 6): 8 * (offset + len(raw)) // 6]
         add(inner, "base64", MIN_ENCODED)
         add(inner.replace("+", "-").replace("/", "_"), "base64url", MIN_ENCODED)
+        add(quote(inner, safe=""), "base64, URL-encoded", MIN_ENCODED)
+        add(inner.replace("/", "\\/"), "base64, JSON-escaped", MIN_ENCODED)
     return forms
 
 
@@ -146,8 +172,8 @@ class Redactor:
         """Registered secret value → its label."""
         self._needles: dict[str, tuple[str, str]] = {}
         """Every literal form → (the secret's label, the form's name)."""
-        self._blocks: dict[str, list[tuple[str, int]]] = {}
-        """Blocks of long secrets → (secret, offset) for finding parts of them."""
+        self._blocks: dict[str, list[tuple[str, int, str]]] = {}
+        """Blocks of long secrets (and of their base64) → (that text, offset, the secret) for finding parts of them."""
         self._whole: set[str] = set()
         """Secrets masked whole only (`add_secret(parts=False)`)."""
         self._public: set[str] = set(EXAMPLES)
@@ -168,16 +194,18 @@ class Redactor:
         if value in self._labels:
             if not parts:
                 self._whole.add(value)
-                self._blocks = {b: [o for o in owners if o[0] != value] for b, owners in self._blocks.items()}
+                self._blocks = {b: [o for o in owners if o[2] != value] for b, owners in self._blocks.items()}
             return
         self._labels[value] = label
         for form, name in secret_forms(value).items():
             self._needles.setdefault(form, (label, name))
         if not parts:
             self._whole.add(value)
-        elif len(value) >= FRAGMENT_SECRET:
-            for offset in range(0, len(value) - _BLOCK + 1, _BLOCK):
-                self._blocks.setdefault(value[offset: offset + _BLOCK], []).append((value, offset))
+        elif len(value) >= FRAGMENT_SECRET:  # a part of it, or of its base64 (wrapped at 76 characters, say)
+            wholes = [value] + [f for f, name in secret_forms(value).items() if name == "base64"]
+            for whole in wholes:
+                for offset in range(0, len(whole) - _BLOCK + 1, _BLOCK):
+                    self._blocks.setdefault(whole[offset: offset + _BLOCK], []).append((whole, offset, value))
 
     def add_secrets(self, values: Iterable[str | None], label: str = "a secret") -> None:
         for v in values:
@@ -225,11 +253,13 @@ class Redactor:
             return []
         protected = [(m.start(), m.end()) for m in MASKED_RE.finditer(value)]
         hits = self._secret_hits(value, protected)
-        taken = protected + [(h.start, h.end) for h in hits]
+        taken = sorted(protected + [(h.start, h.end) for h in hits])  # disjoint spans, by start (and so by end)
         for hit in self._email_hits(value) + self._phone_hits(value):
-            if not any(hit.start < e and s < hit.end for s, e in taken):
-                hits.append(hit)
-                taken.append((hit.start, hit.end))
+            at = bisect.bisect_left(taken, (hit.end,))
+            if (at > 0 and taken[at - 1][1] > hit.start) or (at < len(taken) and taken[at][0] < hit.end):
+                continue
+            hits.append(hit)
+            bisect.insort(taken, (hit.start, hit.end))
         return sorted(hits, key=lambda h: h.start)
 
     def text(self, value: str) -> str:
@@ -339,8 +369,8 @@ class Redactor:
                 if any(s <= at < e for s, e, _ in spans):  # inside what is already masked
                     at = value.find(block, at + 1)
                     continue
-                for secret, offset in owners:
-                    span = _extend(value, at, secret, offset)
+                for whole, offset, secret in owners:
+                    span = _extend(value, at, whole, offset)
                     if span is not None:
                         spans.append((*span, f"{self._labels[secret]} (a part of it)"))
                 at = value.find(block, at + 1)
@@ -348,7 +378,7 @@ class Redactor:
         return _merge(spans)
 
     def _email_hits(self, value: str) -> list[Hit]:
-        if "@" not in value and "%40" not in value and "%2540" not in value:
+        if not any(at in value for at in _AT_FORMS):
             return []
         hits = []
         for m in EMAIL_RE.finditer(value):
@@ -361,38 +391,59 @@ class Redactor:
         return hits
 
     def _phone_hits(self, value: str) -> list[Hit]:
-        import phonenumbers
-
-        view = re.sub(r"%2[bB]", "  +", value)  # a URL-encoded '+', read as one (same length: offsets hold)
-        found: list[tuple[int, int, str]] = []
+        view = _PHONE_VIEW.sub(lambda m: " " * (len(m.group(0)) - 1) + "+", value)  # '%2B', '%252B', '00' read as
+        view = view.translate(_SEPARATORS)                                         # '+'; odd spaces and dashes as
+        hits: list[Hit] = []                                                       # plain ones (offsets hold)
         for candidate in _PHONE_CANDIDATE.finditer(view):
-            if sum(c.isdigit() for c in candidate.group(0)) < 7:
+            lo, hi = candidate.span()
+            date = _DATE_START.match(view, lo)
+            if date:
+                lo = date.end()  # a date and a time are not a number; what follows them may be
+            if sum(c.isdigit() for c in view[lo:hi]) < 7:
                 continue
-            lo = candidate.start()
-            window = view[lo:candidate.end() + 3]  # with what follows: phonenumbers skips "2026-12-02 04" + ":06"
-            digits = {i for i, c in enumerate(window) if c.isdigit()}
-            for n, region in enumerate(self._regions):
-                if n > 0 and not digits:
-                    break  # every digit of the window is in a number already read
-                for m_start, m_end, raw, number in _matches(window, region):
-                    start, end = lo + m_start, lo + m_end
-                    international = raw.lstrip("( ").startswith("+")
-                    if n > 0 and international:
-                        continue  # the first region read it already
-                    if not _phone_ok(view, start, end, raw, number, region, international):
-                        continue
-                    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-                    if raw in self._public or re.sub(r"[^\d+]", "", raw) in self._public or e164 in self._public:
-                        continue
-                    digits -= set(range(m_start, m_end))
-                    if view[start] == "+" and value[max(start - 2, 0):start + 1].lower() == "%2b":
-                        start -= 2  # the whole of '%2B'
-                    found.append((start, end, "" if international else region))
-        hits: list[Hit] = []
-        for start, end, region in sorted(found, key=lambda f: (-(f[1] - f[0]), f[0])):  # the longest reading first
-            if not any(start < h.end and h.start < end for h in hits):
+            found = self._readings(view, lo, hi)
+            if _uncovered(view, lo, hi, found):  # two numbers side by side, or a number and a count: read apart
+                for start in _starts(view, lo, hi):
+                    for end in _ends(view, start, hi):  # every number that starts here (the order below picks)
+                        found += [r for r in self._readings(view, start, end) if r[0] == start]
+            taken: list[tuple[int, int]] = []
+            # international readings first, then by where they start; of one start, the first region in the tenants'
+            # order (its longest reading): a tenant's own numbering plan wins over a longer reading elsewhere
+            order = {region: i for i, region in enumerate(self._regions)}
+            for start, end, region in sorted(found, key=lambda f: (f[2] != "", f[0], order.get(f[2], -1), f[0] - f[1])):
+                if any(start < e and s < end for s, e in taken):
+                    continue
+                taken.append((start, end))
+                while start > 0 and value[start] != "+" and view[start] == "+":
+                    start -= 1  # the whole of '%2B' or '00'
+                while start > 0 and view[start - 1] == " " and value[start - 1] not in " \t":
+                    start -= 1
                 hits.append(Hit(start, end, "phone", "phone number", region))
         return sorted(hits, key=lambda h: h.start)
+
+    def _readings(self, view: str, lo: int, hi: int) -> list[tuple[int, int, str]]:
+        """The numbers taken in view[lo:hi], in region order: (start, end, region or "" when international)."""
+        import phonenumbers
+
+        window = view[lo:hi] + (view[hi:hi + 3] if view[hi:hi + 1] == ":" else "")  # phonenumbers skips a time
+        digits = {i for i, c in enumerate(window[: hi - lo]) if c.isdigit()}
+        out: list[tuple[int, int, str]] = []
+        for n, region in enumerate(self._regions):
+            if n > 0 and not digits:
+                break  # every digit of the window is in a number already read
+            for m_start, m_end, raw, number in _matches(window, region):
+                if m_end > hi - lo or (n > 0 and raw.lstrip("( ").startswith("+")):
+                    continue  # past the window; or international, which the first region read already
+                start, end = lo + m_start, lo + m_end
+                international = raw.lstrip("( ").startswith("+")
+                if not _phone_ok(view, start, end, raw, number, region, international, self._regions[0]):
+                    continue
+                e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                if raw in self._public or re.sub(r"[^\d+]", "", raw) in self._public or e164 in self._public:
+                    continue
+                digits -= set(range(m_start, m_end))
+                out.append((start, end, "" if international else region))
+        return out
 
     # -- masked forms ----------------------------------------------------------------------------
     def _masked(self, original: str, hit: Hit) -> str:
@@ -410,7 +461,7 @@ class Redactor:
     def _masked_phone(self, original: str, region_found: str) -> str:
         import phonenumbers
 
-        text = re.sub(r"%2[bB]", "+", original)
+        text = re.sub(r"%(?:25)?2[bB]", "+", original).translate(_SEPARATORS)
         number = None
         for region in ([region_found] if region_found else []) + list(self._regions):
             try:
@@ -480,29 +531,59 @@ def _matches(window: str, region: str) -> tuple[tuple[int, int, str, Any], ...]:
                  for m in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.POSSIBLE))
 
 
-def _phone_ok(view: str, start: int, end: int, raw: str, number: Any, region: str, international: bool) -> bool:
+def _uncovered(view: str, lo: int, hi: int, found: list[tuple[int, int, str]]) -> bool:
+    """Whether a candidate that may hold a number (a '+', a bracket, a trunk '0', or digits enough for two) has
+    digits outside every reading taken."""
+    text = view[lo:hi]
+    if not ("+" in text or "(" in text or re.search(r"(?:^|\s)0\d", text) or sum(c.isdigit() for c in text) >= 14):
+        return False
+    return any(view[i].isdigit() and not any(s <= i < e for s, e, _ in found) for i in range(lo, hi))
+
+
+def _starts(view: str, lo: int, hi: int) -> list[int]:
+    """Where numbers may start inside a candidate: its start, then each '+' or '(', or digit group after a space."""
+    return [lo] + [i for i in range(lo + 1, hi) if view[i] in "+(" or (view[i].isdigit() and view[i - 1] in " \t")]
+
+
+def _ends(view: str, start: int, hi: int) -> list[int]:
+    """Where a number starting at `start` may end: the candidate's end, then each digit group's end, longest first."""
+    ends = [i for i in range(start + 1, hi) if view[i - 1].isdigit() and not view[i].isdigit()]
+    return [hi] + sorted(ends, reverse=True)
+
+
+def _phone_ok(view: str, start: int, end: int, raw: str, number: Any, region: str, international: bool,
+              primary: str) -> bool:
     """Whether a possible number read at view[start:end] is taken for a phone number (see the module's rules)."""
     import phonenumbers
 
     before = view[start - 1] if start > 0 else " "
     after = view[end] if end < len(view) else " "
-    if before.isalnum() or before in "_*#" or after.isalnum() or after in "_*#":
-        return False  # glued to an id, a word or a masked value
-    if (before == "." and start > 1 and view[start - 2].isdigit()) or (
-            after == "." and end + 1 < len(view) and view[end + 1].isdigit()) or _DECIMAL.fullmatch(raw.strip()):
-        return False  # a part of a decimal number
+    if (before == "," and re.fullmatch(r"\d{3}", view[max(start - 4, 0):start - 1])) or re.match(r",\d{3}(?!\d)",
+                                                                                               view[end:end + 5]):
+        return False  # a part of 1,234,567
+    if before.isalnum() or after.isalnum() or (after == ":" and view[end + 1: end + 2].isdigit()):
+        return False  # glued to an id or a word; a time or a port
+    for side, next_to in ((before, view[start - 2] if start > 1 else " "), (after, view[end + 1] if end + 1 < len(view)
+                                                                             else " ")):
+        if side == "_" and next_to.isalnum():
+            return False  # part of an identifier (id_2025550123), not emphasis (_+447911123456_)
+        if side == "." and next_to.isdigit():
+            return False  # a part of a decimal number or an address
+    written = raw.strip()
     digits = re.sub(r"\D", "", raw)
-    if len(digits) < 7 or _DATE.match(raw.strip()):
+    if len(digits) < 7 or _DECIMAL.fullmatch(written) or _DATE.search(written) or _IPV4.search(written):
         return False
     if international:
         return bool(phonenumbers.is_possible_number(number))
-    if phonenumbers.is_valid_number_for_region(number, region):
-        return True
+    groups = re.findall(r"\d+", written)
+    if len(groups) > 4 or sum(len(g) == 1 for g in groups) > 1:
+        return False  # a row of counts or offsets, not a number as people write one
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     trunk = getattr(metadata, "national_prefix", None) or ""
-    written = raw.strip()
-    return len(digits) >= 9 and bool(re.search(r"[\s().\-/]", written)) and (
-        bool(trunk and written.startswith(trunk)) or written.startswith("("))
+    marked = bool(trunk and written.startswith(trunk)) or written.startswith("(")
+    if phonenumbers.is_valid_number_for_region(number, region):
+        return region == primary or marked  # a bare valid number elsewhere is as likely a count or an epoch
+    return len(digits) >= 9 and len(groups) > 1 and marked
 
 
 def _idna(domain: str) -> str:

@@ -255,3 +255,81 @@ def test_a_url_or_user_name_is_masked_whole_never_by_its_ordinary_parts() -> Non
     state = r.snapshot()
     r.restore(state)
     assert MASK not in r.text(text) and r.text(url) == MASK
+
+
+# Found by an adversarial pass: numbers side by side, numbers in Markdown, numbers written with odd separators or
+# prefixes; and ordinary data that must stay as it is.
+SIDE_BY_SIDE = {
+    "to +44 7911 123456 2 attempts": ["7911123456"],
+    "+44 7911 123456 415 555 2671": ["7911123456", "4155552671"],
+    "07911 123456 07911 123457": ["7911123456", "7911123457"],
+    "**+44 7911 123456**": ["7911123456"],
+    "_+447911123456_": ["7911123456"],
+    "dial 00447911123456": ["7911123456"],
+    "To=%252B447911123456": ["7911123456"],
+    "+44\u202f7911\u202f123456": ["7911123456"],
+    "415\u2013555\u20132671": ["4155552671"],
+    "smtp,14155552671,2026-12-02 04:06:41+00:00": ["4155552671"],
+    "2026-12-02 07911 123456": ["7911123456"],
+}
+
+
+@pytest.mark.parametrize("text", SIDE_BY_SIDE)
+def test_every_number_is_found_however_it_sits(text: str) -> None:
+    r = Redactor()
+    out = r.text(text)
+    flat = "".join(c for c in out if c.isdigit() or c == "*")
+    for number in SIDE_BY_SIDE[text]:
+        assert number[-6:] not in flat, out
+    assert r.text(out) == out
+
+
+ORDINARY = ["ip 192.168.0.1", "172.16.254.1:8080", "epoch 1764648306", "bytes=10485760", "12345678",
+            "02.12.2026 04:05", "Dec 02 2026 04:05:06.1", "20261202 040506", "version 1.2.3.4567890",
+            "[1234567, 7654321]", "1 2 3 4 5 6 7 8 9 10", "offsets 0 100 200 300 400", "Retry-After: 3600 1200",
+            "hex 7A 64 70 37 64 63", "at 2026-12-02 04:06 UTC", "5 of 2,025,550,123 rows"]
+
+
+@pytest.mark.parametrize("text", ORDINARY)
+def test_ordinary_numbers_are_not_taken_for_phone_numbers(text: str) -> None:
+    assert Redactor().text(text) == text
+
+
+@pytest.mark.parametrize("address", ["*jane@example.com*", "__jane@example.com__", "jane&#64;example.com",
+                                     "jane\\u0040example.com", "x jane%2540example.com y"])
+def test_addresses_in_markup_and_escapes_are_masked(address: str) -> None:
+    assert "jane" not in Redactor().text(address)
+
+
+SECRET = "ab&cd<ef>gh12/p\u00e4ss'w\"rd"
+ECHOED = {
+    "Go's HTML-safe JSON": json.dumps(SECRET)[1:-1].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"),
+    "PHP's JSON": json.dumps(SECRET)[1:-1].replace("/", "\\/"),
+    "upper-case \\u escapes": json.dumps(SECRET)[1:-1].replace("\\u00e4", "\\u00E4"),
+    "a bytes repr": repr(SECRET.encode()),
+    "ascii()": ascii(SECRET),
+    "PyYAML's escapes": ascii(SECRET).replace("\\xe4", "\\xE4"),
+    "&#39; entities": SECRET.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("'", "&#39;"),
+    "a URL-encoded Basic header": quote(b64(("admin:" + SECRET).encode()), safe=""),
+    "base64 in PHP's JSON": b64(("admin:" + SECRET).encode()).replace("/", "\\/"),
+    "quoted-printable": __import__("quopri").encodestring(SECRET.encode()).decode(),
+}
+
+
+@pytest.mark.parametrize("form", ECHOED)
+def test_echoed_escapes_of_a_secret_are_masked(form: str) -> None:
+    r = Redactor()
+    r.add_secret(SECRET, "$S")
+    out = r.text(f"provider: {ECHOED[form]} !")
+    assert MASK in out and "ab&cd" not in out and "gh12" not in out, out
+
+
+@pytest.mark.parametrize("wrap", ["\n", "\r\n"])
+def test_a_long_secret_in_wrapped_mime_base64_is_masked(wrap: str) -> None:
+    r = Redactor()
+    r.add_secret(LONG[:64], "$T")
+    body = base64.encodebytes(b"\0" * 53 + LONG[:64].encode() + b"tail").decode().replace("\n", wrap)
+    full = body.replace(wrap, "")  # the secret's base64 is full[72:157]: across the wrap at 76
+    out = r.text(body).replace(wrap, "")
+    for at in range(72, 150, 8):
+        assert full[at:at + 8] not in out
