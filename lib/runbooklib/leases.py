@@ -240,14 +240,18 @@ class Lease:
     def release(self) -> None:
         """Delete the keys still holding the token (never another holder's); stops renewing. Idempotent.
 
-        Raises `LeaseStoreError` when Redis does not answer (the keys then expire within `ttl`); a later
-        call tries again. A key found no longer ours is noted in `lost`.
+        A renewal in flight is let finish first (bounded by its own deadline), so no renewer is left using the
+        pool once this returns. Raises `LeaseStoreError` when Redis does not answer (the keys then expire
+        within `ttl`); a later call tries again. A key found no longer ours is noted in `lost`.
         """
         self._releasing = True
         self._stop.set()
         if self._released:
             return
         store = self._store
+        renewer = self._renewer
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join(store.total_timeout)  # a renewal in flight finishes (or meets its deadline) first
         deleted = int(store._call("release lease", lambda c: c.eval(RELEASE, len(self.resources),
                                                                     *store._keys(self.resources), self.token)))
         self._released = True
@@ -257,7 +261,12 @@ class Lease:
 
     def _keep_renewing(self) -> None:
         while not self._stop.wait(self._store.ttl / 3):
-            self.renew()
+            try:
+                self.renew()
+            except Exception as exc:  # the renewer must never die silently: an unexpected failure is a finding
+                if not self._releasing:
+                    self._lose(f"renewal failed unexpectedly ({type(exc).__name__}: {exc}); the lease may expire",
+                               gone=False)
             if self._gone:
                 return
 

@@ -289,6 +289,40 @@ def test_renew_and_release_are_bounded_when_the_store_goes_silent(make_leases: L
         proxy.stop()
 
 
+def test_release_waits_for_a_renewal_in_flight_and_stays_bounded(make_leases: LeasesFactory,
+                                                                  redis_server: RedisServer) -> None:
+    """The block ends while a renewal is blocked on a stalled connection: release lets that renewal meet its
+    deadline first, so no renewer is left mid-call when the caller closes the pool (the race that killed the
+    renewer thread with redis-py's `'NoneType' object has no attribute 'readline'`)."""
+    armed, lock = threading.Event(), threading.Lock()
+
+    def freeze_once(_: bytes) -> bool:  # the first connection to answer once armed stalls; others stay live
+        with lock:
+            if armed.is_set():
+                armed.clear()
+                return True
+            return False
+
+    proxy = Proxy("127.0.0.1", redis_server.port, freeze_after=freeze_once)
+    try:
+        leases = make_leases(f"redis://127.0.0.1:{proxy.port}/0", ttl=0.6, timeout=30, total_timeout=2)
+        with leases.acquire(["queue:sms"], holder_of("run-A")) as lease:
+            armed.set()  # the renewer's next answer passes, then its pooled connection stalls
+            deadline = time.monotonic() + 5
+            while proxy.frozen == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert proxy.frozen == 1
+            time.sleep(0.4)  # the following renewal (every 0.2 s) is now blocked on that connection
+            assert lease._renewer is not None and lease._renewer.is_alive()
+            started = time.monotonic()
+        assert not lease._renewer.is_alive()  # release waited for it ...
+        assert time.monotonic() - started < 2 + SLACK  # ... within its deadline, then released on a live one
+        assert lease.release_error is None
+        leases.close()
+    finally:
+        proxy.stop()
+
+
 def test_every_redis_error_is_mapped_to_a_store_error() -> None:
     def subclasses(cls: type[BaseException]) -> list[type[BaseException]]:
         return [cls, *(s for sub in cls.__subclasses__() for s in subclasses(sub))]
