@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from runbooklib import catalog
-from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import validate
 from runbooklib.settings import load_profiles
 
@@ -24,16 +23,16 @@ def check(slug: str, *files: str) -> None:
     if "environments_file" in raw:
         raw["environments_file"] = str(ROOT / str(raw["environments_file"]))
     profiles = load_profiles(str(raw.get("environments_file") or ""))
-    validate(spec.params_cls, raw, actions=[*spec.actions, *(UNDO_PREFIX + a for a in spec.actions)],
+    validate(spec.params_cls, raw, actions=list(spec.approvable),
              environments=profiles, scenarios=spec.scenarios())
 
 
-@pytest.mark.parametrize("slug", catalog.SLUGS)
+@pytest.mark.parametrize("slug", catalog.slugs())
 def test_shared_files_fit_every_runbook(slug: str) -> None:
     check(slug, "production.example.yaml")
     check(slug, "demo.yaml")
 
 
-@pytest.mark.parametrize("slug", catalog.SLUGS)
+@pytest.mark.parametrize("slug", catalog.slugs())
 def test_each_runbook_has_its_own_example_file(slug: str) -> None:
     check(slug, "production.example.yaml", f"{slug}.example.yaml")

@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 from runbooklib import catalog
 from runbooklib.cli import main
 from runbooklib.errors import ConfigError
-from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import declared_parameters, validate
 from runbooklib.settings import load_profiles, profile_from_mapping
 
@@ -33,7 +32,7 @@ PRODUCTION = yaml.safe_load(ENVS.read_text())["production"]
 EXAMPLES = 2000
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-NAMES = sorted({p.name for slug in catalog.SLUGS for p in declared_parameters(catalog.get(slug).params_cls)})
+NAMES = sorted({p.name for slug in catalog.slugs() for p in declared_parameters(catalog.get(slug).params_cls)})
 
 scalars = (st.none() | st.booleans() | st.integers(min_value=-10**30, max_value=10**30)
            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=40))
@@ -59,11 +58,11 @@ def _clear(exc: ConfigError) -> None:
 
 
 @SETTINGS
-@given(slug=st.sampled_from(catalog.SLUGS), raw=raw_parameters)
+@given(slug=st.sampled_from(catalog.slugs()), raw=raw_parameters)
 def test_validate_gives_params_or_a_clear_error(slug: str, raw: dict[Any, Any]) -> None:
     spec = catalog.get(slug)
     try:
-        params = validate(spec.params_cls, raw, actions=[*spec.actions, *(UNDO_PREFIX + a for a in spec.actions)],
+        params = validate(spec.params_cls, raw, actions=list(spec.approvable),
                           environments=["demo", "production"], scenarios=spec.scenarios())
     except ConfigError as exc:
         _clear(exc)
@@ -123,7 +122,7 @@ FILES += [str(ROOT / "params" / "production.example.yaml"), str(ROOT / "params" 
 tokens = st.one_of(
     st.sampled_from(["--incident", "-p", "-f", "--output", "--scenario", "--scenario-file", "--webhook", "--no-progress",
                      "-h", "--parameter", "--parameters-file"]),
-    st.sampled_from([*catalog.SLUGS, "sms_failure", "INC-1", "INC 1", "../x", "", "-", "--", "DRILL"]),
+    st.sampled_from([*catalog.slugs(), "sms_failure", "INC-1", "INC 1", "../x", "", "-", "--", "DRILL"]),
     st.sampled_from([*NAMES, "windw", "scenario", "run_dir", "deadline", "sandbox"]),
     st.sampled_from(["1h", "0s", "99999999999d", "true", "maybe", "[a, b]", "production", "prod", str(ENVS),
                      "s3://Bad_Bucket/x", "s3://bucket/../x", "http://127.0.0.1:9/hook", "ftp://x", "smtp_auth_failure"]),

@@ -26,9 +26,8 @@ from typing import Any
 from runbooklib import catalog
 from runbooklib.context import default_runs_dir
 from runbooklib.errors import ConfigError, RunbookError, StorageError
-from runbooklib.gates import UNDO_PREFIX
 from runbooklib.leaks import LeakFound
-from runbooklib.params import CommonParams, declared_parameters, validate
+from runbooklib.params import UNDO_PREFIX, CommonParams, declared_parameters, validate
 from runbooklib.redact import REDACTOR
 from runbooklib.runs import (
     EXIT_BAD_PARAMETERS,
@@ -44,7 +43,6 @@ from runbooklib.runs import (
 from runbooklib.settings import DEMO, Profile, check_http_url, demo_profile, load_profiles, register_profile_secrets
 from runbooklib.store import S3Location, is_s3, local_copy
 
-DEFAULT_RUNBOOK = "email_provider_failure"
 STAGING = ".staging"
 """Under the local runs folder: runs bound for s3:// are written here first, and stay if the upload fails."""
 RUNNER_SET = {"incident", "run_dir", "sandbox", "deadline"}
@@ -95,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where run bundles are, and the review goes: a folder (default: runs/) or s3://bucket/prefix")
     review.add_argument("--webhook", help="POST the review's summary and location to this URL (a ticketing system)")
     demo = sub.add_parser("demo", help="run a runbook against a simulated incident on this machine")
-    demo.add_argument("slug", nargs="?", default=DEFAULT_RUNBOOK)
+    demo.add_argument("slug", nargs="?", help="the runbook (default: the first `runbook list` shows)")
     group = demo.add_mutually_exclusive_group()
     group.add_argument("--scenario", help="scenario name (see `runbook list`)")
     group.add_argument("--scenario-file", type=Path, help="a scenario YAML file of your own (see docs/scenarios.md)")
@@ -150,7 +148,7 @@ def prepare(slug: str, raw: dict[str, Any], *,
     spec = catalog.get(slug)
     profiles = load_profiles(_environments_file(raw.get("environments_file")))
     check = {**raw, "incident": incident}
-    params = validate(spec.params_cls, check, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
+    params = validate(spec.params_cls, check, actions=list(spec.approvable),
                       environments=profiles, scenarios=spec.scenarios())
     profile = profiles[params.environment] if params.environment != DEMO else None
     if profile is not None:
@@ -395,6 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from runbooklib.sandbox import Sandbox
 
+    args.slug = args.slug or catalog.slugs()[0]
     spec = catalog.get(args.slug)
     path = args.scenario_file or spec.scenario_path(args.scenario or spec.default_scenario)
     scenario = spec.load_scenario(Path(path))

@@ -27,7 +27,7 @@ from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.diagnosis import Diagnosis, could_not_check
 from runbooklib.errors import ConfigError
-from runbooklib.gates import UNDO_PREFIX, Gate, GateOutcome, LeaseFactory
+from runbooklib.gates import Gate, GateOutcome, LeaseFactory
 from runbooklib.ledger import IncidentLedger
 from runbooklib.params import CommonParams, format_duration, validate
 from runbooklib.platform_api import PlatformAPI
@@ -112,7 +112,7 @@ class RunContext:
         self._leases: Any = None
         leases, store = self._lease_store()
         self.gate = Gate(dry_run=params.dry_run, approvals=params.approvals, operator=params.operator,
-                         audit=self.audit, known_actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
+                         audit=self.audit, known_actions=list(spec.approvable),
                          ledger=IncidentLedger(run_dir.parent, self.audit, run=run_dir.name), leases=leases,
                          lease_store=store, run=run_dir.name, context={"environment": params.environment})
         self.findings: dict[str, CheckResult] = {}
@@ -316,7 +316,7 @@ def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = Non
     raw = namespace_parameters(namespace)
     environments_file = raw.get("environments_file") or ""
     profiles = load_profiles(str(environments_file)) if isinstance(environments_file, str) else {DEMO: None}
-    params = validate(spec.params_cls, raw, actions=list(spec.actions) + [UNDO_PREFIX + a for a in spec.actions],
+    params = validate(spec.params_cls, raw, actions=list(spec.approvable),
                       environments=profiles, scenarios=spec.scenarios())
     REDACTOR.set_scope(params.incident)
     REDACTOR.add_public(params.operator)

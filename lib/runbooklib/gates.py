@@ -35,10 +35,9 @@ from runbooklib.actions import DIGEST_LENGTH, DIGEST_RE, Action, Plan, describe_
 from runbooklib.audit import AuditLog
 from runbooklib.errors import ConfigError, RunbookError
 from runbooklib.ledger import IncidentLedger
-from runbooklib.params import ALLOW_UNLOCKED, Approval, operator_problem
+from runbooklib.params import ALLOW_UNLOCKED, UNDO_PREFIX, Approval, operator_problem
 from runbooklib.redact import REDACTOR
 
-UNDO_PREFIX = "undo_"
 _COLOURS = {"not_needed": "#6e7781", "dry_run": "#0969da", "blocked": "#9a6700", "refused": "#9a6700",
             "applied": "#1a7f37", "failed": "#cf222e", "undone": "#8250df", "already_applied": "#1a7f37"}
 LeaseFactory = Callable[[list[str], dict[str, Any]], Any]

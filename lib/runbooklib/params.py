@@ -77,6 +77,8 @@ def format_duration(value: timedelta) -> str:
     return out or "0s"
 
 
+UNDO_PREFIX = "undo_"
+"""An approval for `undo_<action>` rolls that action back (see `gates`)."""
 ALLOW_UNLOCKED = "allow_unlocked"
 """An approval (audited) to apply without a lease when the environment names no shared lease store."""
 DIGEST_RE = re.compile(r"[0-9a-f]{16}|[0-9a-f]{64}")

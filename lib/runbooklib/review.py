@@ -38,9 +38,8 @@ from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
 from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
-from runbooklib.gates import UNDO_PREFIX
 from runbooklib.leaks import QUARANTINED, LeakFound, scan_data, scan_text
-from runbooklib.params import INCIDENT_RE, operator_problem
+from runbooklib.params import INCIDENT_RE, UNDO_PREFIX, operator_problem
 from runbooklib.redact import REDACTOR
 
 CHANGED = ("applied", "undone")
@@ -221,8 +220,16 @@ class Review:
     figures: list[KeyFigure] = field(default_factory=list)
 
 
-CHANNEL_OF = {"email_provider_failure": "email", "sms_delivery_failure": "sms", "whatsapp_delivery_failure": "whatsapp",
-              "high_retry_volume": "every channel (DLQ)"}
+def _scope(slug: str) -> str:
+    """What the runbook `slug` covers, as it declares it; the slug itself for a runbook no longer declared."""
+    from runbooklib import catalog
+
+    try:
+        return catalog.get(slug).label
+    except ConfigError:
+        return slug
+
+
 REQUEUED_KEYS = ("replayed", "retried")
 """Result keys of applied actions that count messages sent again (DLQ replay, SMS retry-failed)."""
 NOT_MITIGATIONS = ("send_test_", UNDO_PREFIX)
@@ -541,7 +548,7 @@ def _impact(runs: list[RunRecord], found: list[Measurement]) -> list[str]:
             result = e.get("result") or {}
             count = next((result[k] for k in REQUEUED_KEYS if isinstance(result.get(k), int)), None)
             if e.get("decision") == "applied" and count is not None:
-                requeued.append(f"| {_md(CHANNEL_OF.get(r.runbook, r.runbook))} | {_md(e.get('action'))} | {count:,} | "
+                requeued.append(f"| {_md(_scope(r.runbook))} | {_md(e.get('action'))} | {count:,} | "
                                 f"{_md(str(e.get('ts'))[:19])}, run {n} |")
     md += (["| channel | action | messages | when (UTC), run |", "| --- | --- | --- | --- |"] + requeued) if requeued \
         else ["Nothing was replayed or re-queued."]

@@ -180,7 +180,6 @@ FALLBACK_BUDGET = TimeBudget({"a run whose parameters could not be read ahead": 
 
 def budget_for(slug: str, parameters: Mapping[str, Any]) -> TimeBudget:
     """The time budget of a run with these (typed or raw) parameters: validated, its profile resolved."""
-    from runbooklib.gates import UNDO_PREFIX
     from runbooklib.params import validate
     from runbooklib.settings import DEMO, demo_profile, load_profiles
 
@@ -188,7 +187,7 @@ def budget_for(slug: str, parameters: Mapping[str, Any]) -> TimeBudget:
     try:
         profiles = load_profiles(str(parameters.get("environments_file") or ""))
         params = validate(spec.params_cls, {k: v for k, v in parameters.items() if k != "deadline"},
-                          actions=[*spec.actions, *(UNDO_PREFIX + a for a in spec.actions)], environments=profiles,
+                          actions=list(spec.approvable), environments=profiles,
                           scenarios=spec.scenarios())
         if params.environment != DEMO:
             return time_budget(spec, params, profiles[params.environment])

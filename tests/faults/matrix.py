@@ -23,7 +23,7 @@ from runbooklib.sandbox import SECRET_ENV, Sandbox
 from runbooklib.sandbox import seed as seeding
 from tests.faults import servers as srv
 
-ALL = tuple(catalog.SLUGS)
+ALL = catalog.slugs()
 EMAIL, SMS, WHATSAPP, RETRIES = ALL
 FAULT_TIMEOUTS = {"connect": 1, "read": 2, "total": 3}
 FAULT_STATEMENT_TIMEOUT = 2

@@ -215,7 +215,7 @@ def test_a_run_past_its_time_budget_is_cut_and_still_writes_its_bundle(tmp_path:
          "source": "import time\ntime.sleep(600)"}]}))
     budget = TimeBudget({"start-up": 10.0, "finish": 30.0})
     started = time.monotonic()
-    result = execute(catalog.SLUGS[0], {}, output_root=tmp_path / "runs", incident="INC-SLOW", progress=False,
+    result = execute(catalog.slugs()[0], {}, output_root=tmp_path / "runs", incident="INC-SLOW", progress=False,
                      notebook=notebook, budget=budget)
     elapsed = time.monotonic() - started
     assert result.status == "failed" and result.exit_code == EXIT_FAILED

@@ -11,7 +11,6 @@ from runbooklib import catalog
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis
-from runbooklib.gates import UNDO_PREFIX
 from runbooklib.params import validate
 from runbooklib.settings import load_profiles
 
@@ -22,13 +21,13 @@ def context_for(slug: str, tmp_path: Path, **raw: object) -> RunContext:
     spec = catalog.get(slug)
     profiles = load_profiles(str(ENVS))
     params = validate(spec.params_cls, {"environment": "production", "environments_file": str(ENVS), **raw},
-                      actions=[*spec.actions, *(UNDO_PREFIX + a for a in spec.actions)], environments=profiles)
+                      actions=list(spec.approvable), environments=profiles)
     profile = profiles["production"]
     assert profile is not None
     return RunContext(spec, params, profile, run_dir=tmp_path / "run")
 
 
-@pytest.mark.parametrize("slug", catalog.SLUGS)
+@pytest.mark.parametrize("slug", catalog.slugs())
 def test_every_needed_check_is_recorded_by_a_check_function(slug: str, tmp_path: Path) -> None:
     spec = catalog.get(slug)
     recorded = {getattr(fn, "finding", None) for name, fn in vars(spec.module).items() if name.startswith("check_")}
@@ -37,7 +36,7 @@ def test_every_needed_check_is_recorded_by_a_check_function(slug: str, tmp_path:
     assert needed - also <= recorded, needed - recorded
 
 
-@pytest.mark.parametrize("slug", catalog.SLUGS)
+@pytest.mark.parametrize("slug", catalog.slugs())
 def test_every_check_function_is_guarded(slug: str) -> None:
     module = catalog.get(slug).module
     assert all(getattr(fn, "guarded", False) for name, fn in vars(module).items() if name.startswith("check_"))

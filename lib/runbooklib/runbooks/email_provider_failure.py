@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runbooklib.actions import Plan
+from runbooklib.catalog import Runbook
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
@@ -403,3 +404,10 @@ def post_incident(ctx: RunContext) -> Checklist:
 
 
 guard_checks(globals(), {"check_recovery": "recovery_failure_rate"})
+
+RUNBOOK = Runbook(
+    slug=SLUG, title=TITLE, channels=("email",), params_cls=Params, actions=ACTIONS, causes=CAUSES,
+    dependencies=DEPENDENCIES, needed_fn=needed, time_needs_fn=time_needs, default_scenario=DEFAULT_SCENARIO,
+    number=1, demo_parameters=DEMO_PARAMETERS,
+)
+"""This runbook, declared once: the catalog discovers it; the CLI, the run context and the review read it."""

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan, canonical
+from runbooklib.catalog import Runbook
 from runbooklib.checks import CheckResult, timed
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
@@ -41,8 +42,6 @@ CAUSES = {
     "multiple_root_causes": "Failures spread over several different errors: more than one cause.",
     "unknown": "Retries are elevated but no known pattern matched the evidence.",
 }
-CHANNEL_RUNBOOK = {"EMAIL": "email_provider_failure", "SMS": "sms_delivery_failure",
-                   "WHATSAPP": "whatsapp_delivery_failure"}
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "runbook": SLUG,
     "message_logs": {"channel": "SMS", "provider": "twilio", "baseline": {"per_hour": 240, "bounce_rate": 0.0},
@@ -357,6 +356,13 @@ def plot_retry_heatmap(ctx: RunContext) -> Figure:
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
+def _channel_runbook(channel: str) -> str:
+    """The runbook that declares `channel` (EMAIL, SMS, WHATSAPP) as its only one; the channel if none does."""
+    from runbooklib import catalog
+
+    return next((r.slug for r in catalog.all_runbooks() if r.channels == (channel.lower(),)), channel)
+
+
 def _growth_rule(ctx: RunContext, classification: str, lead: str) -> Match | None:
     f = finding(ctx, "queue_growth")
     if f is not None and f.classification == classification:
@@ -385,7 +391,7 @@ def _systemic(ctx: RunContext) -> Match | None:
             and int(ctx.facts.get("top_error_retry_levels") or 0) >= 2):
         channel = str(ctx.facts.get("top_error_channel"))
         return Match(f"one error carries {float(ctx.facts['top_error_share']):.0%} of failing messages at every retry "
-                     f"level ({ctx.facts['top_error']}) — run the {CHANNEL_RUNBOOK.get(channel, channel)} runbook",
+                     f"level ({ctx.facts['top_error']}) — run the {_channel_runbook(channel)} runbook",
                      _evidence(ctx, "retry_patterns", "failed_jobs"))
     return None
 
@@ -792,3 +798,10 @@ def post_incident(ctx: RunContext) -> Checklist:
 
 
 guard_checks(globals(), {"check_redis_health": "redis", "check_recovery": "recovery"})
+
+RUNBOOK = Runbook(
+    slug=SLUG, title=TITLE, channels=("email", "sms", "whatsapp"), params_cls=Params, actions=ACTIONS, causes=CAUSES,
+    dependencies=DEPENDENCIES, needed_fn=needed, time_needs_fn=time_needs, default_scenario=DEFAULT_SCENARIO,
+    number=4, demo_parameters=DEMO_PARAMETERS, scenario_defaults=SCENARIO_DEFAULTS, scope="every channel (DLQ)",
+)
+"""This runbook, declared once: the catalog discovers it; the CLI, the run context and the review read it."""

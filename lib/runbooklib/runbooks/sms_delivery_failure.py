@@ -8,6 +8,7 @@ from typing import Any
 
 from runbooklib import queries
 from runbooklib.actions import Action, Plan
+from runbooklib.catalog import Runbook
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
@@ -518,3 +519,10 @@ guard_checks(globals(), {
     "check_sender_numbers": "twilio_numbers",
     "check_recovery": "recovery_failure_rate",
 })
+
+RUNBOOK = Runbook(
+    slug=SLUG, title=TITLE, channels=("sms",), params_cls=Params, actions=ACTIONS, causes=CAUSES,
+    dependencies=DEPENDENCIES, needed_fn=needed, time_needs_fn=time_needs, default_scenario=DEFAULT_SCENARIO,
+    number=2, demo_parameters=DEMO_PARAMETERS, scenario_defaults=SCENARIO_DEFAULTS,
+)
+"""This runbook, declared once: the catalog discovers it; the CLI, the run context and the review read it."""

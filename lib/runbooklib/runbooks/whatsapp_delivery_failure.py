@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan
+from runbooklib.catalog import Runbook
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
@@ -559,3 +560,10 @@ guard_checks(globals(), {
     "check_access_token": "wa_token",
     "check_recovery": "recovery_failure_rate",
 })
+
+RUNBOOK = Runbook(
+    slug=SLUG, title=TITLE, channels=("whatsapp",), params_cls=Params, actions=ACTIONS, causes=CAUSES,
+    dependencies=DEPENDENCIES, needed_fn=needed, time_needs_fn=time_needs, default_scenario=DEFAULT_SCENARIO,
+    number=3, demo_parameters=DEMO_PARAMETERS, scenario_defaults=SCENARIO_DEFAULTS,
+)
+"""This runbook, declared once: the catalog discovers it; the CLI, the run context and the review read it."""

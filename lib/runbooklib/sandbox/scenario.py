@@ -22,7 +22,7 @@ FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_number
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
-    "runbook": "email_provider_failure",
+    "runbook": "",
     "description": "",
     "expect": "healthy",
     "message_logs": {
