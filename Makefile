@@ -8,7 +8,7 @@ RUNBOOK ?= email_provider_failure
 DEMO_INCIDENT := DEMO-$(shell date -u +%Y%m%d-%H%M%S)
 INCIDENT ?= $(DEMO_INCIDENT)
 
-.PHONY: demo demo-incident test lint install clean
+.PHONY: demo demo-incident test lint install clean strip
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test: $(VENV)/.installed-test
 	# nbval runs each notebook with its defaults (the demo sandbox, nothing approved); its run records
 	# go to a throwaway folder.
 	RUNBOOK_RUNS_DIR=$$(mktemp -d) $(BIN)/pytest --nbval-lax notebooks/ -p no:cacheprovider -W ignore::DeprecationWarning
+
+## strip: clean notebooks saved from Jupyter for git (outputs, counts, papermill and execution metadata)
+NOTEBOOKS ?= notebooks/*.ipynb tests/extra_runbook/*.ipynb
+STRIP_KEYS := metadata.papermill metadata.widgets cell.metadata.papermill cell.metadata.execution \
+  cell.metadata.collapsed cell.metadata.scrolled cell.metadata.jupyter cell.metadata.editable cell.metadata.deletable
+strip: $(VENV)/.installed-test
+	$(BIN)/nbstripout --keep-id --extra-keys "$(STRIP_KEYS)" $(NOTEBOOKS)
 
 clean:
 	rm -rf $(VENV) runs

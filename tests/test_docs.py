@@ -11,7 +11,7 @@ from runbooklib import catalog
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("slug", catalog.SLUGS)
+@pytest.mark.parametrize("slug", catalog.slugs())
 def test_cause_codes_are_documented(slug: str) -> None:
     text = (ROOT / "docs" / "cause-codes.md").read_text()
     section = text.split(f"## {slug}", 1)[1].split("\n## ", 1)[0]
@@ -40,3 +40,24 @@ def test_the_readme_reliability_table_is_the_fault_matrix() -> None:
             assert cell.split(" (")[0] == expected, (fault.name, slug, cell)
             assert "✗" not in cell and "healthy" not in cell
     assert "0 ended `healthy`, 0 crashed, 0 went past their time budget" in table
+
+
+def test_every_document_the_readme_and_docs_point_to_is_in_the_repository() -> None:
+    """A clone has every page it is sent to: no `../` paths, and every `docs/…`/Markdown link resolves."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    missing = []
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert "../shared" not in text, f"{page.name} points outside the repository"
+        for target in re.findall(r"\]\(([^)#\s]+\.md)(?:#[^)]*)?\)", text):
+            if not (page.parent / target).is_file():
+                missing.append(f"{page.name} → {target}")
+        for target in re.findall(r"`(docs/[\w.-]+\.md)`", text):
+            if not (ROOT / target).is_file():
+                missing.append(f"{page.name} → {target}")
+    assert not missing
+    spec = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
+    for runbook in catalog.all_runbooks():  # each runbook's `number` is its section of the spec
+        assert f"### {runbook.number}. {runbook.title}" in spec

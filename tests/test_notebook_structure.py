@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def code_cells(nb: dict) -> list[str]:  # type: ignore[type-arg]
 
 
 def test_every_runbook_has_its_notebook() -> None:
-    assert {p.stem for p in NOTEBOOKS} == set(catalog.SLUGS)
+    assert {p.stem for p in NOTEBOOKS} == set(catalog.slugs())
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -89,3 +90,22 @@ def test_each_code_cell_after_the_parameters_is_explained(path: Path) -> None:
         if cell["cell_type"] == "code" and i > 0 and "parameters" not in cell["metadata"].get("tags", []):
             previous = [c for c in cells[:i] if c["cell_type"] == "markdown"]
             assert previous, "a Markdown cell comes before the code"
+
+
+def test_make_strip_restores_a_notebook_saved_from_jupyter(tmp_path: Path) -> None:
+    """`make strip` turns a notebook as Jupyter and papermill save it back into the one in git."""
+    source = ROOT / "notebooks" / "email_provider_failure.ipynb"
+    saved = load(source)
+    saved["metadata"]["papermill"] = {"parameters": {"incident": "INC-9"}, "duration": 3.2}
+    saved["metadata"]["widgets"] = {"state": {}}
+    for n, cell in enumerate(saved["cells"]):
+        cell["metadata"].update(papermill={"status": "completed"}, collapsed=False, jupyter={"source_hidden": True})
+        if cell["cell_type"] == "code":
+            cell["metadata"]["execution"] = {"iopub.execute_input": "2026-12-02T03:00:00Z"}
+            cell.update(execution_count=n, outputs=[{"output_type": "stream", "name": "stdout", "text": ["x\n"]}])
+    dirty = tmp_path / "saved.ipynb"
+    dirty.write_text(json.dumps(saved))
+    done = subprocess.run(["make", "-s", "-C", str(ROOT), "strip", f"NOTEBOOKS={dirty}"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert load(dirty) == load(source)
