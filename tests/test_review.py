@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import html
 import json
 import re
 from pathlib import Path
@@ -329,3 +330,16 @@ def test_the_review_and_run_pages_render_offline_with_every_chart_visible(incide
                 assert shot.stat().st_size > 20_000
         finally:
             browser.close()
+
+
+def test_text_from_a_record_renders_as_text_in_the_review_page() -> None:
+    """The review's Markdown goes through mistune; what `_md` escaped stays literal text in its own cell."""
+    from runbooklib.review import _html, _md
+
+    hostile = "x | y <b>*z*</b> [l](javascript:1) _e_ `c` **bold**"
+    page = _html("INC-1", f"| a | b |\n| --- | --- |\n| {_md(hostile)} | z |\n\n- {_md(hostile)}", "")
+    body = page.split("<body>", 1)[1]
+    cells = re.findall(r"<td>(.*?)</td>", body)
+    assert cells == [html.escape(hostile, quote=False), "z"]
+    assert "<b>" not in body and "<a " not in body and "<em>" not in body and "<strong>" not in body
+    assert re.findall(r"<li>(.*?)</li>", body) == [html.escape(hostile, quote=False)]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mistune
 
 from runbooklib import charts, records
 from runbooklib.audit import read_audit_lines, unfinished
@@ -118,14 +119,13 @@ _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~])|(?<![^\W_])_|_(?![^\W_])")
 """What Markdown (and the HTML inside it) reads as structure mid-line; `_` only where it can open or close emphasis
 (not inside a word such as retry_failed_sms)."""
 _LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85\x0b\x0c]+")
-_PROTECTED = re.compile("[\ue000-\ue07f]")
 
 
 def _md(value: Any) -> str:
     """Text from a record, a person or a provider as one inert line of Markdown: line breaks become spaces, other
     unprintable characters are dropped, and every character Markdown or HTML would read as structure is escaped."""
     text = _LINE_BREAKS.sub(" ", str(value))
-    text = "".join(c for c in text if c.isprintable() and not _PROTECTED.match(c))
+    text = "".join(c for c in text if c.isprintable())
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
@@ -630,65 +630,23 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     return review
 
 
-_ESCAPED = re.compile(r"\\([\\`*_\[\]<>|~])")
-
-
-def _protect(line: str) -> str:
-    """Backslash-escaped characters (see `_md`) as private-use placeholders, so no structure is read in them."""
-    return _ESCAPED.sub(lambda m: chr(0xE000 + ord(m.group(1))), line)
-
-
-def _restore(text: str) -> str:
-    return _PROTECTED.sub(lambda m: html.escape(chr(ord(m.group(0)) - 0xE000)), text)
-
-
-def _inline(text: str) -> str:
-    """Escape, then render the Markdown this module writes inline: **bold** and `code` (escaped text stays text)."""
-    out = html.escape(text)
-    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return _restore(re.sub(r"`(.+?)`", r"<code>\1</code>", out))
+_MARKDOWN = mistune.create_markdown(escape=True, plugins=["table"])
+"""CommonMark and GFM tables; raw HTML in the text is escaped, never passed through, and unsafe link schemes
+are dropped (defence in depth: `_md` already escapes everything Markdown would read as structure)."""
+_KEY_FIGURES = "<h2>Key figures before and after mitigation</h2>"
 
 
 def _html(incident: str, markdown: str, chart: str) -> str:
-    """A small, script-free rendering of the review's Markdown (tables, lists, headings) with the chart inline."""
-    body: list[str] = []
-    table: list[str] = []
-
-    def flush() -> None:
-        if table:
-            rows = [r.strip("|").split(" | ") for r in table if not set(r.replace("|", "").strip()) <= {"-", " "}]
-            head, *rest = rows
-            body.append("<table><tr>" + "".join(f"<th>{_inline(c.strip())}</th>" for c in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{_inline(c.strip())}</td>" for c in row) + "</tr>"
-                                  for row in rest) + "</table>")
-            table.clear()
-
-    for line in map(_protect, markdown.splitlines()):
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        if body and body[-1] == "</ul>" and line.startswith("- "):
-            body.pop()
-        elif line.startswith("- "):
-            body.append("<ul>")
-        if line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{_restore(html.escape(line.lstrip('#').strip()))}</h{level}>")
-            if line.startswith("## Key figures") and chart:
-                body.append(f'<img class="chart" alt="key figures over time, mitigations marked" '
-                            f'src="data:image/png;base64,{chart}">')
-        elif line.startswith("- "):
-            body.append(f"<li>{_inline(line[2:])}</li>")
-            body.append("</ul>")
-        elif line.strip():
-            body.append(f"<p>{_inline(line)}</p>")
-    flush()
+    """The review's Markdown rendered by mistune into one script-free page, with the chart inline."""
+    body = str(_MARKDOWN(markdown))
+    if chart:
+        body = body.replace(_KEY_FIGURES, _KEY_FIGURES + '<img class="chart" alt="key figures over time, '
+                            f'mitigations marked" src="data:image/png;base64,{chart}">', 1)
     style = ("body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;font-size:.9em}"
              "li{margin:.2em 0}img.chart{max-width:100%;height:auto}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Review {html.escape(incident)}</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>")
+            f"<style>{style}</style></head><body>{body}</body></html>")
 
 
 def write_review(root: Path, incident: str, *, location: str | None = None) -> tuple[Review, Path, Path]:
