@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from runbooklib.bundle import AUDIT as AUDIT_FILE
+from runbooklib.bundle import EVIDENCE_INDEX as EVIDENCE_INDEX
 from runbooklib.redact import REDACTOR
 
 DECISIONS = ("not_needed", "dry_run", "blocked", "refused", "already_applied", "applying", "applied", "failed",
@@ -35,8 +37,6 @@ CHAIN_FIELDS = ("seq", "prev", "hash")
 """Written by `AuditLog.record` itself; a caller cannot pass them."""
 GENESIS = ""
 """The `prev` of a log's first entry."""
-AUDIT_FILE = "audit.jsonl"
-EVIDENCE_INDEX = "index.jsonl"
 """In a bundle's `evidence/`: one line per kept query result."""
 
 

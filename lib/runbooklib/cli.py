@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import catalog
-from runbooklib.context import default_runs_dir
+from runbooklib.bundle import STAGING, default_runs_dir
 from runbooklib.errors import ConfigError, RunbookError, StorageError
 from runbooklib.leaks import LeakFound
 from runbooklib.params import UNDO_PREFIX, CommonParams, declared_parameters, validate
@@ -43,8 +43,6 @@ from runbooklib.runs import (
 from runbooklib.settings import DEMO, Profile, check_http_url, demo_profile, load_profiles, register_profile_secrets
 from runbooklib.store import S3Location, is_s3, local_copy
 
-STAGING = ".staging"
-"""Under the local runs folder: runs bound for s3:// are written here first, and stay if the upload fails."""
 RUNNER_SET = {"incident", "run_dir", "sandbox", "deadline"}
 """Parameters the CLI sets itself; giving them with -p is an error."""
 DEMO_ONLY = {"scenario"}

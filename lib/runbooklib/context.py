@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import catalog
-from runbooklib.audit import AUDIT_FILE, AuditLog, evidence_seal
-from runbooklib.audit import EVIDENCE_INDEX as EVIDENCE_INDEX  # the bundle's layout, re-exported for runs and review
+from runbooklib.audit import AuditLog, evidence_seal
+from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY, bundle_name, default_runs_dir
 from runbooklib.checks import CheckResult
 from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
@@ -37,18 +37,7 @@ from runbooklib.settings import DEMO, Profile, demo_profile, load_profiles, regi
 _KERNEL_SANDBOXES: dict[str, Any] = {}
 """Sandboxes started by notebooks in this process, by scenario file: re-running the first cell in
 Jupyter reuses the running sandbox (its state, e.g. a switched provider, is what the world now is)."""
-SUMMARY = "summary.json"
-AUDIT = AUDIT_FILE
-EVIDENCE = "evidence"
-"""In `evidence/`: one line per kept query result (file, SQL, bound values, rows, SHA-256)."""
 _IGNORED_GLOBALS = {"In", "Out", "exit", "quit", "get_ipython", "display"}
-METRICS = {
-    "failure_rate": "failure rate",
-    "queue_depth": "queue depth (waiting + delayed)",
-    "dlq_size": "DLQ size",
-    "retry_ratio": "retries per first attempt",
-}
-"""The key figures a run measures (`RunContext.measure`), which a review shows before and after mitigation."""
 
 
 def namespace_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,20 +59,6 @@ def namespace_parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
             continue
         out[name] = value
     return out
-
-
-def default_runs_dir() -> Path:
-    env = os.environ.get("RUNBOOK_RUNS_DIR")
-    if env:
-        return Path(env)
-    try:
-        return catalog.project_root() / "runs"
-    except ConfigError:
-        return Path.cwd() / "runs"
-
-
-def bundle_name(slug: str, when: datetime) -> str:
-    return f"{when.strftime('%Y%m%dT%H%M%SZ')}-{slug}"
 
 
 class RunContext:

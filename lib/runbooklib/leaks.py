@@ -20,12 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbooklib.bundle import QUARANTINE as QUARANTINE
+from runbooklib.bundle import QUARANTINED as QUARANTINED
 from runbooklib.redact import BINARY_MAGIC, DATA_URI, REDACTOR, Redactor, is_image
-
-QUARANTINE = ".quarantine"
-"""Under the runs folder: files withheld from a bundle because they hold a secret or personal data (mode 0600)."""
-QUARANTINED = "quarantined.json"
-"""In a bundle whose files were withheld: which files, and what kind of leak each held (no values)."""
 
 
 @dataclass(frozen=True)

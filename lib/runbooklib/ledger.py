@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib.actions import DIGEST_LENGTH
-from runbooklib.audit import AUDIT_FILE as AUDIT
 from runbooklib.audit import AuditLog, read_audit, read_audit_lines, unfinished
-from runbooklib.records import SUMMARY_FILE as SUMMARY
+from runbooklib.bundle import AUDIT, SUMMARY
 from runbooklib.records import verify_ledger
 
 

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooklib.audit import AUDIT_FILE, EVIDENCE_INDEX, evidence_prefix_digest, index_lines, json_lines, verify_chain
+from runbooklib.audit import evidence_prefix_digest, index_lines, json_lines, verify_chain
+from runbooklib.bundle import AUDIT as AUDIT_FILE
+from runbooklib.bundle import EVIDENCE, EVIDENCE_INDEX
+from runbooklib.bundle import SUMMARY as SUMMARY_NAME
 
 NUMBER = (int, float)
 Shape = Any
@@ -115,7 +118,7 @@ def _safe(value: Any) -> Any:
 
 def summary(value: Any, problems: list[str]) -> dict[str, Any]:
     """A run's summary.json as the review reads it (parts of the wrong shape dropped and reported)."""
-    fits, part = conform(value, SUMMARY, "summary.json", problems)
+    fits, part = conform(value, SUMMARY, SUMMARY_FILE, problems)
     return part if fits else {}
 
 
@@ -132,8 +135,8 @@ def audit(entries: list[dict[str, Any]], problems: list[str]) -> list[dict[str, 
 
 
 # -- integrity ----------------------------------------------------------------------------------------
-EVIDENCE_DIR = "evidence"
-SUMMARY_FILE = "summary.json"
+EVIDENCE_DIR = EVIDENCE
+SUMMARY_FILE = SUMMARY_NAME
 
 
 @dataclass

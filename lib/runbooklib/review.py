@@ -34,12 +34,12 @@ import mistune
 
 from runbooklib import charts, records
 from runbooklib.audit import read_audit_lines, unfinished
+from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, QUARANTINED, SUMMARY, parse_name
 from runbooklib.checks import LABELS
-from runbooklib.context import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY
 from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
-from runbooklib.leaks import QUARANTINED, LeakFound, scan_data, scan_text
+from runbooklib.leaks import LeakFound, scan_data, scan_text
 from runbooklib.params import INCIDENT_RE, UNDO_PREFIX, operator_problem
 from runbooklib.redact import REDACTOR
 
@@ -196,15 +196,13 @@ def withheld(bundle: Path) -> list[str]:
 
 def _runbook_of(bundle: str) -> str:
     """The runbook slug in a bundle folder name (`<UTC time>-<slug>[-n]`)."""
-    parts = bundle.split("-", 1)
-    return parts[1].split("-")[0] if len(parts) == 2 else "?"
+    parsed = parse_name(bundle)
+    return parsed[1] if parsed else "?"
 
 
 def _started_of(bundle: str) -> str:
-    try:
-        return datetime.strptime(bundle[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).isoformat()
-    except ValueError:
-        return ""
+    parsed = parse_name(bundle)
+    return parsed[0].isoformat() if parsed else ""
 
 
 @dataclass

@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 
 from runbooklib import catalog
-from runbooklib.audit import AUDIT_FILE
-from runbooklib.context import EVIDENCE, EVIDENCE_INDEX, SUMMARY, bundle_name
+from runbooklib.bundle import AUDIT as AUDIT_FILE
+from runbooklib.bundle import EVIDENCE, EVIDENCE_INDEX, HTML, NOTEBOOK, QUARANTINED, SEALED, SUMMARY, bundle_name
 from runbooklib.errors import ConfigError
-from runbooklib.leaks import QUARANTINED, Leak, quarantine, scan_bundle
+from runbooklib.leaks import Leak, quarantine, scan_bundle
 from runbooklib.params import format_duration, operator_problem
 from runbooklib.redact import BINARY_MAGIC, REDACTOR
 from runbooklib.yamlfiles import load_yaml
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
     from runbooklib.params import CommonParams
     from runbooklib.settings import Profile
 
-NOTEBOOK = "notebook.ipynb"
-HTML = "notebook.html"
 EXIT_HEALTHY, EXIT_FAILED, EXIT_BAD_PARAMETERS, EXIT_DIAGNOSED, EXIT_INCONCLUSIVE, EXIT_UNKNOWN = 0, 1, 2, 3, 4, 5
 EXIT_MITIGATION_FAILED = 6
 EXIT_LEAK = 7
@@ -100,7 +98,7 @@ class RunResult:
     @property
     def interrupted(self) -> list[dict[str, Any]]:
         """`applying` records of this run's audit with no outcome after them (a kernel killed mid-apply)."""
-        from runbooklib.audit import AUDIT_FILE, read_audit, unfinished
+        from runbooklib.audit import read_audit, unfinished
 
         return unfinished(read_audit(self.bundle / AUDIT_FILE))
 
@@ -333,9 +331,6 @@ def offline(page: str) -> str:
     return _SCRIPT.sub(lambda m: "" if re.search(r"https?://", m.group(0)) else m.group(0), page)
 
 
-SEALED = (AUDIT_FILE, EVIDENCE)
-"""Never rewritten after the kernel: the audit log is hash-chained and the evidence sealed (both were redacted as
-they were written); a leak in them is withheld by the scan instead."""
 
 
 def scrub_bundle(bundle: Path) -> list[str]:

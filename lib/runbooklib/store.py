@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from runbooklib.context import AUDIT, EVIDENCE, SUMMARY
+from runbooklib.bundle import EVIDENCE, RECORD_FILES, SUMMARY
 from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.errors import ConfigError, StorageError
 
@@ -36,8 +36,6 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 15.0
 OPERATION_DEADLINE = 2 * (CONNECT_TIMEOUT + READ_TIMEOUT)
 """Seconds one S3 call (list, read or write one file, two attempts) may take in all."""
-RECORD_FILES = (SUMMARY, AUDIT)
-"""What `runbook runs` needs of each bundle; `runbook review` also takes `evidence/`."""
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
