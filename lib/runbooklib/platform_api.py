@@ -72,6 +72,8 @@ class PlatformAPI:
                                       f"({exc.__class__.__name__})") from exc
         except httpx.TransportError as exc:
             raise PlatformUnreachable(f"{what}: cannot connect to {self.base_url} ({exc.__class__.__name__})") from exc
+        except httpx.HTTPError as exc:  # an answer that cannot be read: broken compression, a redirect loop
+            raise PlatformResponseError(f"{what}: the answer could not be read ({exc.__class__.__name__}: {exc})") from exc
         if response.status_code in (401, 403):
             raise PlatformAuthError(f"{method} {path}: HTTP {response.status_code}, token rejected",
                                     status=response.status_code)

@@ -44,8 +44,14 @@ def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) 
     return Dependency("SES", seconds, ProviderTimeout)
 
 
-UNREACHABLE = (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.ConnectionClosedError)
-"""botocore's errors for an endpoint that cannot be reached: SES is then known down for the run."""
+UNREACHABLE = (bx.ConnectionError, bx.HTTPClientError)
+"""botocore's errors for an endpoint that cannot be reached or broke off (connect, TLS, proxy, read timeout, a
+connection closed mid-answer): SES is then known down for the run."""
+NOT_CONFIGURED = tuple(getattr(bx, name) for name in (
+    "NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError", "UnknownCredentialError",
+    "NoAuthTokenError", "TokenRetrievalError", "UnauthorizedSSOTokenError", "SSOTokenLoadError", "NoRegionError",
+    "InvalidRegionError", "UnknownRegionError") if hasattr(bx, name))
+"""botocore's errors for credentials or a region this machine does not have: a `config` problem, not SES's."""
 
 
 def _call(within: Dependency | None, fn: Any, what: str) -> Any:
@@ -85,8 +91,8 @@ def classify(exc: BaseException) -> tuple[str, str]:
             return "sending_disabled", f"{code}: {message}"
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         return "provider_error", f"{code or f'HTTP {status}'}: {message}"
-    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
-        return "config", "no AWS credentials found"
+    if isinstance(exc, NOT_CONFIGURED):
+        return "config", f"AWS credentials or region not usable ({exc.__class__.__name__})"
     if isinstance(exc, UNREACHABLE):
         return "unreachable", f"{exc.__class__.__name__}: {exc}"
     if isinstance(exc, ResponseParserError):

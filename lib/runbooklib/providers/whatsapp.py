@@ -73,6 +73,9 @@ class Graph:
             raise ProviderTimeout(f"Graph API {method} {path}: timed out", code="timeout") from exc
         except httpx.TransportError as exc:
             raise ProviderTimeout(f"Graph API {method} {path}: cannot connect", code="unreachable") from exc
+        except httpx.HTTPError as exc:  # an answer that cannot be read: broken compression, a redirect loop
+            raise ProviderResponseError(f"Graph API {method} {path}: the answer could not be read "
+                                        f"({exc.__class__.__name__})") from exc
         try:
             body = response.json()
         except ValueError as exc:
