@@ -55,6 +55,12 @@ def _empty(fig: Figure, title: str, message: str) -> Figure:
     return fig
 
 
+def run_first(title: str, check: str) -> Figure:
+    """The chart a plot draws when the check it draws from has not run in this kernel: it says which one, instead
+    of an empty chart that reads as "nothing failed"."""
+    return _empty(_figure(height=2.0), title, f"not drawn: run {check} first (this chart draws its result)")
+
+
 CLASS_COLOURS = {"transient": "#d4a72c", "permanent": "#cf222e", "consent": "#8250df", "config": "#0969da"}
 
 

@@ -60,3 +60,22 @@ def test_measurements_are_kept_in_the_summary_and_unknown_metrics_refused(kernel
     kept = json.loads((tmp_path / "summary.json").read_text())["measurements"]
     assert [(m["metric"], m["scope"], m["value"]) for m in kept] == [("queue_depth", "email", 12.0)]
     ctx.close()
+
+
+def _text_of(figure: object) -> str:
+    return " ".join(t.get_text() for ax in figure.axes for t in ax.texts)  # type: ignore[attr-defined]
+
+
+def test_a_chart_drawn_before_its_check_names_the_check_instead_of_drawing_nothing(kernel_sandboxes: None,
+                                                                                 tmp_path: Path) -> None:
+    """Out of order, as a responder clicking down a notebook might: each plot that draws a check's result says
+    which check to run first; once that check ran, the same call draws the data."""
+    from runbooklib.runbooks import email_provider_failure as email
+
+    ctx = start(SLUG, {"scenario": "ses_daily_quota_exceeded", "run_dir": str(tmp_path / "run")})
+    for plot, check in [(email.plot_top_errors, "check_top_errors"), (email.plot_tenant_split, "check_tenant_split"),
+                        (email.plot_queue_trend, "check_queue_trend")]:
+        assert f"run {check} first" in _text_of(plot(ctx)), plot.__name__
+    email.check_top_errors(ctx)
+    drawn = email.plot_top_errors(ctx)
+    assert "first" not in _text_of(drawn) and drawn.axes[0].patches  # bars, one per error

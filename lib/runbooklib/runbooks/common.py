@@ -44,6 +44,12 @@ MITIGATED_AT = "mitigated_at"
 """ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
 
 
+def not_run(ctx: RunContext, finding: str, check: str, title: str) -> Figure | None:
+    """A chart saying `check` must run first when its finding is not on record in this run, else None: a plot
+    that draws a check's result shows that dependency instead of an empty chart."""
+    return None if finding in ctx.findings else charts.run_first(title, check)
+
+
 def guard_checks(namespace: dict[str, Any], findings: Mapping[str, str] | None = None) -> None:
     """Wrap every `check_*` function of a runbook module so that an exception it did not expect (an answer of a
     shape it does not know, a bug) becomes a finding that could not check, not a crashed cell.
@@ -345,9 +351,12 @@ class ChannelChecks:
 
     def plot_top_errors(self, ctx: RunContext) -> Figure:
         """The top errors as bars."""
+        title = f"Top {self.label.lower()} errors in the window"
+        if (first := not_run(ctx, "top_errors", "check_top_errors", title)) is not None:
+            return first
         frame = ctx.state.get("top_errors_frame")
         return charts.plot_top_errors(frame if frame is not None else pd.DataFrame(columns=["error", "count"]),
-                                      title=f"Top {self.label.lower()} errors in the window")
+                                      title=title)
 
     def check_tenant_split(self, ctx: RunContext) -> CheckResult:
         """Is it one tenant or all? Failures per tenant, most first."""
@@ -396,10 +405,12 @@ class ChannelChecks:
 
     def plot_tenant_split(self, ctx: RunContext) -> Figure:
         """Failed vs other messages per tenant."""
+        title = f"{self.label} failures by tenant (window)"
+        if (first := not_run(ctx, "tenant_split", "check_tenant_split", title)) is not None:
+            return first
         frame = ctx.state.get("tenant_frame")
         empty = pd.DataFrame(columns=["tenant_id", "total", "failed"])
-        return charts.plot_tenant_split(frame if frame is not None else empty,
-                                        title=f"{self.label} failures by tenant (window)")
+        return charts.plot_tenant_split(frame if frame is not None else empty, title=title)
 
     def failure_sample(self, ctx: RunContext) -> pd.DataFrame:
         """A capped sample of the newest failures (recipients masked)."""
@@ -448,9 +459,11 @@ class ChannelChecks:
 
     def plot_queue_trend(self, ctx: RunContext) -> Figure:
         """The sampled backlog."""
+        title = f"{self.label} queue backlog (waiting + delayed)"
+        if (first := not_run(ctx, "queue_trend", "check_queue_trend", title)) is not None:
+            return first
         samples = ctx.state.get("queue_samples") or []
-        return charts.plot_samples([d for _, d in samples], [t for t, _ in samples],
-                                   title=f"{self.label} queue backlog (waiting + delayed)", ylabel="jobs")
+        return charts.plot_samples([d for _, d in samples], [t for t, _ in samples], title=title, ylabel="jobs")
 
     def check_recovery(self, ctx: RunContext) -> CheckResult:
         """Failure rate of messages created since the mitigation (or in the last 10 minutes) against the baseline."""
@@ -552,8 +565,10 @@ class CodedChannelChecks(ChannelChecks):
 
     def plot_top_error_codes(self, ctx: RunContext) -> Figure:
         """The top error codes as bars, labelled with their meaning."""
-        frame = ctx.state.get("top_errors_frame")
         title = f"Top {self.label} error codes in the window"
+        if (first := not_run(ctx, "top_errors", "check_error_codes", title)) is not None:
+            return first
+        frame = ctx.state.get("top_errors_frame")
         if frame is None or frame.empty:
             return charts.plot_top_errors(pd.DataFrame(columns=["error", "count"]), title=title)
         labelled = pd.DataFrame({"error": [f"{c} {m}" for c, m in zip(frame["error_code"], frame["meaning"],

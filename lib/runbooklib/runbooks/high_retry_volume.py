@@ -23,7 +23,16 @@ from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, Q
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
 from runbooklib.report import Checklist
-from runbooklib.runbooks.common import MIN_FAILURES, MITIGATED_AT, db_error, elevated, finding, guard_checks, passed
+from runbooklib.runbooks.common import (
+    MIN_FAILURES,
+    MITIGATED_AT,
+    db_error,
+    elevated,
+    finding,
+    guard_checks,
+    not_run,
+    passed,
+)
 from runbooklib.schema import STATUSES
 
 SLUG = "high_retry_volume"
@@ -263,9 +272,12 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
 
 
 def plot_queue_growth(ctx: RunContext) -> Figure:
+    title = "Backlog (waiting + delayed) per sample"
+    if (first := not_run(ctx, "queue_growth", "check_queue_growth", title)) is not None:
+        return first
     samples = ctx.state.get("growth_samples") or []
     return charts.plot_series({q: [s[q]["backlog"] for s in samples] for q in QUEUES},
-                              title="Backlog (waiting + delayed) per sample", xlabel="sample", ylabel="jobs")
+                              title=title, xlabel="sample", ylabel="jobs")
 
 
 def check_failed_jobs(ctx: RunContext) -> CheckResult:
@@ -349,10 +361,12 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
 
 def plot_retry_heatmap(ctx: RunContext) -> Figure:
     """Messages by status × retry_count (the spec's query) as a heat map."""
+    title = f"Messages by status and retry count (last {ctx.params.window})"
+    if (first := not_run(ctx, "retry_patterns", "check_retry_patterns", title)) is not None:
+        return first
     dist = ctx.state.get("retry_distribution")
     return charts.plot_heatmap(dist if dist is not None else pd.DataFrame(columns=["status", "retry_count", "count"]),
-                               rows="status", columns="retry_count", xlabel="retry_count",
-                               title=f"Messages by status and retry count (last {ctx.params.window})")
+                               rows="status", columns="retry_count", xlabel="retry_count", title=title)
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from runbooklib.runbooks.common import (
     from_check,
     guard_checks,
     log_evidence,
+    not_run,
     sampling_needs,
     tenant_rule,
 )
@@ -179,11 +180,14 @@ def check_templates(ctx: RunContext) -> CheckResult:
 
 def plot_templates_involved(ctx: RunContext) -> Figure:
     """Failures per template in the window, each labelled with its status on the WABA."""
+    title = "Templates of failing WhatsApp messages (status on the WABA)"
+    if (first := not_run(ctx, "wa_templates", "check_templates", title)) is not None:
+        return first
     used: dict[str, int] = ctx.state.get("failing_templates") or {}
     status = {str(t.get("name")): str(t.get("status")) for t in ctx.state.get("templates") or []}
     frame = pd.DataFrame({"error": [f"{n} ({status.get(n, 'not on WABA')})" for n in used],
                           "count": list(used.values())}).sort_values("count", ascending=False).head(10)
-    return charts.plot_top_errors(frame, title="Templates of failing WhatsApp messages (status on the WABA)")
+    return charts.plot_top_errors(frame, title=title)
 
 
 def check_phone_number(ctx: RunContext) -> CheckResult:
