@@ -86,5 +86,120 @@ def test_a_declaration_refuses_an_action_named_like_an_undo() -> None:
     spec = catalog.get("email_provider_failure")
     with pytest.raises(ValueError, match="may not start with 'undo_'"):
         catalog.Runbook(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "actions": ("undo_x",)})
+    with pytest.raises(ValueError, match="unknown dependencies smpt; known: database, platform_api, redis"):
+        catalog.Runbook(**{**{f: getattr(spec, f) for f in spec.__dataclass_fields__}, "dependencies": ("smpt",)})
     assert spec.approvable == ("switch_email_provider", "send_test_email", "undo_switch_email_provider",
                                "undo_send_test_email")
+
+
+# -- Providers --------------------------------------------------------------------------------------
+PROVIDER_OWN = ("endpoints/", "providers/", "runbooks/")
+"""Where a provider may be named: its declaration, its client, the runbooks that use it."""
+PROVIDER_OWN_FILES = {"channels.py", "errorcodes.py", "sandbox/standins.py", "sandbox/smtp.py"}
+"""The channels' declarations (each names its usual provider), the providers' error dictionaries and the
+stand-ins' implementations."""
+
+
+def test_shared_modules_name_no_provider() -> None:
+    """No shared module uses a provider's kind or profile section as a name, an attribute, a keyword or a string
+    (a channel called like a provider, `whatsapp`, may be a string: it is the channel's queue and API name)."""
+    import ast
+
+    from runbooklib import channels, endpoints
+
+    names = {p.kind for p in endpoints.providers()} | set(endpoints.sections())
+    assert {"smtp", "smtp_backup", "ses", "twilio", "whatsapp"} <= names  # the scan looks for the real ones
+    offenders = []
+    for path in sorted(LIB.rglob("*.py")):
+        rel = path.relative_to(LIB).as_posix()
+        if rel.startswith(PROVIDER_OWN) or rel in PROVIDER_OWN_FILES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = (node.value if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                     and node.value not in channels.NAMES else
+                     node.id if isinstance(node, ast.Name) else
+                     node.attr if isinstance(node, ast.Attribute) else
+                     node.arg if isinstance(node, ast.keyword) else None)
+            if named in names:
+                offenders.append(f"{rel}:{getattr(node, 'lineno', '?')} names {named}")
+    assert not offenders
+
+
+@pytest.fixture
+def pager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider kept outside `lib/`, registered the way an out-of-tree one is."""
+    from runbooklib import endpoints
+
+    monkeypatch.setenv(endpoints.MODULES_ENV, "tests.extra_provider.pager")
+    monkeypatch.delenv("PAGER_KEY", raising=False)
+
+
+def _profile(tmp_path: Path, pager_section: str) -> Path:
+    path = tmp_path / "envs.yaml"
+    path.write_text("prod:\n  platform_api: {url: 'https://lineup.test', token_env: LINEUP_API_TOKEN}\n"
+                    f"  pager: {pager_section}\n")
+    return path
+
+
+def test_a_provider_kept_outside_lib_is_configured_checked_and_masked(pager: None, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbooklib.redact import REDACTOR
+    from runbooklib.settings import dependency_labels, load_profiles, register_profile_secrets
+    from tests.extra_provider.pager import PagerEndpoint
+
+    profile = load_profiles(str(_profile(tmp_path, "{api_key_env: PAGER_KEY}")))["prod"]
+    assert profile is not None and profile.endpoint(PagerEndpoint, "pager") == PagerEndpoint(api_key_env="PAGER_KEY")
+    assert dependency_labels()["pager"] == "Pager API"
+    assert profile.missing(("pager",)) == [{"dependency": "pager", "label": "Pager API",
+                                            "why": "the pager API key is read from $PAGER_KEY, which is not set"}]
+    monkeypatch.setenv("PAGER_KEY", "pager-key-4f1d2c9b8a7e")
+    assert profile.missing(("pager",)) == []
+    register_profile_secrets(profile)
+    assert "pager-key-4f1d2c9b8a7e" not in REDACTOR.text("the pager said: bad key pager-key-4f1d2c9b8a7e")
+    assert "pages@lineup.app" in REDACTOR.text("sent from pages@lineup.app")  # declared public: readable
+
+    with pytest.raises(ConfigError, match=r"prod\.pager: 'api_key_env' is required"):
+        load_profiles(str(_profile(tmp_path, "{base_url: 'https://pager.test'}")))
+    with pytest.raises(ConfigError, match=r"prod\.pager: unknown keys \['key'\]; allowed: \['api_key_env'"):
+        load_profiles(str(_profile(tmp_path, "{key: x}")))
+
+
+def test_without_its_declaration_a_providers_section_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"prod: unknown keys \['pager'\]"):
+        from runbooklib.settings import load_profiles
+
+        load_profiles(str(_profile(tmp_path, "{api_key_env: PAGER_KEY}")))
+
+
+def test_a_drill_of_a_runbook_that_depends_on_the_extra_provider_starts_its_stand_in(pager: None,
+                                                                                     tmp_path: Path) -> None:
+    import httpx
+
+    from runbooklib.sandbox import Sandbox
+    from runbooklib.settings import demo_profile
+    from tests.extra_provider.pager import PagerEndpoint
+
+    spec = catalog.get("email_provider_failure")
+    with Sandbox(spec.load_scenario("healthy"), workdir=tmp_path / "box",
+                 dependencies=("database", "platform_api", "pager")) as box:
+        assert set(box.standins) == {"pager"} and box.labels() == ["Pager API", "Lineup API"]
+        endpoint = demo_profile(box.describe()).endpoint(PagerEndpoint, "pager")
+        assert endpoint is not None and httpx.get(endpoint.base_url, timeout=5).status_code == 200
+        assert set(box.describe()["profile"]) == {"database_url_env", "platform_api", "pager", "timeouts"}
+    drill = tmp_path / "pager_down.yaml"
+    drill.write_text("pager: {mode: sideways}\n")
+    with pytest.raises(ConfigError, match=r"pager\.mode: 'sideways'; allowed: ok, down"):
+        spec.load_scenario(drill)
+
+
+@pytest.mark.parametrize("slug", ["sms_delivery_failure", "high_retry_volume"])
+def test_a_drill_starts_only_the_stand_ins_its_runbook_depends_on(slug: str, tmp_path: Path) -> None:
+    from runbooklib.sandbox import Sandbox
+
+    spec = catalog.get(slug)
+    with Sandbox(spec.load_scenario("healthy"), workdir=tmp_path / "box", dependencies=spec.dependencies) as box:
+        expected = {"twilio", "statuspage"} if "twilio" in spec.dependencies else set()
+        assert set(box.standins) == expected
+        assert not {"smtp", "smtp_backup", "ses"} & set(box.describe()["profile"])
+        with pytest.raises(AttributeError, match="this sandbox runs no stand-in called 'smtp_backup'"):
+            _ = box.smtp_backup

@@ -55,7 +55,8 @@ class Runbook:
         params_cls: Its parameters (a `CommonParams` subclass; the notebook's parameters cell mirrors it).
         actions: Its gated actions, in the order the notebook offers them.
         causes: Cause code → one-line description (see docs/cause-codes.md).
-        dependencies: The outside services it uses (see `settings.DEPENDENCY_LABELS`).
+        dependencies: The outside services it uses (see `settings.dependency_labels()`); a drill starts only
+            the stand-ins of these.
         needed_fn: The checks its `healthy` rests on, for the run's profile.
         time_needs_fn: Seconds spent on purpose beyond one outside call per cell (sampling, settling).
         default_scenario: The drill `runbook demo <slug>` runs.
@@ -90,6 +91,12 @@ class Runbook:
         clash = [a for a in self.actions if a.startswith(UNDO_PREFIX)]
         if clash:
             raise ValueError(f"{self.slug}: action names may not start with {UNDO_PREFIX!r}: {', '.join(clash)}")
+        from runbooklib.settings import dependency_labels
+
+        known = dependency_labels()
+        unknown = [d for d in self.dependencies if d not in known]
+        if unknown:
+            raise ValueError(f"{self.slug}: unknown dependencies {', '.join(unknown)}; known: {', '.join(known)}")
 
     @property
     def module(self) -> ModuleType:

@@ -409,9 +409,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _progress(f"scenario {scenario.name}: {scenario.description.strip()}")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as tmp:
-        _progress("seeding message_logs (SQLite) and starting stand-ins: SMTP ×2, SES, Twilio, Statuspage, "
-                  "Graph API, Lineup API" + (", Redis with BullMQ" if scenario.section("bullmq").get("enabled") else ""))
-        sandbox = Sandbox(scenario, workdir=Path(tmp))
+        sandbox = Sandbox(scenario, workdir=Path(tmp), dependencies=spec.dependencies)
+        _progress(f"seeding message_logs (SQLite) and starting stand-ins: {', '.join(sandbox.labels())}")
         try:
             sandbox.start()
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a drill file value of the wrong form

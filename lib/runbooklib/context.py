@@ -309,7 +309,8 @@ def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = Non
             path = spec.scenario_path(params.scenario or spec.default_scenario).resolve()
             sandbox = _KERNEL_SANDBOXES.get(str(path))
             if sandbox is None:
-                sandbox = _KERNEL_SANDBOXES[str(path)] = Sandbox(spec.load_scenario(path)).start()
+                sandbox = _KERNEL_SANDBOXES[str(path)] = Sandbox(spec.load_scenario(path),
+                                                                      dependencies=spec.dependencies).start()
             profile = demo_profile(sandbox.describe())
     else:
         found = profiles[params.environment]

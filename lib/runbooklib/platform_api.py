@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from runbooklib.channels import NAMES
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.errors import PlatformAPIError, PlatformAuthError, PlatformResponseError, PlatformUnreachable
 
@@ -34,7 +35,7 @@ QUEUES_PATH = "/api/v1/system-metrics/queues"
 CHANNEL_PATH = "/api/v1/communication/channels/{channel}"
 RETRY_PATH = "/api/v1/communication/retry-failed"
 DNC_PATH = "/api/v1/communication/do-not-contact"
-CHANNELS = ("email", "sms", "whatsapp")
+CHANNELS = NAMES
 COUNTS = ("waiting", "active", "delayed", "failed", "completed")
 """The counts of a metrics entry (whole numbers ≥ 0; `waiting` is required)."""
 

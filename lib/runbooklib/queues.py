@@ -1,6 +1,6 @@
 """BullMQ queues in Redis, driven through the Python `bullmq` package as an admin console would.
 
-Queues: `email`, `sms`, `whatsapp` and the dead-letter queue `communication-dlq`, key prefix `bull`.
+Queues: one per channel (`runbooklib.channels`) and the dead-letter queue `communication-dlq`, key prefix `bull`.
 The DLQ is an application pattern, not a BullMQ feature: a DLQ job holds the source queue, source
 job id, name, data, failedReason, attemptsMade and the source job's `timestamp` (`sourceTimestamp`),
 under the deterministic id `<source queue>-<source job id>`. That id can be taken by another job (a
@@ -45,13 +45,16 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from runbooklib.channels import NAMES
 from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.errors import QueueError
 
 PREFIX = "bull"
 DLQ = "communication-dlq"
-QUEUES = ("email", "sms", "whatsapp", DLQ)
+SOURCE_QUEUES = NAMES
+"""One queue per channel (declared in `runbooklib.channels`), each moving exhausted jobs to the DLQ."""
+QUEUES = (*SOURCE_QUEUES, DLQ)
 STATES = ("waiting", "active", "delayed", "failed", "completed", "prioritized", "waiting-children")
 CALL_TIMEOUT = 30.0
 MAX_COLLISIONS = 100

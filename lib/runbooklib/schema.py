@@ -15,7 +15,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
-CHANNELS = ("EMAIL", "SMS", "WHATSAPP")
+from runbooklib.channels import LOG_NAMES
+
+CHANNELS = LOG_NAMES
+"""`message_logs.channel` values (declared in `runbooklib.channels`)."""
 STATUSES = ("QUEUED", "SENT", "DELIVERED", "FAILED", "BOUNCED", "RETRYING")
 FAILED_STATUSES = ("FAILED",)
 """Statuses counted as failures in failure rates (BOUNCED is reported on its own)."""

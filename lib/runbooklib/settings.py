@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
+from runbooklib import endpoints
 from runbooklib.errors import ConfigError
 from runbooklib.redact import PII_KEY_ENV, REDACTOR
 from runbooklib.yamlfiles import load_yaml
@@ -24,71 +25,14 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 10.0
 DEFAULT_STATEMENT_TIMEOUT = 20.0
 DEFAULT_ROW_CAP = 5000
-SMTP_SECURITY = ("starttls", "ssl", "none")
-DEPENDENCY_LABELS = {"database": "message_logs (database)", "platform_api": "Lineup API", "smtp": "SMTP primary",
-                     "smtp_backup": "SMTP backup", "ses": "AWS SES", "twilio": "Twilio", "whatsapp": "WhatsApp Cloud API",
-                     "redis": "Redis (BullMQ)"}
-"""The outside services a runbook may depend on (a runbook module lists its own in `DEPENDENCIES`)."""
+DEPENDENCY_LABELS = {"database": "message_logs (database)", "platform_api": "Lineup API", "redis": "Redis (BullMQ)"}
+"""The outside services every deployment has; each provider declares its own sections and labels (`endpoints`)."""
+Endpoint = TypeVar("Endpoint")
 
 
-@dataclass(frozen=True)
-class SmtpEndpoint:
-    """One SMTP server and the names of its credential variables."""
-
-    host: str
-    port: int = 587
-    security: str = "starttls"
-    verify_tls: bool = True
-    ca_file: str = ""
-    username_env: str = ""
-    password_env: str = ""
-    from_address: str = "runbook@lineup.app"
-
-
-@dataclass(frozen=True)
-class SesEndpoint:
-    """AWS SES: region, optional endpoint override, and credential variable names (empty: default chain)."""
-
-    region: str
-    endpoint_url: str = ""
-    access_key_id_env: str = ""
-    secret_access_key_env: str = ""
-    session_token_env: str = ""
-    from_address: str = "runbook@lineup.app"
-
-
-@dataclass(frozen=True)
-class TwilioEndpoint:
-    """Twilio: credential variable names, the sending numbers, and where its status page is."""
-
-    auth_token_env: str
-    account_sid_env: str = "TWILIO_ACCOUNT_SID"
-    from_numbers: tuple[str, ...] = ()
-    api_base_url: str = ""  # empty: Twilio's own hosts; a URL sends every *.twilio.com call there
-    status_page_url: str = "https://status.twilio.com"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "from_numbers", tuple(self.from_numbers))
-
-
-@dataclass(frozen=True)
-class WhatsAppEndpoint:
-    """Meta's WhatsApp Cloud API: Graph API base and version, account ids, token variable names."""
-
-    waba_id: str
-    phone_number_id: str
-    access_token_env: str
-    graph_url: str = "https://graph.facebook.com"
-    api_version: str = "v26.0"
-    app_id: str = ""
-    app_secret_env: str = ""  # with app_id: the app token for debug_token and the token exchange
-
-    def __post_init__(self) -> None:
-        for name in ("waba_id", "phone_number_id"):
-            if not str(getattr(self, name)).isdigit():
-                raise ConfigError(f"whatsapp.{name} must be the numeric id as text, e.g. \"102290129340398\"")
-        if not re.fullmatch(r"v\d+\.\d+", self.api_version):
-            raise ConfigError(f"whatsapp.api_version {self.api_version!r} must look like v26.0")
+def dependency_labels() -> dict[str, str]:
+    """Every dependency a runbook may list (its `dependencies`), with the label a responder reads."""
+    return {**DEPENDENCY_LABELS, **endpoints.labels()}
 
 
 @dataclass(frozen=True)
@@ -99,11 +43,8 @@ class Profile:
     database_url_env: str
     platform_api_url: str
     platform_api_token_env: str
-    smtp: SmtpEndpoint | None = None
-    smtp_backup: SmtpEndpoint | None = None
-    ses: SesEndpoint | None = None
-    twilio: TwilioEndpoint | None = None
-    whatsapp: WhatsAppEndpoint | None = None
+    endpoints: Mapping[str, Any] = field(default_factory=dict)
+    """Profile section → its provider's endpoint (see `runbooklib.endpoints`); a section not configured is absent."""
     providers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
@@ -120,8 +61,15 @@ class Profile:
     (international ones always are). Empty: `redact.DEFAULT_PHONE_REGIONS`."""
 
     def provider_kind(self, provider: str) -> str | None:
-        """Which endpoint (`smtp`, `smtp_backup`, `ses`) serves a channel provider name, if known."""
+        """Which profile section serves a platform email provider name, if known."""
         return self.providers.get(provider)
+
+    def endpoint(self, kind: type[Endpoint], section: str) -> Endpoint | None:
+        """The endpoint configured in `section`, or None when the profile has none there."""
+        found = self.endpoints.get(section)
+        if found is not None and not isinstance(found, kind):
+            raise TypeError(f"profile section {section!r} holds {type(found).__name__}, not {kind.__name__}")
+        return found
 
     def resolve_redis_url(self) -> str:
         if self.redis_url:
@@ -137,9 +85,10 @@ class Profile:
         """What of `dependencies` this profile cannot reach as it stands: endpoints not configured, secret
         variables not set. One entry per problem: `dependency`, `label` and `why`. Nothing is read but names."""
         out: list[dict[str, str]] = []
+        labels = dependency_labels()
 
         def note(dependency: str, why: str) -> None:
-            out.append({"dependency": dependency, "label": DEPENDENCY_LABELS[dependency], "why": why})
+            out.append({"dependency": dependency, "label": labels.get(dependency, dependency), "why": why})
 
         def unset(dependency: str, env: str, what: str) -> None:
             if not env:
@@ -147,6 +96,7 @@ class Profile:
             elif not os.environ.get(env):
                 note(dependency, f"the {what} is read from ${env}, which is not set")
 
+        declared = endpoints.sections()
         for dependency in dependencies:
             if dependency == "database" and not self.database_url:
                 unset(dependency, self.database_url_env, "database URL")
@@ -154,44 +104,12 @@ class Profile:
                 unset(dependency, self.platform_api_token_env, "Lineup API token")
             elif dependency == "redis" and not self.redis_url:
                 unset(dependency, self.redis_url_env, "Redis URL (BullMQ)")
-            elif dependency in ("smtp", "smtp_backup"):
-                endpoint = self.smtp if dependency == "smtp" else self.smtp_backup
+            elif dependency in declared:
+                endpoint = self.endpoints.get(dependency)
                 if endpoint is None:
                     note(dependency, "not configured in this profile")
-                else:
-                    if endpoint.username_env:
-                        unset(dependency, endpoint.username_env, f"SMTP username for {endpoint.host}")
-                    if endpoint.password_env:
-                        unset(dependency, endpoint.password_env, f"SMTP password for {endpoint.host}")
-                    if endpoint.ca_file and not _readable(endpoint.ca_file):
-                        note(dependency, f"ca_file {endpoint.ca_file!r} cannot be read")
-            elif dependency == "ses":
-                if self.ses is None:
-                    note(dependency, "not configured in this profile")
-                elif self.ses.access_key_id_env:
-                    unset(dependency, self.ses.access_key_id_env, "AWS access key id")
-                    unset(dependency, self.ses.secret_access_key_env, "AWS secret access key")
-                elif not _aws_credentials_hinted():
-                    note(dependency, "no AWS credentials in the environment or ~/.aws (an instance role, if any, is "
-                                     "only known at the first call)")
-            elif dependency == "twilio":
-                if self.twilio is None:
-                    note(dependency, "not configured in this profile")
-                else:
-                    unset(dependency, self.twilio.account_sid_env, "Twilio account SID")
-                    unset(dependency, self.twilio.auth_token_env, "Twilio auth token")
-                    if not self.twilio.from_numbers:
-                        note(dependency, "no sending numbers are configured (twilio.from_numbers)")
-            elif dependency == "whatsapp":
-                if self.whatsapp is None:
-                    note(dependency, "not configured in this profile")
-                else:
-                    unset(dependency, self.whatsapp.access_token_env, "WhatsApp access token")
-                    if self.whatsapp.app_id and self.whatsapp.app_secret_env:
-                        unset(dependency, self.whatsapp.app_secret_env, "Meta app secret (token checks)")
-                    else:
-                        note(dependency, "the token's validity and expiry are not checked: whatsapp.app_id and "
-                                         "app_secret_env are not configured")
+                for why in declared[dependency].missing(endpoint) if endpoint is not None else ():
+                    note(dependency, why)
         return out
 
 
@@ -200,16 +118,6 @@ def _readable(path: str) -> bool:
         return Path(path).is_file() and os.access(path, os.R_OK)
     except (OSError, ValueError):
         return False
-
-
-def _aws_credentials_hinted() -> bool:
-    """Whether boto3's default chain has something to find without asking the network (variables, files)."""
-    if os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE") or os.environ.get(
-            "AWS_WEB_IDENTITY_TOKEN_FILE") or os.environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
-        return True
-    home = Path(os.environ.get("HOME") or "~").expanduser()
-    return any(_readable(str(p)) for p in (Path(os.environ.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws/credentials"),
-                                           Path(os.environ.get("AWS_CONFIG_FILE") or home / ".aws/config")))
 
 
 def secret(env_name: str, *, what: str, parts: bool = True) -> str:
@@ -236,20 +144,13 @@ def register_profile_secrets(profile: Profile) -> None:
     its variable's name; our own sending numbers and addresses stay readable; the tenants' phone regions."""
     names = [profile.platform_api_token_env]
     whole = [profile.database_url_env, profile.redis_url_env]  # URLs and user names: masked whole, not by parts
-    for ep in (profile.smtp, profile.smtp_backup):
-        if ep is not None:
-            names.append(ep.password_env)
-            whole.append(ep.username_env)
-            REDACTOR.add_public(ep.from_address)
-    if profile.ses is not None:
-        names += [profile.ses.access_key_id_env, profile.ses.secret_access_key_env, profile.ses.session_token_env]
-        REDACTOR.add_public(profile.ses.from_address)
-    if profile.twilio is not None:
-        names += [profile.twilio.account_sid_env, profile.twilio.auth_token_env]
-        for number in profile.twilio.from_numbers:
-            REDACTOR.add_public(number)
-    if profile.whatsapp is not None:
-        names += [profile.whatsapp.access_token_env, profile.whatsapp.app_secret_env]
+    declared = endpoints.sections()
+    for section, endpoint in profile.endpoints.items():
+        found = declared[section].secrets(endpoint)
+        names += found.parts
+        whole += found.whole
+        for value in found.public:
+            REDACTOR.add_public(value)
     for name in names:
         if name:
             REDACTOR.add_secret(os.environ.get(name), f"${name}")
@@ -278,9 +179,13 @@ def _url_password(url: str | None) -> str | None:
     return str(password) if password else None
 
 
-E = TypeVar("E", SmtpEndpoint, SesEndpoint, TwilioEndpoint, WhatsAppEndpoint)
-ENDPOINT_KINDS = ("smtp", "smtp_backup", "ses")
-"""What a channel provider name may map to in a profile's `providers`."""
+E = TypeVar("E")
+
+
+def email_sections() -> tuple[str, ...]:
+    """What a platform email provider name may map to in a profile's `providers` (sections of email providers)."""
+    return tuple(section for p in endpoints.providers() if p.email_endpoint for section in p.sections)
+
 LIMITS = {"connect": (0.1, 300.0), "read": (0.1, 600.0), "total": (0.1, 900.0), "statement_timeout": (0.1, 3600.0),
           "row_cap": (1, 1_000_000)}
 """Allowed ranges of a profile's numbers (seconds; rows)."""
@@ -386,7 +291,7 @@ def _typed(cls: type[E], data: Mapping[str, Any], where: str) -> dict[str, Any]:
     return out
 
 
-def _endpoint(cls: type[E], data: Any, where: str, required: str) -> E | None:
+def _endpoint(cls: type[Any], data: Any, where: str, required: str) -> Any:
     """Build an endpoint from its YAML mapping, rejecting unknown keys and values of the wrong type."""
     data = _mapping(data, where)
     if not data:
@@ -397,10 +302,11 @@ def _endpoint(cls: type[E], data: Any, where: str, required: str) -> E | None:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
     if required not in data:
         raise ConfigError(f"{where}: {required!r} is required")
-    endpoint = cls(**_typed(cls, data, where))
-    if isinstance(endpoint, SmtpEndpoint) and endpoint.security not in SMTP_SECURITY:
-        raise ConfigError(f"{where}.security: {endpoint.security!r}; allowed: {', '.join(SMTP_SECURITY)}")
-    return endpoint
+    try:
+        return cls(**_typed(cls, data, where))
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(where.rsplit(".", 1)[-1] + ".") else f"{where}.{message}") from exc
 
 
 def _keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -419,8 +325,9 @@ def _text(value: Any, where: str, *, name: str = "") -> str:
 def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profile:
     """Build a Profile from its YAML mapping, rejecting unknown keys and values of the wrong type or range."""
     data = _mapping(data, where)
-    _keys(data, {"database_url_env", "platform_api", "smtp", "smtp_backup", "ses", "twilio", "whatsapp", "redis",
-                 "providers", "timeouts", "statement_timeout", "row_cap", "phone_regions"}, where)
+    declared = endpoints.sections()
+    _keys(data, {"database_url_env", "platform_api", "redis", "providers", "timeouts", "statement_timeout", "row_cap",
+                 "phone_regions", *declared}, where)
     api = _mapping(data.get("platform_api"), f"{where}.platform_api")
     _keys(api, {"url", "token_env"}, f"{where}.platform_api")
     if "url" not in api or "token_env" not in api:
@@ -432,11 +339,11 @@ def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profil
     read = seconds.get("read", DEFAULT_READ_TIMEOUT)
     redis = _mapping(data.get("redis"), f"{where}.redis")
     _keys(redis, {"url_env", "prefix"}, f"{where}.redis")
-    providers = _mapping(data.get("providers"), f"{where}.providers") or {
-        "ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"}
+    allowed = email_sections()
+    providers = _mapping(data.get("providers"), f"{where}.providers") or {section: section for section in allowed}
     for provider, kind in providers.items():
-        if kind not in ENDPOINT_KINDS:
-            raise ConfigError(f"{where}.providers.{provider}: {_show(kind)}; allowed: {', '.join(ENDPOINT_KINDS)}")
+        if kind not in allowed:
+            raise ConfigError(f"{where}.providers.{provider}: {_show(kind)}; allowed: {', '.join(allowed)}")
     prefix = _text(redis.get("prefix", "bull"), f"{where}.redis.prefix")
     if not prefix.strip():
         raise ConfigError(f"{where}.redis.prefix: must not be empty (BullMQ's default is bull)")
@@ -446,11 +353,9 @@ def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profil
         platform_api_url=check_http_url(_text(api["url"], f"{where}.platform_api.url"),
                                         f"{where}.platform_api.url").rstrip("/"),
         platform_api_token_env=_text(api["token_env"], f"{where}.platform_api.token_env"),
-        smtp=_endpoint(SmtpEndpoint, data.get("smtp"), f"{where}.smtp", "host"),
-        smtp_backup=_endpoint(SmtpEndpoint, data.get("smtp_backup"), f"{where}.smtp_backup", "host"),
-        ses=_endpoint(SesEndpoint, data.get("ses"), f"{where}.ses", "region"),
-        twilio=_endpoint(TwilioEndpoint, data.get("twilio"), f"{where}.twilio", "auth_token_env"),
-        whatsapp=_endpoint(WhatsAppEndpoint, data.get("whatsapp"), f"{where}.whatsapp", "access_token_env"),
+        endpoints={section: endpoint for section, provider in declared.items()
+                   if (endpoint := _endpoint(provider.endpoint, data.get(section), f"{where}.{section}",
+                                             provider.required)) is not None},
         providers=dict(providers),
         connect_timeout=connect,
         read_timeout=read,

@@ -17,6 +17,7 @@ import pytest
 import requests.exceptions as rx
 import twilio.base.exceptions as tx
 
+from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
 from runbooklib.errors import (
     PlatformAPIError,
     PlatformResponseError,
@@ -28,7 +29,6 @@ from runbooklib.errors import (
 from runbooklib.platform_api import PlatformAPI
 from runbooklib.providers import ses, smtp, twilio
 from runbooklib.providers.whatsapp import Graph
-from runbooklib.settings import WhatsAppEndpoint
 
 
 def tree(root: type[BaseException], *modules: ModuleType) -> list[type[BaseException]]:

@@ -10,11 +10,11 @@ import botocore.exceptions as bx
 import pytest
 from botocore.parsers import ResponseParserError
 
+from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.providers import ses
 from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
 from runbooklib.sandbox.standins import SesStandIn
-from runbooklib.settings import SesEndpoint
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from runbooklib.endpoints.ses import SesEndpoint
+from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errors import ConfigError
 from runbooklib.redact import REDACTOR
 from runbooklib.settings import load_profiles, register_profile_secrets, secret
@@ -15,8 +17,12 @@ def test_example_profiles_load() -> None:
     profiles = load_profiles(str(EXAMPLE))
     assert set(profiles) == {"demo", "production"}
     prod = profiles["production"]
-    assert prod is not None and prod.smtp is not None and prod.ses is not None
-    assert prod.smtp.verify_tls is True and prod.provider_kind("smtp_backup") == "smtp_backup"
+    assert prod is not None
+    smtp = prod.endpoint(SmtpEndpoint, "smtp")
+    assert smtp is not None and prod.endpoint(SesEndpoint, "ses") is not None
+    assert smtp.verify_tls is True and prod.provider_kind("smtp_backup") == "smtp_backup"
+    with pytest.raises(TypeError, match="holds SmtpEndpoint, not SesEndpoint"):
+        prod.endpoint(SesEndpoint, "smtp")
     assert prod.platform_api_token_env == "LINEUP_API_TOKEN"
 
 
@@ -28,7 +34,7 @@ def test_without_a_file_only_demo_exists() -> None:
     ("prod:\n  platform_api: {url: x, token_env: T}\n  smpt: {host: a}\n", "unknown keys ['smpt']"),
     ("prod:\n  platform_api: {url: x}\n", "needs 'url' and 'token_env'"),
     ("prod:\n  platform_api: {url: 'https://x.test', token_env: T}\n  smtp: {host: a, security: tls}\n",
-     "allowed: starttls, ssl, none"),
+     "prod.smtp.security: 'tls'; allowed: starttls, ssl, none"),
     ("demo:\n  platform_api: {url: x, token_env: T}\n", "reserved"),
     ("- a\n- b\n", "must map profile names"),
 ])

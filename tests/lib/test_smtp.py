@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errors import ProviderAuthError, ProviderTimeout
 from runbooklib.providers.smtp import check_smtp, classify, send_email
 from runbooklib.sandbox.smtp import SmtpServer, make_certificate
-from runbooklib.settings import SmtpEndpoint
 
 USER, PASSWORD = "smtp-test-user-81f2", "correct-horse-battery"
 

@@ -9,12 +9,12 @@ import pytest
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 
+from runbooklib.endpoints.twilio import TwilioEndpoint
 from runbooklib.errors import ProviderAuthError, ProviderResponseError, ProviderTimeout
 from runbooklib.providers import twilio as tw
 from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
 from runbooklib.sandbox.standins import TwilioStandIn
-from runbooklib.settings import TwilioEndpoint
 
 SID, TOKEN = "AC" + "0" * 31 + "1", "twilio-token-for-tests"
 

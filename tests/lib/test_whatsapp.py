@@ -10,12 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
 from runbooklib.errors import ConfigError, ProviderTimeout
 from runbooklib.providers import whatsapp as wa
 from runbooklib.sandbox.ports import free_port
 from runbooklib.sandbox.scenario import DEFAULTS
 from runbooklib.sandbox.standins import GraphStandIn
-from runbooklib.settings import WhatsAppEndpoint
 
 TOKEN, SECRET, APP, WABA, PHONE = "EAAGtesttoken0123456789", "app-secret-for-tests", "740551209813274", "1022901", "1065403"
 

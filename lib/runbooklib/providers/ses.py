@@ -23,8 +23,9 @@ from botocore.parsers import ResponseParserError
 
 from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
+from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SesEndpoint, optional_secret, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, optional_secret, secret
 
 PERMISSION_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")
 CREDENTIAL_CODES = ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",

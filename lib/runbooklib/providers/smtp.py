@@ -21,8 +21,9 @@ from typing import Any
 
 from runbooklib.checks import CheckResult, Step, timed
 from runbooklib.deadline import Dependency, watchdog
+from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, SmtpEndpoint, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
 
 EHLO_NAME = "runbook.lineup.app"
 UNREACHABLE = "unreachable"

@@ -25,11 +25,11 @@ from twilio.rest import Client
 
 from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
+from runbooklib.endpoints.twilio import ACCOUNT_STATUSES, TwilioEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
-from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, TwilioEndpoint, secret
+from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
 
 AUTH_CODES = (20003, 20005, 20006, 20008)
-ACCOUNT_STATUSES = ("active", "suspended", "closed")
 """What Twilio's Account resource says of `status`; anything else is an answer we cannot read."""
 NUMBERS_PAGE = 50
 

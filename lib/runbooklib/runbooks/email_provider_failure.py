@@ -10,12 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from runbooklib import endpoints
 from runbooklib.actions import Plan
 from runbooklib.catalog import Runbook
 from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.endpoints.ses import SesEndpoint
+from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errorcodes import classify_email_error
 from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
 from runbooklib.params import CommonParams, is_email, param
@@ -95,13 +98,14 @@ def needed(ctx: RunContext) -> list[Needed]:
     """`healthy` rests on message_logs, the email queue, and the checks of the providers this profile configures
     (the primary SMTP server; SES's quota and account). The backup and SES reputation inform, they are not needed."""
     out = CHECKS.needed(ctx)
-    smtp = ctx.profile.smtp
-    if smtp is not None or ctx.profile.ses is None:
+    smtp = _smtp_endpoint(ctx, "smtp")
+    if smtp is not None or _ses_endpoint(ctx) is None:
         where = f"{smtp.host} {smtp.port}" if smtp else "<host> 587"
         out.append(Needed("smtp_primary", "the primary SMTP server",
                           f"telnet {where} (then EHLO, STARTTLS, AUTH); or curl --url 'smtp://{where.replace(' ', ':')}'"))
-    if ctx.profile.ses is not None:
-        region = ctx.profile.ses.region
+    ses = _ses_endpoint(ctx)
+    if ses is not None:
+        region = ses.region
         out += [Needed("ses_quota", "the SES sending quota", f"aws ses get-send-quota --region {region}"),
                 Needed("ses_account", "the SES account status",
                        f"aws ses get-account-sending-enabled --region {region}; aws sesv2 get-account --region {region}")]
@@ -122,9 +126,18 @@ failure_sample = CHECKS.failure_sample
 
 
 # -- Checks: providers ------------------------------------------------------------------------------
+def _smtp_endpoint(ctx: RunContext, section: str) -> SmtpEndpoint | None:
+    """The SMTP server configured in profile section `section` (`smtp` or `smtp_backup`)."""
+    return ctx.profile.endpoint(SmtpEndpoint, section)
+
+
+def _ses_endpoint(ctx: RunContext) -> SesEndpoint | None:
+    return ctx.profile.endpoint(SesEndpoint, "ses")
+
+
 def _smtp(ctx: RunContext, kind: str) -> Dependency | None:
     """The run's dependency on one SMTP endpoint (`smtp` or `smtp_backup`): a whole dialogue per deadline."""
-    endpoint = ctx.profile.smtp if kind == "smtp" else ctx.profile.smtp_backup
+    endpoint = _smtp_endpoint(ctx, kind)
     if endpoint is None:
         return None
     return ctx.dependency(kind, lambda seconds: smtp_provider.dependency(endpoint, seconds))
@@ -132,13 +145,13 @@ def _smtp(ctx: RunContext, kind: str) -> Dependency | None:
 
 def check_smtp_primary(ctx: RunContext) -> CheckResult:
     """Connect, EHLO, STARTTLS (verified), AUTH, NOOP against the primary SMTP server."""
-    return ctx.record(smtp_provider.check_smtp("smtp_primary", ctx.profile.smtp, timeout=ctx.profile.connect_timeout,
+    return ctx.record(smtp_provider.check_smtp("smtp_primary", _smtp_endpoint(ctx, "smtp"), timeout=ctx.profile.connect_timeout,
                                                label="SMTP primary", within=_smtp(ctx, "smtp")))
 
 
 def check_smtp_backup(ctx: RunContext) -> CheckResult:
     """The same check against the backup SMTP server (the switch's preflight uses it too)."""
-    return ctx.record(smtp_provider.check_smtp("smtp_backup", ctx.profile.smtp_backup,
+    return ctx.record(smtp_provider.check_smtp("smtp_backup", _smtp_endpoint(ctx, "smtp_backup"),
                                                timeout=ctx.profile.connect_timeout, label="SMTP backup",
                                                within=_smtp(ctx, "smtp_backup")))
 
@@ -149,10 +162,11 @@ def _ses(ctx: RunContext) -> Dependency:
 
 def _ses_clients(ctx: RunContext) -> tuple[Any, Any] | CheckResult:
     if "ses_clients" not in ctx.state:
-        if ctx.profile.ses is None:
+        endpoint = _ses_endpoint(ctx)
+        if endpoint is None:
             return CheckResult("ses", "SES", "skipped", "SES is not configured in this environment")
         try:
-            ctx.state["ses_clients"] = ses_provider.clients(ctx.profile.ses, connect_timeout=ctx.profile.connect_timeout,
+            ctx.state["ses_clients"] = ses_provider.clients(endpoint, connect_timeout=ctx.profile.connect_timeout,
                                                              read_timeout=ctx.profile.read_timeout)
         except ConfigError as exc:
             return CheckResult("ses", "SES", "error", str(exc), classification="config")
@@ -183,6 +197,73 @@ def check_ses_reputation(ctx: RunContext) -> CheckResult:
     """Bounce and complaint rates from GetSendStatistics."""
     return _ses_check(ctx, "ses_reputation", "SES bounce and complaint rates",
                       lambda ses, v2: ses_provider.check_reputation(ses, within=_ses(ctx)))
+
+
+@dataclass
+class _SmtpRoute:
+    """Mail sent through the SMTP server of one profile section."""
+
+    ctx: RunContext
+    section: str
+
+    def target(self) -> str:
+        ep = _smtp_endpoint(self.ctx, self.section)
+        return f"SMTP {ep.host}:{ep.port}" if ep else "SMTP (not configured)"
+
+    def preflight(self, label: str) -> CheckResult | str:
+        return smtp_provider.check_smtp(f"preflight_{self.section}", _smtp_endpoint(self.ctx, self.section),
+                                        timeout=self.ctx.profile.connect_timeout, label=label,
+                                        within=_smtp(self.ctx, self.section))
+
+    def send(self, provider: str, *, to: str, subject: str, body: str) -> dict[str, Any]:
+        endpoint = _smtp_endpoint(self.ctx, self.section)
+        if endpoint is None:
+            raise MitigationFailed(f"{provider} has no SMTP endpoint configured")
+        return smtp_provider.send_email(endpoint, to=to, subject=subject, body=body,
+                                        timeout=self.ctx.profile.connect_timeout, within=_smtp(self.ctx, self.section))
+
+
+@dataclass
+class _SesRoute:
+    """Mail sent through the SES API."""
+
+    ctx: RunContext
+    section: str
+
+    def target(self) -> str:
+        ses = _ses_endpoint(self.ctx)
+        return f"SES API {ses.region if ses else '?'}"
+
+    def preflight(self, label: str) -> CheckResult | str:
+        clients = _ses_clients(self.ctx)
+        if isinstance(clients, CheckResult):
+            return clients.summary
+        check = ses_provider.check_account(*clients, name="preflight_ses", within=_ses(self.ctx))
+        if check.ok:
+            check = ses_provider.check_quota(clients[0], name="preflight_ses", within=_ses(self.ctx))
+        return check
+
+    def send(self, provider: str, *, to: str, subject: str, body: str) -> dict[str, Any]:
+        clients = _ses_clients(self.ctx)
+        if isinstance(clients, CheckResult):
+            raise MitigationFailed(clients.summary)
+        ses = _ses_endpoint(self.ctx)
+        assert ses is not None
+        return ses_provider.send_email(clients[0], source=ses.from_address, to=to, subject=subject, body=body,
+                                       within=_ses(self.ctx))
+
+
+_ROUTES: dict[type, type[_SmtpRoute] | type[_SesRoute]] = {SmtpEndpoint: _SmtpRoute, SesEndpoint: _SesRoute}
+"""How mail goes out through each kind of email endpoint (by the endpoint class its section holds)."""
+
+
+def _route(ctx: RunContext, provider: str) -> _SmtpRoute | _SesRoute | None:
+    """How mail for a platform email provider name goes out here, or None when the profile does not map it."""
+    section = ctx.profile.provider_kind(provider)
+    declared = endpoints.sections().get(section or "")
+    if section is None or declared is None or declared.endpoint not in _ROUTES:
+        return None
+    return _ROUTES[declared.endpoint](ctx, section)
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -258,21 +339,13 @@ class SwitchEmailProvider(TenantChannelChange):
 
     def preflight(self) -> tuple[bool, str]:
         """Check that the backup provider works before sending any tenant's mail to it."""
-        kind = self.ctx.profile.provider_kind(self.backup)
-        if kind is None:
+        route = _route(self.ctx, self.backup)
+        if route is None:
             return False, (f"backup provider {self.backup!r} is not configured in environment "
                            f"{self.ctx.profile.name!r} (providers: {', '.join(self.ctx.profile.providers)})")
-        if kind in ("smtp", "smtp_backup"):
-            endpoint = self.ctx.profile.smtp if kind == "smtp" else self.ctx.profile.smtp_backup
-            check = smtp_provider.check_smtp(f"preflight_{kind}", endpoint, timeout=self.ctx.profile.connect_timeout,
-                                             label=f"Preflight {self.backup}", within=_smtp(self.ctx, kind))
-        else:
-            clients = _ses_clients(self.ctx)
-            if isinstance(clients, CheckResult):
-                return False, f"preflight of {self.backup}: {clients.summary}"
-            check = ses_provider.check_account(*clients, name="preflight_ses", within=_ses(self.ctx))
-            if check.ok:
-                check = ses_provider.check_quota(clients[0], name="preflight_ses", within=_ses(self.ctx))
+        check = route.preflight(f"Preflight {self.backup}")
+        if isinstance(check, str):
+            return False, f"preflight of {self.backup}: {check}"
         self.ctx.record(check)
         if check.status not in ("ok", "warn"):
             return False, f"preflight of {self.backup} failed: {check.summary}"
@@ -318,19 +391,14 @@ class SendTestEmail(SendTestMessage):
             return proposed
         if self.ctx.params.tenant_id:
             return str(self.ctx.api.get_channel("email", self.ctx.params.tenant_id)["provider"])
-        return "smtp" if self.ctx.profile.smtp is not None else "ses"
+        return "smtp" if _smtp_endpoint(self.ctx, "smtp") is not None else "ses"
 
     def plan(self) -> Plan:
         provider = self._provider()
-        kind = self.ctx.profile.provider_kind(provider)
-        if kind is None:
+        route = _route(self.ctx, provider)
+        if route is None:
             return Plan(self.name, "send a test email", blocked=f"provider {provider!r} is not configured here")
-        if kind == "ses":
-            ses = self.ctx.profile.ses
-            target = f"SES API {ses.region if ses else '?'}"
-        else:
-            ep = self.ctx.profile.smtp if kind == "smtp" else self.ctx.profile.smtp_backup
-            target = f"SMTP {ep.host}:{ep.port}" if ep else "SMTP (not configured)"
+        target = route.target()
         subject = f"[{self.ctx.params.incident}] comms-runbooks test email"
         body = f"Test email from the {TITLE} runbook for incident {self.ctx.params.incident}."
         after = " once switch_email_provider is applied in the same run" if self._proposed_switch() else ""
@@ -340,22 +408,11 @@ class SendTestEmail(SendTestMessage):
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         step = plan.steps[0]
-        kind = self.ctx.profile.provider_kind(step["provider"])
-        body = step["body"]
+        route = _route(self.ctx, step["provider"])
+        if route is None:
+            raise MitigationFailed(f"provider {step['provider']!r} is not configured here")
         try:
-            if kind == "ses":
-                clients = _ses_clients(self.ctx)
-                if isinstance(clients, CheckResult):
-                    raise MitigationFailed(clients.summary)
-                assert self.ctx.profile.ses is not None
-                return ses_provider.send_email(clients[0], source=self.ctx.profile.ses.from_address, to=step["to"],
-                                               subject=step["subject"], body=body, within=_ses(self.ctx))
-            smtp_kind = "smtp" if kind == "smtp" else "smtp_backup"
-            endpoint = self.ctx.profile.smtp if smtp_kind == "smtp" else self.ctx.profile.smtp_backup
-            if endpoint is None:
-                raise MitigationFailed(f"{step['provider']} has no SMTP endpoint configured")
-            return smtp_provider.send_email(endpoint, to=step["to"], subject=step["subject"], body=body,
-                                            timeout=self.ctx.profile.connect_timeout, within=_smtp(self.ctx, smtp_kind))
+            return route.send(step["provider"], to=step["to"], subject=step["subject"], body=step["body"])
         except ProviderError as exc:
             raise MitigationFailed(f"test email not accepted: {exc}") from exc
 
@@ -381,12 +438,13 @@ def post_incident(ctx: RunContext) -> Checklist:
     d = ctx.diagnosis
     why = f"{d.cause}: {d.explanation}" if d else "no diagnosis was made in this run"
     backup = ctx.findings.get("smtp_backup")
-    if ctx.profile.smtp_backup is None:
+    backup_endpoint = _smtp_endpoint(ctx, "smtp_backup")
+    if backup_endpoint is None:
         backup_answer = "no backup SMTP provider is configured in this environment — add one"
     elif backup is not None:
-        backup_answer = f"backup {ctx.profile.smtp_backup.host} is configured; its check: {backup.status} — {backup.summary}"
+        backup_answer = f"backup {backup_endpoint.host} is configured; its check: {backup.status} — {backup.summary}"
     else:
-        backup_answer = f"backup {ctx.profile.smtp_backup.host} is configured (not checked in this run)"
+        backup_answer = f"backup {backup_endpoint.host} is configured (not checked in this run)"
     rep = ctx.findings.get("ses_reputation")
     rates = f"{rep.status}: {rep.summary}" if rep is not None else "SES reputation was not checked in this run"
     bounced = ctx.findings.get("failure_rate")
@@ -395,7 +453,7 @@ def post_incident(ctx: RunContext) -> Checklist:
     checklist = Checklist("Post-incident", [
         ("Review why provider failed", why, d is not None and d.outcome == "cause"),
         ("Consider adding backup provider", backup_answer,
-         ctx.profile.smtp_backup is not None and backup is not None and backup.ok),
+         _smtp_endpoint(ctx, "smtp_backup") is not None and backup is not None and backup.ok),
         ("Check bounce/complaint rates", rates, rep is not None and rep.ok),
     ])
     ctx.extra["post_incident"] = checklist.to_json()

@@ -21,7 +21,7 @@ from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.params import CommonParams, param, parse_duration
-from runbooklib.queues import DLQ, QUEUES, QueueAdmin, check_redis
+from runbooklib.queues import DLQ, QUEUES, SOURCE_QUEUES, QueueAdmin, check_redis
 from runbooklib.report import Checklist
 from runbooklib.runbooks.common import (
     MIN_FAILURES,
@@ -77,8 +77,8 @@ class Params(CommonParams):
     @staticmethod
     def check_values(values: dict[str, Any]) -> list[tuple[str, str]]:
         problems = []
-        if values["queue"] and values["queue"] not in QUEUES[:3]:
-            problems.append(("queue", f"{values['queue']!r}; allowed: {', '.join(QUEUES[:3])} (or empty)"))
+        if values["queue"] and values["queue"] not in SOURCE_QUEUES:
+            problems.append(("queue", f"{values['queue']!r}; allowed: {', '.join(SOURCE_QUEUES)} (or empty)"))
         if not 1 <= int(values["retry_attempts"]) <= 10:
             problems.append(("retry_attempts", "must be between 1 and 10"))
         if not 0 < float(values["replay_max_failure_rate"]) <= 1:
@@ -255,7 +255,7 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
         return _no_queues(ctx, name, title, exc)
     ctx.state["growth_samples"] = samples
     first, last = samples[0], samples[-1]
-    stalled = [q for q in QUEUES[:3] if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
+    stalled = [q for q in SOURCE_QUEUES if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
                and all(s[q]["active"] == 0 for s in samples)]
     dlq_growth = last[DLQ]["backlog"] - first[DLQ]["backlog"]
     ctx.facts.update(stalled_queues=",".join(stalled), dlq_growth=dlq_growth)
@@ -286,7 +286,7 @@ def check_failed_jobs(ctx: RunContext) -> CheckResult:
     now_ms = datetime.now(UTC).timestamp() * 1000
     records = []
     try:
-        for q in QUEUES[:3]:
+        for q in SOURCE_QUEUES:
             for job in _admin(ctx).jobs(q, ["failed"], limit=FAILED_SAMPLE):
                 records.append({"queue": q, **job, "exhausted": job["attemptsMade"] >= job["attempts"],
                                 "age_minutes": round((now_ms - (job["finishedOn"] or now_ms)) / 60000, 1),
@@ -774,7 +774,7 @@ def check_recovery(ctx: RunContext) -> CheckResult:
         samples, _ = _sample(ctx)
     except (QueueError, ConfigError) as exc:
         return _no_queues(ctx, name, title, exc)
-    growing = [q for q in QUEUES[:3] if samples[-1][q]["backlog"] > samples[0][q]["backlog"]]
+    growing = [q for q in SOURCE_QUEUES if samples[-1][q]["backlog"] > samples[0][q]["backlog"]]
     dlq = samples[-1][DLQ]["backlog"] - samples[0][DLQ]["backlog"]
     facts = {"backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}
     if growing or dlq > 0:

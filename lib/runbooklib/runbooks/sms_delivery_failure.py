@@ -13,6 +13,7 @@ from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.endpoints.twilio import TwilioEndpoint
 from runbooklib.errorcodes import (
     CONFIG,
     CONSENT,
@@ -134,9 +135,13 @@ failure_sample = CHECKS.failure_sample
 
 
 # -- Checks: Twilio ---------------------------------------------------------------------------------
+def _twilio_endpoint(ctx: RunContext) -> TwilioEndpoint | None:
+    return ctx.profile.endpoint(TwilioEndpoint, "twilio")
+
+
 def check_twilio_status(ctx: RunContext) -> CheckResult:
     """Twilio's public status page: overall indicator, SMS components, unresolved incidents."""
-    tw = ctx.profile.twilio
+    tw = _twilio_endpoint(ctx)
     if tw is None:
         return ctx.record(CheckResult("status_page", "Twilio status page", "skipped", "Twilio is not configured"))
     within = ctx.dependency("twilio_status", lambda seconds: Dependency("Twilio's status page", seconds, ProviderTimeout))
@@ -147,13 +152,13 @@ def check_twilio_status(ctx: RunContext) -> CheckResult:
 
 def check_twilio_account(ctx: RunContext) -> CheckResult:
     """Fetch the account with the twilio client: credentials accepted, account active."""
-    return ctx.record(twilio_provider.check_account(ctx.profile.twilio, timeout=ctx.profile.read_timeout,
+    return ctx.record(twilio_provider.check_account(_twilio_endpoint(ctx), timeout=ctx.profile.read_timeout,
                                                     within=_twilio(ctx)))
 
 
 def check_sender_numbers(ctx: RunContext) -> CheckResult:
     """The configured sending numbers: on the account, SMS-capable."""
-    return ctx.record(twilio_provider.check_numbers(ctx.profile.twilio, timeout=ctx.profile.read_timeout,
+    return ctx.record(twilio_provider.check_numbers(_twilio_endpoint(ctx), timeout=ctx.profile.read_timeout,
                                                     within=_twilio(ctx)))
 
 
@@ -442,7 +447,7 @@ class SendTestSms(SendTestMessage):
     accepted_by = "Twilio"
 
     def plan(self) -> Plan:
-        tw = self.ctx.profile.twilio
+        tw = _twilio_endpoint(self.ctx)
         if tw is None or not tw.from_numbers:
             return Plan(self.name, "send a test SMS", blocked="no Twilio sending number is configured")
         return Plan(self.name, f"send 1 SMS from {tw.from_numbers[0]} to {self.to}",
@@ -450,10 +455,11 @@ class SendTestSms(SendTestMessage):
                             "body": f"[{self.ctx.params.incident}] comms-runbooks test SMS"}])
 
     def apply(self, plan: Plan) -> dict[str, Any]:
-        assert self.ctx.profile.twilio is not None
+        endpoint = _twilio_endpoint(self.ctx)
+        assert endpoint is not None
         try:
             step = plan.steps[0]
-            return twilio_provider.send_sms(self.ctx.profile.twilio, to=step["to"], timeout=self.ctx.profile.read_timeout,
+            return twilio_provider.send_sms(endpoint, to=step["to"], timeout=self.ctx.profile.read_timeout,
                                             body=step["body"],
                                             within=_twilio(self.ctx))
         except ProviderError as exc:

@@ -18,6 +18,7 @@ from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
 from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp_error
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
 from runbooklib.params import CommonParams, param, shown
@@ -107,10 +108,14 @@ CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="WhatsApp", noun
 time_needs = sampling_needs
 
 
+def _wa_endpoint(ctx: RunContext) -> WhatsAppEndpoint | None:
+    return ctx.profile.endpoint(WhatsAppEndpoint, "whatsapp")
+
+
 def needed(ctx: RunContext) -> list[Needed]:
     """`healthy` rests on message_logs, the whatsapp queue, the templates and the sending number on Meta's side, and
     the token check where the profile can inspect the token (whatsapp.app_id and app_secret_env)."""
-    wa_ep = ctx.profile.whatsapp
+    wa_ep = _wa_endpoint(ctx)
     graph = f"{wa_ep.graph_url}/{wa_ep.api_version}" if wa_ep else "https://graph.facebook.com/v26.0"
     waba, phone = (wa_ep.waba_id, wa_ep.phone_number_id) if wa_ep else ("{WABA_ID}", "{PHONE_NUMBER_ID}")
     out = [*CHECKS.needed(ctx),
@@ -130,7 +135,7 @@ def _graph(ctx: RunContext) -> Dependency:
 
 def _client(ctx: RunContext) -> wa.Graph:
     """A Graph client for the run (raises ConfigError when WhatsApp is not configured or its token is not set)."""
-    return wa.graph(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx))
+    return wa.graph(_wa_endpoint(ctx), timeout=ctx.profile.read_timeout, within=_graph(ctx))
 
 # -- Symptoms ---------------------------------------------------------------------------------------
 check_whatsapp_queue = CHECKS.check_queue
@@ -166,7 +171,7 @@ def check_templates(ctx: RunContext) -> CheckResult:
     """Template statuses on the WABA, and the templates failing messages used, joined to their status."""
     used = _failing_templates(ctx)
     ctx.state["failing_templates"] = used
-    result, templates = wa.check_templates(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, used=used,
+    result, templates = wa.check_templates(_wa_endpoint(ctx), timeout=ctx.profile.read_timeout, used=used,
                                            within=_graph(ctx))
     ctx.state["templates"] = templates
     if templates:
@@ -192,12 +197,12 @@ def plot_templates_involved(ctx: RunContext) -> Figure:
 
 def check_phone_number(ctx: RunContext) -> CheckResult:
     """The sending number: quality rating, status, name status, messaging limit, throughput."""
-    return ctx.record(wa.check_phone_number(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx)))
+    return ctx.record(wa.check_phone_number(_wa_endpoint(ctx), timeout=ctx.profile.read_timeout, within=_graph(ctx)))
 
 
 def check_access_token(ctx: RunContext) -> CheckResult:
     """debug_token: valid? expiry? scopes? (HTTP 200 can still say invalid.)"""
-    return ctx.record(wa.check_token(ctx.profile.whatsapp, timeout=ctx.profile.read_timeout, within=_graph(ctx)))
+    return ctx.record(wa.check_token(_wa_endpoint(ctx), timeout=ctx.profile.read_timeout, within=_graph(ctx)))
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
@@ -324,14 +329,15 @@ class SubmitCorrectedTemplate(Action):
         if missing:
             return Plan(self.name, "submit a corrected template", details=details,
                         blocked=f"{path} lacks {', '.join(sorted(missing))}")
-        assert self.ctx.profile.whatsapp is not None
+        endpoint = _wa_endpoint(self.ctx)
+        assert endpoint is not None
         listed = [t for t in self.ctx.state.get("templates") or [] if t.get("name") == payload["name"]]
         if listed:
             return Plan(self.name, f"submit template {payload['name']}", details=details,
                         blocked=(f"template {payload['name']} is already on the WABA (status {listed[0].get('status')}): "
                                  "nothing to submit; Meta reviews it, or give a new name to submit another version"))
         return Plan(self.name, f"submit template {payload['name']} ({payload['language']}, {payload['category']}) for "
-                               "approval", steps=[{"call": f"POST /{self.ctx.profile.whatsapp.waba_id}/message_templates",
+                               "approval", steps=[{"call": f"POST /{endpoint.waba_id}/message_templates",
                                                    "payload": payload}], details=details)
 
     def resources(self, plan: Plan) -> list[str]:
@@ -421,7 +427,7 @@ class RefreshAccessToken(Action):
         return False, "the access token is valid and not close to expiry"
 
     def plan(self) -> Plan:
-        endpoint = self.ctx.profile.whatsapp
+        endpoint = _wa_endpoint(self.ctx)
         if endpoint is None or not endpoint.app_id or not endpoint.app_secret_env:
             return Plan(self.name, self.title, blocked="whatsapp.app_id and app_secret_env must be configured")
         tenants = affected_tenants(self.ctx)
@@ -462,9 +468,10 @@ class RefreshAccessToken(Action):
         return {"updated": updated, "expires_in_days": round(expires_in / 86400, 1) if expires_in else None}
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
-        assert self.ctx.profile.whatsapp is not None
+        endpoint = _wa_endpoint(self.ctx)
+        assert endpoint is not None
         token = str(self.ctx.state.get("new_token", ""))
-        data = wa.Graph(self.ctx.profile.whatsapp, timeout=self.ctx.profile.read_timeout, token=token,
+        data = wa.Graph(endpoint, timeout=self.ctx.profile.read_timeout, token=token,
                         within=_graph(self.ctx)).debug_token(token)
         if not data.get("is_valid"):
             return False, "the new token is not valid according to debug_token"

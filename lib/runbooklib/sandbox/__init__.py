@@ -1,71 +1,132 @@
 """The embedded default: a simulated incident on this machine, no credentials, no servers to install.
 
 `Sandbox.from_scenario(path).start()` seeds `message_logs` (SQLite by default, or any database URL
-given), starts the stand-ins on loopback — SMTP primary and backup (aiosmtpd, STARTTLS + AUTH), SES
-(HTTP stand-in speaking the AWS wire format), the Lineup API — and puts freshly generated secrets in
+given), starts on loopback the Lineup API and the stand-ins of the providers the runbook depends on
+(each provider declares its own, in `runbooklib.endpoints`), and puts freshly generated secrets in
 the environment under the demo profile's variable names. `describe()` is what a notebook needs to
 reach them (endpoints and variable *names*, never values). `stop()` stops everything.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from runbooklib import endpoints
 from runbooklib.sandbox import seed
 from runbooklib.sandbox.scenario import Scenario
-from runbooklib.sandbox.smtp import SmtpServer, make_certificate
-from runbooklib.sandbox.standins import GraphStandIn, PlatformStandIn, SesStandIn, StatusPageStandIn, TwilioStandIn
+from runbooklib.sandbox.standins import PlatformStandIn
 
-SECRET_ENV = {
-    "api_token": "RUNBOOK_DEMO_API_TOKEN",
-    "smtp_username": "RUNBOOK_DEMO_SMTP_USERNAME",
-    "smtp_password": "RUNBOOK_DEMO_SMTP_PASSWORD",
-    "smtp_backup_username": "RUNBOOK_DEMO_SMTP_BACKUP_USERNAME",
-    "smtp_backup_password": "RUNBOOK_DEMO_SMTP_BACKUP_PASSWORD",
-    "aws_access_key_id": "RUNBOOK_DEMO_AWS_ACCESS_KEY_ID",
-    "aws_secret_access_key": "RUNBOOK_DEMO_AWS_SECRET_ACCESS_KEY",
-    "aws_session_token": "RUNBOOK_DEMO_AWS_SESSION_TOKEN",
-    "twilio_account_sid": "RUNBOOK_DEMO_TWILIO_ACCOUNT_SID",
-    "twilio_auth_token": "RUNBOOK_DEMO_TWILIO_AUTH_TOKEN",
-    "whatsapp_access_token": "RUNBOOK_DEMO_WHATSAPP_TOKEN",
-    "whatsapp_app_secret": "RUNBOOK_DEMO_META_APP_SECRET",
-}
-WABA_ID, PHONE_NUMBER_ID, APP_ID = "102290129340398", "106540352242922", "740551209813274"
+PLATFORM_SECRETS = {"api_token": "RUNBOOK_DEMO_API_TOKEN"}
+
+
+def secret_env() -> dict[str, str]:
+    """Every secret a sandbox may generate, by key: the demo profile's variable holding it."""
+    return {**PLATFORM_SECRETS, **{key: env for p in endpoints.providers() for key, env in p.demo_secrets.items()}}
+
+
+SECRET_ENV = secret_env()
+"""`secret_env()` for the built-in providers."""
+T = TypeVar("T")
+
+
+@dataclass
+class Site:
+    """What a provider's stand-in is given by the sandbox it starts in."""
+
+    scenario: Scenario
+    workdir: Path
+    secrets: Mapping[str, str]
+    _certs: dict[str, tuple[Path, Path]] | None = None
+
+    def env(self, key: str) -> str:
+        """The demo profile's variable holding the generated secret `key`."""
+        return secret_env()[key]
+
+    def certs(self) -> dict[str, tuple[Path, Path]]:
+        """A trusted and an untrusted certificate with their keys (made on first use)."""
+        if self._certs is None:
+            from runbooklib.sandbox.smtp import make_certificate
+
+            self._certs = {name: make_certificate(self.workdir, name) for name in ("trusted", "untrusted")}
+        return self._certs
+
+    def ca_file(self) -> str:
+        """The CA bundle a client trusts the sandbox's servers with."""
+        return str(self.certs()["trusted"][0])
+    def echoing(self, standin: T) -> T:
+        """`standin` set to echo credentials and recipients as the scenario's `echo` section says."""
+        echo = self.scenario.section("echo")
+        standin.echo, standin.echo_recipients = echo["credentials"], bool(echo["recipients"])  # type: ignore[attr-defined]
+        return standin
+
+
+@dataclass
+class Started:
+    """What a provider's stand-in hook started: servers by name (each has `stop()`), and the demo profile's
+    sections pointing at them."""
+
+    servers: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, name: str, server: T) -> T:
+        self.servers[name] = server
+        return server
 
 
 class Sandbox:
-    """Stand-ins and a seeded database for one scenario."""
+    """Stand-ins and a seeded database for one scenario.
+
+    `dependencies` (a runbook's) picks the providers whose stand-ins start; None starts every declared one."""
 
     def __init__(self, scenario: Scenario, *, workdir: Path | None = None, database_url: str | None = None,
-                 secret_values: dict[str, str] | None = None, redis_url: str | None = None) -> None:
+                 secret_values: dict[str, str] | None = None, redis_url: str | None = None,
+                 dependencies: Iterable[str] | None = None) -> None:
         self.scenario = scenario
         self.scenario_name = scenario.name
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="runbook-sandbox-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'message_logs.db'}"
-        self.secrets = {k: (secret_values or {}).get(k) or _generate(k) for k in SECRET_ENV}
-        self.smtp_primary: SmtpServer | None = None
-        self.smtp_backup: SmtpServer | None = None
+        wanted = None if dependencies is None else set(dependencies)
+        self.providers = tuple(p for p in endpoints.providers()
+                               if p.standin is not None and (wanted is None or wanted & set(p.sections)))
+        """The providers whose stand-ins this sandbox runs."""
+        keys = [*PLATFORM_SECRETS, *(key for p in self.providers for key in p.demo_secrets)]
+        self.secrets = {k: (secret_values or {}).get(k) or _generate(k) for k in keys}
+        self.standins: dict[str, Any] = {}
+        """Every running stand-in by name (also readable as an attribute: `box.graph`, `box.smtp_backup`)."""
+        self._sections: dict[str, dict[str, Any]] = {}
         self.platform: PlatformStandIn | None = None
-        self.ses: SesStandIn | None = None
-        self.twilio: TwilioStandIn | None = None
-        self.statuspage: StatusPageStandIn | None = None
-        self.graph: GraphStandIn | None = None
         self.rows = 0
         self.redis_url = redis_url
         self.bull: Any = None
         self.lease_server: Any = None
         self._writer: Any = None
         self._previous_env: dict[str, str | None] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        standins = self.__dict__.get("standins") or {}
+        if name in standins:
+            return standins[name]
+        raise AttributeError(f"this sandbox runs no stand-in called {name!r}; it runs: "
+                             f"{', '.join(['platform', *standins]) or 'none'}")
+
+    def labels(self) -> list[str]:
+        """What this sandbox runs, as a responder reads it (e.g. "SMTP primary", "Lineup API")."""
+        out = [label for p in self.providers for label in p.sections.values()]
+        out.append("Lineup API")
+        if self.scenario.section("bullmq").get("enabled"):
+            out.append("Redis with BullMQ")
+        return out
 
     @classmethod
     def from_scenario(cls, path: Path, *, defaults: dict[str, Any] | None = None, **kwargs: Any) -> Sandbox:
@@ -82,23 +143,12 @@ class Sandbox:
     def _start(self) -> None:
         self.rows = seed.seed(self.database_url, self.scenario)
         self._writer = seed.writable_engine(self.database_url)
-        certs = {name: make_certificate(self.workdir, name) for name in ("trusted", "untrusted")}
-        smtp = self.scenario.section("smtp")
-        echo = self.scenario.section("echo")
-        self.smtp_primary = SmtpServer(smtp["primary"], username=self.secrets["smtp_username"],
-                                       password=self.secrets["smtp_password"], certs=certs,
-                                       echo=echo["credentials"]).start()
-        self.smtp_backup = SmtpServer(smtp["backup"], username=self.secrets["smtp_backup_username"],
-                                      password=self.secrets["smtp_backup_password"], certs=certs,
-                                      echo=echo["credentials"]).start()
-        self.ses = SesStandIn(scenario=self.scenario.section("ses")).start()  # type: ignore[assignment]
-        self.twilio = TwilioStandIn(  # type: ignore[assignment]
-            sid=self.secrets["twilio_account_sid"], token=self.secrets["twilio_auth_token"],
-            scenario=self.scenario.section("twilio")).start()
-        self.statuspage = StatusPageStandIn(scenario=self.scenario.section("statuspage")).start()  # type: ignore[assignment]
-        self.graph = GraphStandIn(  # type: ignore[assignment]
-            token=self.secrets["whatsapp_access_token"], app_id=APP_ID, app_secret=self.secrets["whatsapp_app_secret"],
-            waba_id=WABA_ID, phone_id=PHONE_NUMBER_ID, scenario=self.scenario.section("whatsapp")).start()
+        site = Site(self.scenario, self.workdir, self.secrets)
+        for provider in self.providers:
+            assert provider.standin is not None
+            started = provider.standin(site)
+            self.standins.update(started.servers)
+            self._sections.update(started.profile)
         logs = self.scenario.section("message_logs")
         if self.scenario.section("bullmq")["enabled"]:
             from runbooklib.sandbox.bullsandbox import BullSandbox
@@ -109,18 +159,18 @@ class Sandbox:
         elif not self.redis_url:
             self.lease_server = _lease_redis()  # the shared store applying takes its leases in
             self.redis_url = self.lease_server.url if self.lease_server else None
-        self.platform = PlatformStandIn(  # type: ignore[assignment]
+        self.platform = PlatformStandIn(
             token=self.secrets["api_token"], scenario=self.scenario.section("platform"),
             tenants=list(logs["tenants"]), queue=self.scenario.channel.lower(), on_change=self._on_change,
             live_queues=self.bull.platform_metrics if self.bull else None,
             attempts=self.scenario.section("bullmq")["attempts"],
-        ).start()
-        for standin in (self.ses, self.twilio, self.statuspage, self.graph, self.platform):
-            assert standin is not None
-            standin.echo, standin.echo_recipients = echo["credentials"], bool(echo["recipients"])
-        for key, env in SECRET_ENV.items():
+        )
+        site.echoing(self.platform).start()
+        names = secret_env()
+        for key, value in self.secrets.items():
+            env = names[key]
             self._previous_env[env] = os.environ.get(env)
-            os.environ[env] = self.secrets[key]
+            os.environ[env] = value
 
     def _on_change(self, kind: str, tenant: str, channel: str, body: Any) -> int:
         """Reflect a platform change in message_logs, as the real workers would."""
@@ -138,15 +188,7 @@ class Sandbox:
 
     def describe(self) -> dict[str, Any]:
         """Endpoints and secret variable names for the demo profile (no secret values)."""
-        assert self.platform and self.ses and self.smtp_primary and self.smtp_backup
-        assert self.twilio and self.statuspage and self.graph
-        ca = str(self.workdir / "trusted.crt")
-
-        def smtp(server: SmtpServer, user_env: str, password_env: str) -> dict[str, Any]:
-            return {"host": "127.0.0.1", "port": server.port, "security": "starttls", "verify_tls": True,
-                    "ca_file": ca, "username_env": user_env, "password_env": password_env,
-                    "from_address": "runbook@lineup.app"}
-
+        assert self.platform is not None, "the sandbox is not started"
         return {
             "scenario": self.scenario.name,
             "expect": self.scenario.expect,
@@ -155,22 +197,7 @@ class Sandbox:
             "profile": {
                 "database_url_env": "",
                 "platform_api": {"url": self.platform.url, "token_env": SECRET_ENV["api_token"]},
-                "smtp": smtp(self.smtp_primary, SECRET_ENV["smtp_username"], SECRET_ENV["smtp_password"]),
-                "smtp_backup": smtp(self.smtp_backup, SECRET_ENV["smtp_backup_username"],
-                                    SECRET_ENV["smtp_backup_password"]),
-                "ses": {"region": "us-east-1", "endpoint_url": self.ses.url,
-                        "access_key_id_env": SECRET_ENV["aws_access_key_id"],
-                        "secret_access_key_env": SECRET_ENV["aws_secret_access_key"],
-                        "session_token_env": SECRET_ENV["aws_session_token"],
-                        "from_address": "runbook@lineup.app"},
-                "twilio": {"account_sid_env": SECRET_ENV["twilio_account_sid"],
-                           "auth_token_env": SECRET_ENV["twilio_auth_token"],
-                           "from_numbers": list(self.scenario.section("twilio")["from_numbers"]),
-                           "api_base_url": self.twilio.url, "status_page_url": self.statuspage.url},
-                "whatsapp": {"graph_url": self.graph.url, "waba_id": WABA_ID, "phone_number_id": PHONE_NUMBER_ID,
-                             "access_token_env": SECRET_ENV["whatsapp_access_token"], "app_id": APP_ID,
-                             "app_secret_env": SECRET_ENV["whatsapp_app_secret"]},
-                "providers": {"ses": "ses", "smtp": "smtp", "smtp_backup": "smtp_backup"},
+                **self._sections,
                 "timeouts": {"connect": 3, "read": 5},
             },
         }
@@ -181,17 +208,15 @@ class Sandbox:
         return path
 
     def stop(self) -> None:
-        for server in (self.smtp_primary, self.smtp_backup):
-            if server is not None:
-                server.stop()
         if self.bull is not None:
             self.bull.stop()
         if self.lease_server is not None:
             self.lease_server.stop()
             self.lease_server = None
-        for standin in (self.platform, self.ses, self.twilio, self.statuspage, self.graph):
+        for standin in (*self.standins.values(), self.platform):
             if standin is not None:
                 standin.stop()
+        self.standins = {}
         if self._writer is not None:
             self._writer.dispose()
         for env, value in self._previous_env.items():
@@ -222,14 +247,12 @@ def _lease_redis() -> Any:
 
 
 def _generate(key: str) -> str:
+    """A fresh demo secret: in its provider's format where it declares one, else a user name or a token."""
+    for provider in endpoints.providers():
+        if key in provider.demo_secrets and provider.make_secret is not None:
+            made = provider.make_secret(key)
+            if made:
+                return made
     if key.endswith("username"):
         return f"sandbox-{secrets.token_hex(4)}"
-    if key == "aws_access_key_id":
-        return "AKIA" + secrets.token_hex(8).upper()
-    if key == "twilio_account_sid":
-        return "AC" + secrets.token_hex(16)
-    if key == "whatsapp_access_token":
-        return "EAAG" + secrets.token_urlsafe(48)
-    if key == "aws_session_token":  # as long as STS's (650 characters of base64)
-        return base64.b64encode(secrets.token_bytes(486)).decode()[:650]
     return secrets.token_urlsafe(24)

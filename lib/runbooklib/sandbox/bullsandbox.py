@@ -11,12 +11,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from runbooklib.queues import DLQ, QueueAdmin, client, run
+from runbooklib.queues import DLQ, SOURCE_QUEUES, QueueAdmin, client, run
 from runbooklib.sandbox.bull import FAIL, seed_jobs, start_worker, stop_worker
 from runbooklib.sandbox.redis_server import RedisServer
 from runbooklib.schema import message_logs
 
-SOURCE_QUEUES = ("email", "sms", "whatsapp")
 GROWTH_PERIOD = 0.5
 
 

@@ -1,8 +1,9 @@
 """Sandbox scenarios: YAML files describing a simulated incident (documented in docs/scenarios.md).
 
-A scenario file only says what differs from a healthy system; everything else comes from
-`DEFAULTS`. Unknown keys are errors (with the allowed keys named), so a typo in a drill file is
-caught before anything starts.
+A scenario file only says what differs from a healthy system; everything else comes from the
+core's defaults (`CORE`) and those each provider declares for its own sections (`DEFAULTS` is the
+whole). Unknown keys are errors (with the allowed keys named), so a typo in a drill file is caught
+before anything starts.
 """
 
 from __future__ import annotations
@@ -12,23 +13,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runbooklib import endpoints
+from runbooklib.channels import CHANNELS
 from runbooklib.errors import ConfigError
 from runbooklib.yamlfiles import load_yaml
 
-SMTP_MODES = ("ok", "down", "bad_tls", "auth_reject")
-FREE_FORM = {"tenants", "queues", "errors", "providers", "numbers", "from_numbers", "components", "incidents",
-             "create_error", "templates", "scopes", "send_error", "throughput", "jobs", "dlq", "attempts"}
-"""Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...)."""
+CORE_FREE_FORM = {"tenants", "queues", "errors", "providers", "jobs", "dlq", "attempts"}
+"""Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...); each provider adds its own."""
+FIRST = CHANNELS[0]
 
-DEFAULTS: dict[str, Any] = {
+CORE: dict[str, Any] = {
     "name": "",
     "runbook": "",
     "description": "",
     "expect": "healthy",
     "message_logs": {
         "seed": 1,
-        "channel": "EMAIL",
-        "provider": "ses",
+        "channel": FIRST.log_name,
+        "provider": FIRST.default_provider,
         "tenants": {"acme": 4, "globex": 3, "initech": 2, "umbrella": 1},
         "baseline": {"hours": 24, "per_hour": 300, "failure_rate": 0.01, "bounce_rate": 0.005},
         "window": {"minutes": 60, "per_minute": 30},
@@ -36,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
         "baseline_errors": [],
     },
     "platform": {
-        "providers": {"email": "ses", "sms": "twilio", "whatsapp": "meta"},
+        "providers": {c.name: c.default_provider for c in CHANNELS},
         "queues": {
             "email": {"waiting": 40, "active": 3, "delayed": 2, "failed": 12, "completed": 52000, "paused": False},
             "sms": {"waiting": 5, "active": 1, "delayed": 0, "failed": 3, "completed": 8100, "paused": False},
@@ -47,52 +49,6 @@ DEFAULTS: dict[str, Any] = {
         "backlog_per_sample": -10,
         "backlog_per_sample_mitigated": -300,
         "recovered_per_switch": 40,
-    },
-    "smtp": {"primary": "ok", "backup": "ok"},
-    "ses": {
-        "max_24_hour_send": 50000.0,
-        "max_send_rate": 14.0,
-        "sent_last_24_hours": 9100.0,
-        "sending_enabled": True,
-        "enforcement_status": "HEALTHY",
-        "production_access": True,
-        "access_denied": False,
-        "bounce_rate": 0.01,
-        "complaint_rate": 0.0003,
-    },
-    "twilio": {
-        "auth": "ok",
-        "account_status": "active",
-        "numbers": [{"phone_number": "+15005550006", "sms": True}, {"phone_number": "+15005550009", "sms": False}],
-        "from_numbers": ["+15005550006"],
-        "create_error": None,
-    },
-    "whatsapp": {
-        "token": "valid",
-        "token_expires_in_days": 45,
-        "scopes": ["whatsapp_business_messaging", "whatsapp_business_management"],
-        "access_denied": False,
-        "send_error": None,
-        "phone": {
-            "display_phone_number": "+1 555-010-0200", "verified_name": "Lineup", "quality_rating": "GREEN",
-            "status": "CONNECTED", "name_status": "APPROVED", "code_verification_status": "VERIFIED",
-            "platform_type": "CLOUD_API", "throughput": {"level": "STANDARD"},
-            "whatsapp_business_manager_messaging_limit": "TIER_10K",
-        },
-        "templates": [
-            {"name": "booking_confirmation_v2", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
-             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
-             "components": [{"type": "BODY", "text": "Your booking {{1}} is confirmed."}]},
-            {"name": "event_reminder", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
-             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
-             "components": [{"type": "BODY", "text": "Reminder: {{1}} starts at {{2}}."}]},
-            {"name": "ticket_delivery", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
-             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
-             "components": [{"type": "BODY", "text": "Your tickets for {{1}}: {{2}}"}]},
-            {"name": "event_reminder_plain", "status": "APPROVED", "category": "UTILITY", "language": "en_US",
-             "quality_score": {"score": "GREEN"}, "rejected_reason": "NONE",
-             "components": [{"type": "BODY", "text": "Your event {{1}} is coming up."}]},
-        ],
     },
     "bullmq": {
         "enabled": False,
@@ -107,12 +63,6 @@ DEFAULTS: dict[str, Any] = {
         "credentials": "off",
         "recipients": False,
     },
-    "statuspage": {
-        "indicator": "none",
-        "description": "All Systems Operational",
-        "components": {"SMS": "operational", "Programmable Messaging API": "operational", "Voice": "operational"},
-        "incidents": [],
-    },
 }
 ECHO_MODES = ("off", "errors", "always")
 """`echo.credentials`: stand-ins never echo what they received, echo it in every error they answer, or answer every
@@ -120,20 +70,33 @@ request with an error that echoes it (a drill of the redaction: no form of a sec
 RECIPIENT_FORMS = ("14155552671", "+1 415-555-2671", "+1 (415) 555-2671", "+44 7911 123456", "07700 900123",
                    "jane.doe%40example.com", "jörg.müller@例え.jp", "%2B447911123456")
 """With `echo.recipients`, seeded recipients and errors, and the stand-ins' error bodies, carry these forms."""
-TWILIO_AUTH = ("ok", "reject")
-WHATSAPP_TOKEN = ("valid", "expired")
-ACCOUNT_STATUSES = ("active", "suspended", "closed")
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any], where: str) -> dict[str, Any]:
+def _declared() -> tuple[dict[str, Any], set[str], dict[str, tuple[Any, ...]]]:
+    """The healthy defaults of every scenario section (the core's, then each provider's), the free-form keys,
+    and the allowed values of keys that have a fixed set (`section.key`)."""
+    defaults, free_form = copy.deepcopy(CORE), set(CORE_FREE_FORM)
+    choices: dict[str, tuple[Any, ...]] = {"echo.credentials": ECHO_MODES}
+    for provider in endpoints.providers():
+        defaults.update(copy.deepcopy(dict(provider.scenario)))
+        free_form.update(provider.free_form)
+        choices.update(provider.choices)
+    return defaults, free_form, choices
+
+
+DEFAULTS = _declared()[0]
+"""Every section's healthy defaults (tests start single stand-ins from these)."""
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str, free_form: set[str]) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if key not in base:
             raise ConfigError(f"scenario {where}: unknown key {key!r}; allowed: {', '.join(base)}")
-        if isinstance(base[key], dict) and key not in FREE_FORM:
+        if isinstance(base[key], dict) and key not in free_form:
             if not isinstance(value, dict):
                 raise ConfigError(f"scenario {where}.{key}: expected a mapping")
-            out[key] = _merge(base[key], value, f"{where}.{key}")
+            out[key] = _merge(base[key], value, f"{where}.{key}", free_form)
         elif key == "queues" and isinstance(value, dict):
             merged = copy.deepcopy(base[key])
             for queue, counts in value.items():
@@ -171,25 +134,16 @@ class Scenario:
     @classmethod
     def from_mapping(cls, data: dict[str, Any], *, name: str, path: Path | None = None,
                      defaults: dict[str, Any] | None = None) -> Scenario:
-        merged = _merge(_merge(DEFAULTS, defaults or {}, "runbook defaults"), data, name)
+        base, free_form, choices = _declared()
+        merged = _merge(_merge(base, defaults or {}, "runbook defaults", free_form), data, name, free_form)
         merged["name"] = merged["name"] or name
-        for role in ("primary", "backup"):
-            if merged["smtp"][role] not in SMTP_MODES:
-                raise ConfigError(f"scenario {name}.smtp.{role}: {merged['smtp'][role]!r}; "
-                                  f"allowed: {', '.join(SMTP_MODES)}")
-        if merged["twilio"]["auth"] not in TWILIO_AUTH:
-            raise ConfigError(f"scenario {name}.twilio.auth: {merged['twilio']['auth']!r}; allowed: {', '.join(TWILIO_AUTH)}")
-        if merged["twilio"]["account_status"] not in ACCOUNT_STATUSES:
-            raise ConfigError(f"scenario {name}.twilio.account_status: {merged['twilio']['account_status']!r}; "
-                              f"allowed: {', '.join(ACCOUNT_STATUSES)}")
-        if merged["echo"]["credentials"] not in ECHO_MODES:
-            raise ConfigError(f"scenario {name}.echo.credentials: {merged['echo']['credentials']!r}; "
-                              f"allowed: {', '.join(ECHO_MODES)}")
+        for key, allowed in choices.items():
+            section, _, field = key.partition(".")
+            if merged[section][field] not in allowed:
+                raise ConfigError(f"scenario {name}.{key}: {merged[section][field]!r}; "
+                                  f"allowed: {', '.join(map(str, allowed))}")
         if not isinstance(merged["echo"]["recipients"], bool):
             raise ConfigError(f"scenario {name}.echo.recipients: expected true or false")
-        if merged["whatsapp"]["token"] not in WHATSAPP_TOKEN:
-            raise ConfigError(f"scenario {name}.whatsapp.token: {merged['whatsapp']['token']!r}; "
-                              f"allowed: {', '.join(WHATSAPP_TOKEN)}")
         incident = merged["message_logs"]["incident"]
         if incident["failure_rate"] and not incident["errors"]:
             raise ConfigError(f"scenario {name}.message_logs.incident: a failure_rate needs errors to record")
