@@ -22,7 +22,6 @@ from typing import Any
 from runbooklib import catalog
 from runbooklib.audit import AuditLog, evidence_seal
 from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY, bundle_name, default_runs_dir
-from runbooklib.checks import CheckResult
 from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.diagnosis import Diagnosis, could_not_check
@@ -32,6 +31,7 @@ from runbooklib.ledger import IncidentLedger
 from runbooklib.params import CommonParams, format_duration, validate
 from runbooklib.platform_api import PlatformAPI
 from runbooklib.redact import REDACTOR
+from runbooklib.results import CheckResult
 from runbooklib.settings import DEMO, Profile, demo_profile, load_profiles, register_profile_secrets, secret
 
 _KERNEL_SANDBOXES: dict[str, Any] = {}

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from runbooklib.checks import CheckResult
 from runbooklib.redact import REDACTOR
+from runbooklib.results import CheckResult
 
 HEALTHY = "healthy"
 UNKNOWN = "unknown"

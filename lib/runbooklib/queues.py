@@ -46,9 +46,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from runbooklib.channels import NAMES
-from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.errors import QueueError
+from runbooklib.results import CheckResult, timed
 
 PREFIX = "bull"
 DLQ = "communication-dlq"

@@ -35,13 +35,13 @@ import mistune
 from runbooklib import charts, records
 from runbooklib.audit import read_audit_lines, unfinished
 from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, QUARANTINED, SUMMARY, parse_name
-from runbooklib.checks import LABELS
 from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
 from runbooklib.leaks import LeakFound, scan_data, scan_text
 from runbooklib.params import INCIDENT_RE, UNDO_PREFIX, operator_problem
 from runbooklib.redact import REDACTOR
+from runbooklib.results import LABELS
 
 CHANGED = ("applied", "undone")
 NO_HINT = "check the target system by hand for whether the change took effect"

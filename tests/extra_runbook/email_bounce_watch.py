@@ -13,7 +13,8 @@ from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errorcodes import classify_email_error
 from runbooklib.params import CommonParams
-from runbooklib.runbooks.common import ChannelChecks, guard_checks, log_evidence, sampling_needs
+from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
+from runbooklib.runbooks.rules import log_evidence
 
 HERE = Path(__file__).resolve().parent
 SLUG = "email_bounce_watch"

@@ -18,7 +18,7 @@ from typing import Any
 import nbformat
 
 from runbooklib import catalog
-from runbooklib.checks import CheckResult
+from runbooklib.results import CheckResult
 from runbooklib.runs import EXIT_BY_OUTCOME, EXIT_FAILED, FINISH_SECONDS, STARTUP_SECONDS, budget_for
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbooklib.checks import CheckResult
 from runbooklib.diagnosis import Match, Needed, Rule, diagnose
+from runbooklib.results import CheckResult
 
 CAUSES = {"healthy": "", "a": "", "b": "", "unknown": ""}
 

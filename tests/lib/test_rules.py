@@ -2,7 +2,7 @@
 facts are set as the checks set them, so a threshold or a rule's order is tested in milliseconds.
 
 Each case states the evidence a check would have recorded and the cause (or decision) it must lead to; the
-edge cases sit on either side of a threshold from `runbooks/common.py`."""
+edge cases sit on either side of a threshold from `runbooks/rules.py`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from runbooklib import catalog
-from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis
-from runbooklib.runbooks import common
+from runbooklib.results import CheckResult
 from runbooklib.runbooks import email_provider_failure as email
 from runbooklib.runbooks import high_retry_volume as hrv
+from runbooklib.runbooks import rules
 from runbooklib.runbooks import sms_delivery_failure as sms
 from runbooklib.runbooks import whatsapp_delivery_failure as whatsapp
 from tests.lib.test_verdict_rests_on import context_for
@@ -56,11 +56,11 @@ def _tenant(share: float, *, top_rate: float = 0.6, rest_rate: float = 0.01) -> 
     (0.061, 0.01, 61, True),    # 5 points above and over twice the baseline
     (0.059, 0.01, 59, False),   # under 5 points above
     (0.30, 0.20, 300, False),   # 10 points above but under twice the baseline
-    (0.50, 0.01, common.MIN_FAILURES - 1, False),  # too few failures to call
+    (0.50, 0.01, rules.MIN_FAILURES - 1, False),  # too few failures to call
 ])
 def test_elevated_needs_twice_the_baseline_five_points_above_and_enough_failures(rate: float, baseline: float,
                                                                                  failed: int, expected: bool) -> None:
-    assert common.elevated(rate, baseline, failed) is expected
+    assert rules.elevated(rate, baseline, failed) is expected
 
 
 # -- Email ------------------------------------------------------------------------------------------
@@ -89,8 +89,8 @@ def test_email_rules_are_tried_in_priority_order_and_the_others_are_listed(tmp_p
 
 
 @pytest.mark.parametrize(("share", "top_rate", "rest_rate", "cause"), [
-    (common.TENANT_SHARE, 0.6, 0.01, "tenant_specific"),
-    (common.TENANT_SHARE - 0.01, 0.6, 0.01, "unknown"),   # the tenant carries under 80% of the failures
+    (rules.TENANT_SHARE, 0.6, 0.01, "tenant_specific"),
+    (rules.TENANT_SHARE - 0.01, 0.6, 0.01, "unknown"),   # the tenant carries under 80% of the failures
     (0.9, 0.29, 0.01, "unknown"),                         # under 30% of its own messages fail
     (0.9, 0.6, 0.07, "unknown"),                          # the other tenants fail too
 ])

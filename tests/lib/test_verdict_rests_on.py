@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from runbooklib import catalog
-from runbooklib.checks import CheckResult
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis
 from runbooklib.params import validate
+from runbooklib.results import CheckResult
 from runbooklib.settings import load_profiles
 
 ENVS = Path(__file__).resolve().parents[2] / "params" / "environments.example.yaml"

@@ -21,10 +21,10 @@ import botocore.exceptions as bx
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
-from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
 from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
+from runbooklib.results import CheckResult, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, optional_secret, secret
 
 PERMISSION_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from typing import Any
 
-from runbooklib.checks import CheckResult, Step, timed
 from runbooklib.deadline import Dependency, watchdog
 from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
+from runbooklib.results import CheckResult, Step, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
 
 EHLO_NAME = "runbook.lineup.app"

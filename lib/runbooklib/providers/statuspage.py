@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 
-from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
 from runbooklib.errors import ProviderTimeout
+from runbooklib.results import CheckResult, timed
 
 DEGRADED = ("degraded_performance", "partial_outage", "major_outage")
 OUTAGE = ("partial_outage", "major_outage")

@@ -23,10 +23,10 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
 from runbooklib.endpoints.twilio import ACCOUNT_STATUSES, TwilioEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
+from runbooklib.results import CheckResult, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
 
 AUTH_CODES = (20003, 20005, 20006, 20008)

@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 
-from runbooklib.checks import CheckResult, timed
 from runbooklib.deadline import Dependency
 from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
 from runbooklib.errorcodes import TRANSIENT, classify_graph
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
 from runbooklib.redact import REDACTOR
+from runbooklib.results import CheckResult, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
 
 TEMPLATE_FIELDS = "id,name,status,category,language,rejected_reason,quality_score,components"

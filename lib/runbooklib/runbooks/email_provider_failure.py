@@ -12,8 +12,9 @@ from typing import Any
 
 from runbooklib import endpoints
 from runbooklib.actions import Plan
+from runbooklib.actions.bases import SendTestMessage, TenantChannelChange
 from runbooklib.catalog import Runbook
-from runbooklib.checks import CheckResult
+from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
@@ -24,21 +25,9 @@ from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
 from runbooklib.params import CommonParams, is_email, param
 from runbooklib.providers import ses as ses_provider
 from runbooklib.providers import smtp as smtp_provider
-from runbooklib.report import Checklist
-from runbooklib.runbooks.common import (
-    DOMINANT_SHARE,
-    ChannelChecks,
-    SendTestMessage,
-    TenantChannelChange,
-    class_share,
-    finding,
-    from_check,
-    from_logs,
-    guard_checks,
-    log_evidence,
-    sampling_needs,
-    tenant_rule,
-)
+from runbooklib.results import CheckResult
+from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
+from runbooklib.runbooks.rules import DOMINANT_SHARE, class_share, finding, from_check, from_logs, log_evidence, tenant_rule
 
 SLUG = "email_provider_failure"
 TITLE = "Email Provider Failure"

@@ -15,24 +15,17 @@ from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan, canonical
+from runbooklib.actions.bases import MITIGATED_AT
 from runbooklib.catalog import Runbook
-from runbooklib.checks import CheckResult, timed
+from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, SOURCE_QUEUES, QueueAdmin, check_redis
-from runbooklib.report import Checklist
-from runbooklib.runbooks.common import (
-    MIN_FAILURES,
-    MITIGATED_AT,
-    db_error,
-    elevated,
-    finding,
-    guard_checks,
-    not_run,
-    passed,
-)
+from runbooklib.results import CheckResult, timed
+from runbooklib.runbooks.channel_checks import db_error, guard_checks, not_run
+from runbooklib.runbooks.rules import MIN_FAILURES, elevated, finding, passed
 from runbooklib.schema import STATUSES
 
 SLUG = "high_retry_volume"

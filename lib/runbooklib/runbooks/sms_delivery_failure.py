@@ -8,8 +8,9 @@ from typing import Any
 
 from runbooklib import queries
 from runbooklib.actions import Action, Plan
+from runbooklib.actions.bases import MITIGATED_AT, SendTestMessage, TenantChannelChange
 from runbooklib.catalog import Runbook
-from runbooklib.checks import CheckResult
+from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
@@ -28,21 +29,9 @@ from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, P
 from runbooklib.params import CommonParams, param
 from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
-from runbooklib.report import Checklist
-from runbooklib.runbooks.common import (
-    MITIGATED_AT,
-    CodedChannelChecks,
-    SendTestMessage,
-    TenantChannelChange,
-    class_share,
-    finding,
-    from_check,
-    guard_checks,
-    log_evidence,
-    passed,
-    sampling_needs,
-    tenant_rule,
-)
+from runbooklib.results import CheckResult
+from runbooklib.runbooks.channel_checks import CodedChannelChecks, guard_checks, sampling_needs
+from runbooklib.runbooks.rules import class_share, finding, from_check, log_evidence, passed, tenant_rule
 
 SLUG = "sms_delivery_failure"
 TITLE = "SMS Delivery Failure"

@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
 from runbooklib.actions import Action, Plan
+from runbooklib.actions.bases import MITIGATED_AT, SendTestMessage, TenantChannelChange, affected_tenants
 from runbooklib.catalog import Runbook
-from runbooklib.checks import CheckResult
+from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
@@ -23,22 +24,9 @@ from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
 from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
-from runbooklib.report import Checklist
-from runbooklib.runbooks.common import (
-    MITIGATED_AT,
-    CodedChannelChecks,
-    SendTestMessage,
-    TenantChannelChange,
-    affected_tenants,
-    db_error,
-    finding,
-    from_check,
-    guard_checks,
-    log_evidence,
-    not_run,
-    sampling_needs,
-    tenant_rule,
-)
+from runbooklib.results import CheckResult
+from runbooklib.runbooks.channel_checks import CodedChannelChecks, db_error, guard_checks, not_run, sampling_needs
+from runbooklib.runbooks.rules import finding, from_check, log_evidence, tenant_rule
 
 SLUG = "whatsapp_delivery_failure"
 TITLE = "WhatsApp Delivery Failure"

@@ -1,10 +1,11 @@
-"""What every channel runbook does the same way, parameterised by channel and queue.
+"""What every channel runbook checks the same way, parameterised by channel and queue.
 
 `ChannelChecks` holds the `message_logs` checks and charts (failure rate against the baseline,
 counts by status, failures over time, top errors with their class, the tenant split), the queue
-checks (metrics API, recovery trend), the recovery failure rate, and the diagnosis helpers the
-runbooks' rules share. A runbook module binds one instance to its channel and exposes its methods
-under the names its notebook uses.
+checks (metrics API, recovery trend) and the recovery failure rate; `CodedChannelChecks` adds the
+checks of a channel whose provider reports numeric error codes. A runbook module binds one instance
+to its channel and exposes its methods under the names its notebook uses. The rules are in
+`runbooks.rules`, the action bases in `actions.bases`.
 """
 
 from __future__ import annotations
@@ -21,27 +22,21 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from runbooklib import charts, queries
-from runbooklib.actions import Action, Plan
-from runbooklib.checks import CheckResult, timed
+from runbooklib.actions.bases import MITIGATED_AT
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Match, Needed
-from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError
+from runbooklib.errors import ConfigError, PlatformAPIError, QueryError
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
+from runbooklib.results import CheckResult, timed
+from runbooklib.runbooks.rules import DOMINANT_SHARE, MIN_FAILURES, class_share, elevated, log_evidence, rate
 from runbooklib.schema import FAILED_STATUSES, STATUSES
 
-MIN_FAILURES = 10
-"""Fewer failures than this in the window is never an incident by itself."""
-DOMINANT_SHARE = 0.5
-TENANT_SHARE = 0.8
 TOP_ERRORS = 10
 TOP_TENANTS = 15
 SAMPLE_ROWS = 20
 TOP_CODES = 15
-MAX_TENANTS_PER_CHANGE = 25
 RECOVERY_WINDOW = timedelta(minutes=10)
-MITIGATED_AT = "mitigated_at"
-"""ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
 
 
 def not_run(ctx: RunContext, finding: str, check: str, title: str) -> Figure | None:
@@ -88,16 +83,6 @@ def window_sql(ctx: RunContext) -> str:
     return f"NOW() - INTERVAL '{int(ctx.params.window_delta.total_seconds())} seconds'"
 
 
-def rate(row: dict[str, Any]) -> float:
-    total = int(row.get("total") or 0)
-    return (int(row.get("failed") or 0) / total) if total else 0.0
-
-
-def elevated(failure_rate: float, baseline: float, failed: int) -> bool:
-    """A failure rate counts as elevated at twice the baseline and at least 5 points above it."""
-    return failed >= MIN_FAILURES and failure_rate >= max(2 * baseline, baseline + 0.05)
-
-
 def bucket_seconds(ctx: RunContext) -> int:
     """About 60 buckets over the window, never below one minute."""
     return max(60, int(ctx.params.window_delta.total_seconds() // 60) // 60 * 60)
@@ -108,75 +93,6 @@ def db_error(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckRes
     nothing, so it is `error`, never a pass."""
     return ctx.record(CheckResult(name, title, "error", f"message_logs could not be read: {exc}",
                                   classification="config" if isinstance(exc, ConfigError) else "database"))
-
-
-def finding(ctx: RunContext, name: str) -> CheckResult | None:
-    return ctx.findings.get(name)
-
-
-def passed(ctx: RunContext, name: str) -> bool:
-    """The check ran in this run and found nothing wrong (what a checklist may tick on)."""
-    found = ctx.findings.get(name)
-    return found is not None and found.passed
-
-
-def from_check(ctx: RunContext, names: tuple[str, ...], classifications: tuple[str, ...], lead: str) -> Match | None:
-    """Holds when one of the named checks failed with one of the classifications."""
-    for name in names:
-        f = finding(ctx, name)
-        if f is not None and f.status == "fail" and f.classification in classifications:
-            return Match(f"{lead}: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
-    return None
-
-
-def class_share(ctx: RunContext, cls: str) -> float:
-    """The share of the window's errors in class `cls` (from the top-errors check)."""
-    shares: dict[str, float] = ctx.facts.get("error_class_shares") or {}
-    return float(shares.get(cls, 0.0))
-
-
-def from_logs(ctx: RunContext, error_class: str, explanation: str) -> Match | None:
-    """Holds when failures are elevated and one error class dominates them in message_logs."""
-    if ctx.facts.get("incident_present") and class_share(ctx, error_class) >= DOMINANT_SHARE:
-        return Match(explanation, log_evidence(ctx))
-    return None
-
-
-def log_evidence(ctx: RunContext) -> list[str]:
-    out = []
-    failure_rate = finding(ctx, "failure_rate")
-    if failure_rate is not None:
-        out.append(f"message_logs: {failure_rate.summary}")
-    errors = finding(ctx, "top_errors")
-    if errors is not None and ctx.facts.get("dominant_error_class"):
-        out.append(f"message_logs: {errors.summary}")
-    return out
-
-
-def tenant_rule(ctx: RunContext, noun: str) -> Match | None:
-    """One tenant carries most failures while the others are near the baseline."""
-    share = float(ctx.facts.get("top_tenant_share") or 0.0)
-    top_rate = float(ctx.facts.get("top_tenant_rate") or 0.0)
-    rest_rate = float(ctx.facts.get("rest_rate") or 0.0)
-    base = float(ctx.facts.get("baseline_rate") or 0.0)
-    if (int(ctx.facts.get("tenants") or 0) >= 2 and int(ctx.facts.get("window_failed") or 0) >= MIN_FAILURES
-            and share >= TENANT_SHARE and top_rate >= 0.3 and rest_rate < max(2 * base, base + 0.05)):
-        split = finding(ctx, "tenant_split")
-        errors = finding(ctx, "top_errors")
-        evidence = [f"{f.title}: {f.summary}" for f in (split, errors) if f is not None]
-        return Match(f"tenant {ctx.facts['top_tenant']} has {share:.0%} of the failures ({top_rate:.0%} of its "
-                     f"{noun}) while the other tenants fail at {rest_rate:.1%}", evidence)
-    return None
-
-
-def affected_tenants(ctx: RunContext) -> list[str]:
-    """`tenant_id` if given, else the tenants with failures in the window (from the tenant split)."""
-    if ctx.params.tenant_id:
-        return [ctx.params.tenant_id]
-    frame = ctx.state.get("tenant_frame")
-    if frame is None or frame.empty:
-        return []
-    return [str(t) for t in frame[frame["failed"] > 0]["tenant_id"] if str(t) != "(none)"]
 
 
 @dataclass(frozen=True)
@@ -631,131 +547,3 @@ class CodedChannelChecks(ChannelChecks):
             return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text,
                                           classification="not_recovered", facts=facts))
         return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
-
-
-class TenantChannelChange(Action):
-    """Set one key of the affected tenants' channel configuration, with rollback, verify and undo.
-
-    Subclasses say which channel and key (`channel`, `key`), the value to set (`target`), and may
-    add a precondition (`preflight`). Steps record the value read before the change, so that a
-    failure part-way puts back what was changed and `undo()` restores exactly what was there.
-    """
-
-    channel = ""
-    key = ""
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-
-    def target(self, current: Any) -> Any:
-        """The value to set, given the current one."""
-        raise NotImplementedError
-
-    def preflight(self) -> tuple[bool, str]:
-        return True, ""
-
-    def describe(self, count: int) -> str:
-        return f"set {self.channel} {self.key} for {count} tenant(s)"
-
-    def plan(self) -> Plan:
-        ok, why = self.preflight()
-        details: dict[str, Any] = {"preflight": why} if why else {}
-        if not ok:
-            return Plan(self.name, self.title, blocked=why, details=details)
-        tenants = affected_tenants(self.ctx)
-        if not tenants:
-            return Plan(self.name, "no tenant to change", details=details,
-                        blocked="no tenant has failures in the window; give tenant_id to change one explicitly")
-        if len(tenants) > MAX_TENANTS_PER_CHANGE:
-            return Plan(self.name, f"{len(tenants)} tenants affected", details=details,
-                        blocked=(f"{len(tenants)} tenants are affected, more than {MAX_TENANTS_PER_CHANGE} per run; run "
-                                 "per tenant (tenant_id) or use the platform's global setting"))
-        steps, unchanged = [], []
-        for tenant in tenants:
-            current = self.ctx.api.get_channel(self.channel, tenant).get(self.key)
-            wanted = self.target(current)
-            if wanted == current:
-                unchanged.append(tenant)
-                continue
-            steps.append({"call": f"PATCH /api/v1/communication/channels/{self.channel}", "tenant_id": tenant,
-                          "from": current, "to": wanted})
-        details["already_set"] = unchanged
-        if not steps:
-            return Plan(self.name, "nothing to change", blocked="every affected tenant already has it", details=details)
-        return Plan(self.name, self.describe(len(steps)), steps=steps, details=details)
-
-    def resources(self, plan: Plan) -> list[str]:
-        return [f"channel:{self.channel}:tenant:{s['tenant_id']}" for s in plan.steps]
-
-    def verify_by_hand(self, plan: Plan) -> str:
-        tenants = ", ".join(str(s["tenant_id"]) for s in plan.steps)
-        return (f"the {self.channel} channel's {self.key} of tenants {tenants} (GET /api/v1/communication/channels/"
-                f"{self.channel}?tenant_id=…): each is either still the 'from' value of the plan or its 'to' value")
-
-    def apply(self, plan: Plan) -> dict[str, Any]:
-        started = datetime.now(UTC)  # messages created from here on follow the new configuration
-        done: list[dict[str, Any]] = []
-        for step in plan.steps:
-            try:
-                self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["to"]})
-            except PlatformAPIError as exc:
-                restored = self._put_back(done)
-                raise MitigationFailed(f"changed {len(done)} of {len(plan.steps)} tenants, then {exc}; "
-                                       f"put back {restored} of {len(done)}") from exc
-            done.append(step)
-        self.ctx.state[MITIGATED_AT] = started
-        return {"changed": [s["tenant_id"] for s in done], "key": self.key}
-
-    def _put_back(self, steps: list[dict[str, Any]]) -> int:
-        count = 0
-        for step in reversed(steps):
-            try:
-                self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["from"]})
-                count += 1
-            except PlatformAPIError:
-                continue
-        return count
-
-    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
-        wrong = [s["tenant_id"] for s in plan.steps
-                 if self.ctx.api.get_channel(self.channel, s["tenant_id"]).get(self.key) != s["to"]]
-        if wrong:
-            return False, f"{self.channel} {self.key} did not change for {', '.join(wrong)}"
-        return True, f"{self.describe(len(plan.steps))}: done and read back"
-
-    @property
-    def can_undo(self) -> bool:
-        return True
-
-    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
-        for step in plan.steps:
-            self.ctx.api.update_channel(self.channel, step["tenant_id"], {self.key: step["from"]})
-        wrong = [s["tenant_id"] for s in plan.steps
-                 if self.ctx.api.get_channel(self.channel, s["tenant_id"]).get(self.key) != s["from"]]
-        if wrong:
-            raise MitigationFailed(f"undo did not take for {', '.join(wrong)}")
-        self.ctx.state.pop(MITIGATED_AT, None)
-        return {"restored": [{"tenant_id": s["tenant_id"], self.key: s["from"]} for s in plan.steps]}
-
-
-class SendTestMessage(Action):
-    """A gated test message to the address or number that the parameter `param_name` gives."""
-
-    param_name = ""
-    accepted_by = ""
-    readback = False  # a sent message cannot be read back: an interrupted send is never repeated on its own
-
-    def __init__(self, ctx: RunContext) -> None:
-        self.ctx = ctx
-        self.to = str(getattr(ctx.params, self.param_name))
-
-    def needed(self) -> tuple[bool, str]:
-        if not self.to:
-            return False, f"no {self.param_name} given"
-        return True, f"recovery confirmation needs a test message that {self.accepted_by} accepts"
-
-    def resources(self, plan: Plan) -> list[str]:
-        return [f"test-message:{self.name}:{self.to}"]
-
-    def verify_by_hand(self, plan: Plan) -> str:
-        return f"whether the test message reached {self.to} (its inbox or phone, or the provider's log)"
