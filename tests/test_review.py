@@ -94,7 +94,7 @@ def test_the_review_timeline_follows_the_audit_logs(incident: Path) -> None:
         assert kinds[0] == "start" and kinds[-1] == "end" and kinds.count("diagnosis") == 1
         first_decision = kinds.index("decision")
         assert kinds.index("diagnosis") < first_decision and kinds.index("check") < kinds.index("diagnosis")
-        assert kinds.count("check") == len(run.summary["findings"])
+        assert kinds.count("check") == len(run.summary.findings)
         checks_after = [line for i, line in enumerate(mine) if kinds[i] == "check" and i > first_decision]
         if run.runbook == "email_provider_failure":  # recovery is confirmed after the switch
             assert any("Failure rate since mitigation vs baseline" in line for line in checks_after)
@@ -191,7 +191,7 @@ def test_impact_is_per_channel_and_tenant_and_counts_what_was_requeued(incident:
         total = next(r for r in rows if r[0] == channel and r[1] == "**all tenants**")
         for column in (2, 3, 4):
             assert sum(int(r[column].replace(",", "")) for r in tenants) == int(total[column].replace(",", ""))
-        facts = next(r.summary["facts"] for r in review.runs if r.runbook == runbook)
+        facts = next(r.summary.facts for r in review.runs if r.runbook == runbook)
         assert int(total[3].replace(",", "")) == facts["window_failed"]
         assert int(total[2].replace(",", "")) == facts["window_total"]
     requeued = _table(review.markdown, "### Messages replayed or re-queued")
@@ -237,7 +237,7 @@ def test_the_runs_records_are_sealed_chained_and_verify(incident: Path) -> None:
         assert run.problems == [] and run.interrupted == []
         entries = read_audit(run.bundle / "audit.jsonl")
         assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
-        assert run.summary["ledger"]["audit"] == {"records": len(entries), "head": entries[-1]["hash"]}
+        assert (run.summary.ledger or {})["audit"] == {"records": len(entries), "head": entries[-1]["hash"]}
         applying = [e for e in entries if e["decision"] == "applying"]
         assert applying and all(any(o.get("of") == a["seq"] for o in entries) for a in applying)
         assert all(a["verify_by_hand"] for a in applying)

@@ -21,7 +21,7 @@ from typing import Any
 
 from runbooklib import catalog
 from runbooklib.audit import AuditLog, evidence_seal
-from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY, bundle_name, default_runs_dir
+from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, SUMMARY, Summary, bundle_name, default_runs_dir
 from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.diagnosis import Diagnosis, could_not_check
@@ -223,10 +223,11 @@ class RunContext:
         approval = self.gate.approve(action, operator=operator, plan=plan)
         return f"approved {approval.action} (plan {approval.plan_digest}) by {operator}; re-run its cell to apply"
 
-    def summary(self, status: str = "running") -> dict[str, Any]:
+    def summary(self, status: str = "running") -> Summary:
+        """This run's record as it stands (redacted), the kernel's part of `summary.json`."""
         p = self.params
         parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(p).items()}
-        return REDACTOR.mapping({
+        return Summary.from_json(REDACTOR.mapping({
             "runbook": self.slug,
             "title": self.spec.title,
             "incident": p.incident,
@@ -247,13 +248,10 @@ class RunContext:
             "measurements": self.measurements,
             "ledger": {"audit": self.audit.seal(), "evidence": evidence_seal(self.run_dir / EVIDENCE)},
             **self.extra,
-        })
+        }))
 
     def write_summary(self, status: str = "running") -> None:
-        path = self.run_dir / SUMMARY
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.summary(status), indent=2, default=str), encoding="utf-8")
-        tmp.replace(path)
+        self.summary(status).write(self.run_dir / SUMMARY)
 
     def finish(self) -> str:
         """Write the final summary; returns the one-line diagnosis for the notebook's last cell.

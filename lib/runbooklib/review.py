@@ -34,7 +34,7 @@ import mistune
 
 from runbooklib import charts, records
 from runbooklib.audit import read_audit_lines, unfinished
-from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, QUARANTINED, SUMMARY, parse_name
+from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, QUARANTINED, SUMMARY, Summary, parse_name
 from runbooklib.deadline import DeadlineExceeded, within
 from runbooklib.diagnosis import could_not_check
 from runbooklib.errors import ConfigError, PlatformUnreachable
@@ -53,7 +53,7 @@ class RunRecord:
     """One run, as its bundle recorded it."""
 
     bundle: Path
-    summary: dict[str, Any]
+    summary: Summary
     audit: list[dict[str, Any]] = field(default_factory=list)
     location: str = ""
     """Where the bundle is kept (its folder, or its `s3://` prefix when `bundle` is a local copy)."""
@@ -62,26 +62,24 @@ class RunRecord:
 
     @property
     def started(self) -> str:
-        return str(self.summary.get("started_at", ""))
+        return self.summary.started_at
 
     @property
     def runbook(self) -> str:
-        return str(self.summary.get("runbook", "?"))
+        return self.summary.runbook
 
     @property
     def diagnosis(self) -> dict[str, Any]:
-        found = self.summary.get("diagnosis")
-        return found if isinstance(found, dict) else {}
+        return self.summary.diagnosis or {}
 
     @property
     def cause(self) -> str:
-        return str(self.diagnosis.get("cause", "—"))
+        return self.summary.cause
 
     @property
     def unchecked(self) -> list[dict[str, Any]]:
         """What the run could not check (its diagnosis says), each with what and why."""
-        found = self.diagnosis.get("unchecked")
-        return [u for u in found if isinstance(u, dict)] if isinstance(found, list) else []
+        return self.summary.unchecked
 
     @property
     def applied(self) -> list[str]:
@@ -104,11 +102,11 @@ class RunRecord:
 
     @property
     def outcome(self) -> str:
-        return str(self.summary.get("status", "?"))
+        return self.summary.status
 
     def line(self) -> str:
         """One line for `runbook runs` (text from the record cannot start another line)."""
-        operator = self.summary.get("operator") or "—"
+        operator = self.summary.operator or "—"
         text = (f"{self.started:<25}  {self.runbook:<27}  {operator:<12}  {self.cause:<28}  "
                 f"{', '.join(self.changed) or ('none on record (unconfirmed)' if self.problems else 'nothing applied'):<30}"
                 f"  {self.outcome}")
@@ -163,18 +161,15 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
         if any(part.startswith(".") for part in bundle.relative_to(root).parts):
             continue  # staging copies and withheld files are not runs of record
         problems: list[str] = withheld(bundle)
-        try:
-            loaded = json.loads(summary_path.read_bytes().decode("utf-8", errors="replace"))
-        except (OSError, ValueError, RecursionError):
-            loaded = None
-        summary = records.summary(loaded, problems) if isinstance(loaded, dict) else {}
-        if not summary.get("runbook"):
+        summary, loaded = Summary.read(summary_path, problems)
+        if summary is None:
             problems.append(f"{SUMMARY} is not readable; the run is listed from its folder name only")
-            summary = {"runbook": _runbook_of(bundle.name), "status": "unreadable", "started_at": _started_of(bundle.name),
-                       **{k: v for k, v in summary.items() if k not in ("runbook", "status")}}
+            kept = records.summary(loaded, []) if loaded is not None else {}
+            summary = Summary.from_json({"started_at": _started_of(bundle.name), **kept,
+                                         "runbook": _runbook_of(bundle.name), "status": "unreadable"})
         where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
         numbered = read_audit_lines(bundle / AUDIT, problems)
-        problems += records.verify_ledger(loaded if isinstance(loaded, dict) else None, bundle / AUDIT, numbered,
+        problems += records.verify_ledger(loaded, bundle / AUDIT, numbered,
                                           bundle / EVIDENCE if check_evidence else None)
         audit = records.audit([entry for _, entry in numbered], problems)
         runs.append(RunRecord(bundle, summary, audit, where, problems))
@@ -297,7 +292,7 @@ def measurements(runs: list[RunRecord]) -> list[Measurement]:
     """Every key figure the runs measured, oldest first."""
     out = []
     for n, r in enumerate(runs, 1):
-        for m in r.summary.get("measurements") or []:
+        for m in r.summary.measurements:
             at = _when(m.get("at"))
             if at is None or m.get("metric") not in METRICS or not isinstance(m.get("value"), int | float):
                 continue
@@ -372,16 +367,16 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
     (events of one run keep their order when they share a timestamp)."""
     rows: list[tuple[str, str, str]] = []
     for n, r in enumerate(runs, 1):
-        window = (r.summary.get("window") or {}).get("length")
-        rows.append((r.started, r.runbook, _md(f"run started by {r.summary.get('operator') or 'unknown'} "
-                                              f"({r.summary.get('environment')}, window {window})")))
-        findings = sorted((f for f in (r.summary.get("findings") or {}).values() if f.get("at")),
+        window = r.summary.window.get("length")
+        rows.append((r.started, r.runbook, _md(f"run started by {r.summary.operator or 'unknown'} "
+                                              f"({r.summary.environment}, window {window})")))
+        findings = sorted((f for f in r.summary.findings.values() if f.get("at")),
                           key=lambda f: str(f["at"]))
         for f in findings:
             rows.append((str(f["at"]), r.runbook, _md(f"check {f.get('title')}: "
                                                      f"{LABELS.get(str(f.get('status')), str(f.get('status')).upper())} — "
                                                      f"{f.get('summary')}")))
-        diagnosis = r.summary.get("diagnosis") or {}
+        diagnosis = r.diagnosis
         if diagnosis:
             rows.append((str(diagnosis.get("at") or r.started), r.runbook,
                          _md(f"diagnosis {diagnosis.get('cause')}: {diagnosis.get('explanation')}")))
@@ -399,7 +394,7 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
             if any(e is c for c in cut):
                 what += " — **" + _interrupted_text(_interruption(e), n) + "**"
             rows.append((str(e.get("ts", "")), r.runbook, what))
-        finish = (r.summary.get("timings") or {}).get("finished_at")
+        finish = r.summary.finished_at
         if finish:
             rows.append((str(finish), r.runbook, _md(f"run {r.outcome}")))
     order = {id(row): i for i, row in enumerate(rows)}
@@ -417,8 +412,7 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
         if last.unchecked and diagnosis.get("cause") != "inconclusive":
             line += f"; **could not check**: {_md(could_not_check(last.unchecked))}"
         if last.outcome != "completed":
-            cell = last.summary.get("failed_cell")
-            why = cell.get("error") if isinstance(cell, dict) else None
+            why = (last.summary.failed_cell or {}).get("error")
             line += (f" — **but the run then {_md(last.outcome.upper())}**" + (f" ({_md(why)})" if why else "")
                      + ": what came after was not checked")
         md.append(line)
@@ -442,12 +436,12 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
     if done:
         md.append("- **Effect**: " + (_md("; ".join(moved)) if moved else "no figure was measured on both sides of a mitigation"))
     not_recovered = [f"{r.runbook}: {f.get('title')} — {f.get('summary')}" for r in runs
-                     for f in (r.summary.get("findings") or {}).values() if f.get("classification") == "not_recovered"]
+                     for f in r.summary.findings.values() if f.get("classification") == "not_recovered"]
     if not_recovered:
         md.append("- **Not recovered** at the last look: " + _md("; ".join(not_recovered)))
     failed: dict[str, int] = {}
     for r in runs:
-        for channel, impact in (r.summary.get("impact") or {}).items():
+        for channel, impact in r.summary.impact.items():
             failed[channel] = max(failed.get(channel, 0), int(impact.get("failed") or 0))
     if failed:
         md.append("- **Impact**: " + ", ".join(f"{n:,} {_md(channel)} messages failed" for channel, n in failed.items())
@@ -522,7 +516,7 @@ def _impact(runs: list[RunRecord], found: list[Measurement]) -> list[str]:
           "from the run whose window held the most failures.", ""]
     worst: dict[str, tuple[int, dict[str, Any]]] = {}
     for n, r in enumerate(runs, 1):
-        for channel, impact in ((r.summary.get("impact") or {}).items()):
+        for channel, impact in r.summary.impact.items():
             if channel not in worst or int(impact.get("failed") or 0) > int(worst[channel][1].get("failed") or 0):
                 worst[channel] = (n, impact)
     if worst:
@@ -564,7 +558,7 @@ def _evidence(runs: list[RunRecord]) -> list[str]:
     for n, r in enumerate(runs, 1):
         folder = r.bundle / EVIDENCE
         check = records.check_evidence(folder)
-        sealed = records.evidence_seal_problems(r.summary, folder)
+        sealed = records.evidence_seal_problems(r.summary.to_json(), folder)
         if not check.readable:
             md.append(f"| {n} ({_md(r.runbook)}) | {_md(r.location)} | ? | MISMATCH: {EVIDENCE_INDEX} is not readable |")
             continue
@@ -588,7 +582,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
         raise ConfigError(f"no runs recorded for {incident} under {location or root}", parameter="incident")
     REDACTOR.set_scope(incident)
     for r in runs:  # who ran and approved is the record's point: an operator's name is shown as it is
-        for who in [r.summary.get("operator")] + [(e.get("approval") or {}).get("by") for e in r.audit]:
+        for who in [r.summary.operator] + [(e.get("approval") or {}).get("by") for e in r.audit]:
             if isinstance(who, str) and who and operator_problem(who) is None:
                 REDACTOR.add_public(who)
     timeline = _timeline(runs)
@@ -605,7 +599,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     md += ["", "## Runs", "", "| run | started | runbook | operator | diagnosis | applied | outcome |",
            "| --- | --- | --- | --- | --- | --- | --- |"]
     for n, r in enumerate(runs, 1):
-        md.append(f"| {n} | {_md(r.started)} | {_md(r.runbook)} | {_md(r.summary.get('operator') or '—')} | "
+        md.append(f"| {n} | {_md(r.started)} | {_md(r.runbook)} | {_md(r.summary.operator or '—')} | "
                   f"{_md(r.cause)} | {_md(', '.join(r.changed) or '—')} | {_md(r.outcome)} |")
     md += ["", "## Timeline", ""] + [f"- `{_code(t)}` **{_md(rb)}** — {what}" for t, rb, what in timeline]
     md += ["", "## Key figures before and after mitigation", ""] + _key_figures(figures, applied, runs)
@@ -613,7 +607,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
     md += ["", "## Post-incident checklists", ""]
     latest: dict[str, RunRecord] = {r.runbook: r for r in runs}
     for runbook, r in latest.items():
-        checklist = (r.summary.get("post_incident") or {}).get("items", [])
+        checklist = r.summary.checklist
         md.append(f"### {_md(runbook)}")
         md += [f"- [{'x' if i.get('ok') else ' '}] **{_md(i.get('item'))}** — {_md(i.get('answer'))}" for i in checklist] or [
             "- (this run did not reach its post-incident section)"]

@@ -26,7 +26,7 @@ import nbformat
 
 from runbooklib import catalog
 from runbooklib.bundle import AUDIT as AUDIT_FILE
-from runbooklib.bundle import EVIDENCE, EVIDENCE_INDEX, HTML, NOTEBOOK, QUARANTINED, SEALED, SUMMARY, bundle_name
+from runbooklib.bundle import HTML, NOTEBOOK, QUARANTINED, SEALED, SUMMARY, Summary, bundle_name
 from runbooklib.errors import ConfigError
 from runbooklib.leaks import Leak, quarantine, scan_bundle
 from runbooklib.params import format_duration, operator_problem
@@ -78,8 +78,16 @@ class RunResult:
     """Where the withheld files are kept (owner-only), outside every bundle."""
 
     @property
+    def record(self) -> Summary:
+        """`summary` as the review reads it: typed, and what is not of the shape a run writes left out."""
+        from runbooklib import records
+
+        kept = records.summary(self.summary, [])
+        return Summary.from_json(kept) if kept.get("runbook") else Summary(runbook="?")
+
+    @property
     def cause(self) -> str | None:
-        diagnosis = self.summary.get("diagnosis") or {}
+        diagnosis = self.record.diagnosis or {}
         cause = diagnosis.get("cause")
         return str(cause) if cause is not None else None
 
@@ -88,12 +96,12 @@ class RunResult:
         """healthy, cause, unknown or inconclusive (None: no diagnosis, or the run failed)."""
         if self.status != "completed":
             return None
-        outcome = (self.summary.get("diagnosis") or {}).get("outcome")
-        return str(outcome) if outcome in EXIT_BY_OUTCOME else None
+        outcome = self.record.outcome
+        return outcome if outcome in EXIT_BY_OUTCOME else None
 
     @property
     def actions(self) -> list[dict[str, Any]]:
-        return [a for a in self.summary.get("actions") or [] if isinstance(a, dict)]
+        return self.record.actions
 
     @property
     def interrupted(self) -> list[dict[str, Any]]:
@@ -119,12 +127,11 @@ class RunResult:
     @property
     def unchecked(self) -> list[dict[str, Any]]:
         """What the run could not check (from its diagnosis)."""
-        entries = (self.summary.get("diagnosis") or {}).get("unchecked") or []
-        return [e for e in entries if isinstance(e, dict)]
+        return self.record.unchecked
 
     @property
     def headline(self) -> str:
-        diagnosis = self.summary.get("diagnosis") or {}
+        diagnosis = self.record.diagnosis or {}
         if self.status != "completed":
             cell = self.failed_cell or {}
             return REDACTOR.text(f"run failed at cell {cell.get('index')} ({cell.get('section', '?')}): "
@@ -291,20 +298,16 @@ def execute(slug: str, parameters: Mapping[str, Any], *, output_root: Path, inci
 
 
 def _finish_summary(bundle: Path, slug: str, incident: str, status: str, failed_cell: dict[str, Any] | None,
-                    elapsed: float) -> dict[str, Any]:
+                    elapsed: float) -> Summary:
+    """Complete the kernel's summary with the runner's part (or write one for a kernel that wrote none)."""
     path = bundle / SUMMARY
-    summary: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {"runbook": slug, "incident": incident}
-    summary["status"] = status if status == "failed" or summary.get("status") == "completed" else "incomplete"
-    if status == "completed" and summary["status"] == "incomplete":
-        failed_cell = {"index": None, "error": "the notebook ended without calling ctx.finish()"}
-    summary["failed_cell"] = failed_cell
-    summary["timings"] = {"wall_seconds": round(elapsed, 2),
-                          "finished_at": datetime.now(UTC).isoformat(timespec="milliseconds")}
-    summary["files"] = sorted(p.name for p in bundle.iterdir()) + ([HTML] if HTML not in os.listdir(bundle) else [])
-    evidence = bundle / EVIDENCE
-    if evidence.is_dir():
-        summary["evidence"] = {"index": f"{EVIDENCE}/{EVIDENCE_INDEX}", "queries": len(list(evidence.glob("*.csv")))}
-    path.write_text(json.dumps(summary, indent=2, default=str))
+    try:
+        written = json.loads(path.read_text()) if path.exists() else None
+    except (OSError, ValueError):
+        written = None
+    summary = Summary.from_json(written) if isinstance(written, dict) else Summary(runbook=slug, incident=incident)
+    summary.complete(status, failed_cell, elapsed, bundle)
+    summary.write(path)
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from runbooklib import bundle
+from runbooklib.bundle import SUMMARY, Summary
 
 LIB = Path(__file__).resolve().parents[2] / "lib" / "runbooklib"
 
@@ -47,3 +49,50 @@ def test_no_other_module_spells_a_bundle_file_name() -> None:
     spelled = [f"{p.relative_to(LIB)}: {n}" for p in LIB.rglob("*.py") if p.name != "bundle.py"
                for n in names if n in p.read_text(encoding="utf-8")]
     assert not spelled
+
+
+def test_a_summary_round_trips_and_keeps_keys_it_does_not_know(tmp_path: Path) -> None:
+    written = {"runbook": "sms_delivery_failure", "incident": "INC-1", "status": "completed",
+               "diagnosis": {"cause": "rate_limited", "outcome": "cause", "unchecked": [{"check": "x"}, "junk"]},
+               "impact": {"sms": {"failed": 3}}, "recipients_review": {"file": "r.csv", "recipients": 2}}
+    path = tmp_path / SUMMARY
+    path.write_text(json.dumps(written))
+    problems: list[str] = []
+    summary, loaded = Summary.read(path, problems)
+    assert loaded == written and summary is not None
+    assert (summary.cause, summary.outcome, summary.impact) == ("rate_limited", "cause", {"sms": {"failed": 3}})
+    assert summary.unchecked == [{"check": "x"}] and summary.extra == {"recipients_review": written["recipients_review"]}
+    assert problems == ["summary.json.diagnosis.unchecked[1] is not a mapping; ignored"]
+    summary.write(path)
+    assert json.loads(path.read_text())["recipients_review"] == written["recipients_review"]
+    assert "failed_cell" not in json.loads(path.read_text())  # the runner's part is written once it completes
+
+
+@pytest.mark.parametrize("body", ['["a list"]', "{not json", '{"status": "completed"}', '{"runbook": 7}'])
+def test_a_summary_that_is_not_a_runs_is_not_read_as_one(tmp_path: Path, body: str) -> None:
+    path = tmp_path / SUMMARY
+    path.write_text(body)
+    assert Summary.read(path, [])[0] is None
+
+
+def test_a_diagnosis_of_the_wrong_shape_is_left_out_not_trusted(tmp_path: Path) -> None:
+    from runbooklib.runs import RunResult
+
+    result = RunResult(tmp_path, "completed", summary={"runbook": "x", "status": "completed", "diagnosis": ["healthy"]})
+    assert result.record.diagnosis is None and result.cause is None and result.outcome is None
+    assert result.headline == "no diagnosis was made"
+
+
+def test_the_runner_completes_the_kernels_summary(tmp_path: Path) -> None:
+    (tmp_path / "evidence").mkdir()
+    (tmp_path / "evidence" / "q1.csv").write_text("a\n")
+    summary = Summary(runbook="high_retry_volume", status="running")
+    summary.complete("completed", None, 12.345, tmp_path)  # the kernel never reached ctx.finish()
+    assert summary.status == "incomplete" and summary.failed_cell == {
+        "index": None, "error": "the notebook ended without calling ctx.finish()"}
+    assert summary.timings["wall_seconds"] == 12.35 and summary.evidence == {"index": "evidence/index.jsonl",
+                                                                             "queries": 1}
+    done = Summary(runbook="high_retry_volume", status="completed")
+    done.complete("completed", None, 1.0, tmp_path)
+    assert done.status == "completed" and done.failed_cell is None and "notebook.html" in done.files
+    assert done.to_json()["failed_cell"] is None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from runbooklib.bundle import Summary
 from runbooklib.review import RunRecord, changes, key_figures, measurements
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
@@ -21,7 +22,7 @@ def record(runbook: str, started: int, points: list[tuple[str, str, float, int]]
         "runbook": runbook, "started_at": at(started),
         "measurements": [{"metric": m, "scope": s, "value": v, "basis": "b", "at": at(t)} for m, s, v, t in points]}
     audit = [{"ts": at(t), "action": a, "decision": d, "operator": "op"} for a, d, t in decisions]
-    return RunRecord(Path("/nowhere"), summary, audit)
+    return RunRecord(Path("/nowhere"), Summary.from_json(summary), audit)
 
 
 def test_each_figure_is_compared_around_its_own_runbooks_first_mitigation() -> None:
@@ -54,7 +55,7 @@ def test_each_figure_is_compared_around_its_own_runbooks_first_mitigation() -> N
 
 def test_malformed_measurements_are_skipped() -> None:
     run = record("high_retry_volume", 0, [("dlq_size", "communication-dlq", 5, 1)], [])
-    run.summary["measurements"] += [{"metric": "nonsense", "value": 1, "at": at(2)},
+    run.summary.measurements += [{"metric": "nonsense", "value": 1, "at": at(2)},
                                     {"metric": "dlq_size", "value": "many", "at": at(3)},
                                     {"metric": "dlq_size", "value": 7, "at": "yesterday"}]
     found = measurements([run])
