@@ -26,6 +26,7 @@ from runbooklib.db import Database
 from runbooklib.deadline import Dependency, RunBudget
 from runbooklib.diagnosis import Diagnosis, could_not_check
 from runbooklib.errors import ConfigError
+from runbooklib.evidence import Evidence
 from runbooklib.gates import Gate, GateOutcome, LeaseFactory
 from runbooklib.ledger import IncidentLedger
 from runbooklib.params import CommonParams, format_duration, validate
@@ -97,9 +98,9 @@ class RunContext:
         """Key figures with the time they describe (see METRICS), in the order measured."""
         self.extra: dict[str, Any] = {}
         """JSON-ready additions to summary.json (e.g. the filled post-incident checklist)."""
-        self.state: dict[str, Any] = {}
+        self.evidence = Evidence()
+        """What one cell hands to the next (frames, clients, samples), by declared key; in memory, never saved."""
         self._evidence_count = 0
-        """In-memory working state shared between cells (frames, clients, samples); never saved."""
         self._register_secrets()
         self.write_summary()
 

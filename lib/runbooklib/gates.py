@@ -34,6 +34,7 @@ from typing import Any
 from runbooklib.actions import DIGEST_LENGTH, DIGEST_RE, Action, Plan, describe_difference
 from runbooklib.audit import AuditLog
 from runbooklib.errors import ConfigError, RunbookError
+from runbooklib.evidence import NotYet
 from runbooklib.ledger import IncidentLedger
 from runbooklib.params import ALLOW_UNLOCKED, UNDO_PREFIX, Approval, operator_problem
 from runbooklib.redact import REDACTOR
@@ -234,12 +235,16 @@ class Gate:
         name, title = action.name, action.title
         try:
             needed, why = action.needed()
+        except NotYet as exc:  # a cell it rests on has not run: nothing to decide on yet
+            return self._record(GateOutcome(name, title, "blocked", str(exc)))
         except Exception as exc:
             return self._record(GateOutcome(name, title, "failed", f"could not decide whether needed: {exc}"))
         if not needed:
             return self._record(GateOutcome(name, title, "not_needed", why))
         try:
             plan = self._plan(action)
+        except NotYet as exc:
+            return self._record(GateOutcome(name, title, "blocked", str(exc)))
         except Exception as exc:
             return self._record(GateOutcome(name, title, "failed", f"could not plan: {exc}"),
                                 error=traceback.format_exception_only(exc)[-1].strip())

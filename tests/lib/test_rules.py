@@ -14,6 +14,7 @@ import pytest
 from runbooklib import catalog
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis
+from runbooklib.evidence import NotYet
 from runbooklib.results import CheckResult
 from runbooklib.runbooks import email_provider_failure as email
 from runbooklib.runbooks import high_retry_volume as hrv
@@ -173,15 +174,39 @@ def test_whatsapp_rules(tmp_path: Path, failing: dict[str, str], facts: dict[str
 
 
 # -- High retry volume ------------------------------------------------------------------------------
+def test_a_tenant_change_before_the_tenant_split_ran_is_blocked_naming_it(tmp_path: Path) -> None:
+    from runbooklib.actions.bases import TenantChannelChange
+
+    class MoveTenants(TenantChannelChange):
+        name, title, channel, key = "move_tenants", "Move tenants", "email", "provider"
+
+        def needed(self) -> tuple[bool, str]:
+            return True, "a test"
+
+        def target(self, current: Any) -> Any:
+            return "backup"
+
+    ctx = _ctx(email.SLUG, tmp_path)
+    outcome = ctx.gate.run(MoveTenants(ctx))
+    assert outcome.decision == "blocked"
+    assert "the window's failures per tenant is not on record in this run: check_tenant_split must run" in outcome.message
+
+
 def test_cleaning_failed_jobs_needs_exhausted_jobs_and_the_review_list_first(tmp_path: Path) -> None:
     ctx = _ctx(hrv.SLUG, tmp_path)
     action = hrv.CleanFailedJobs(ctx)
+    with pytest.raises(NotYet, match="the failed jobs read from BullMQ is not on record in this run: "
+                                     "check_failed_jobs must run"):
+        action.needed()  # "no permanently failed jobs" would be a guess: the jobs were never read
+    outcome = ctx.gate.run(action)
+    assert outcome.decision == "blocked" and "check_failed_jobs must run (and succeed) first" in outcome.message
+    ctx.evidence.put(hrv.FAILED_JOBS, [])
     assert action.needed() == (False, "no permanently failed jobs")
-    ctx.state["failed_jobs"] = [{"queue": "sms", "id": "7", "exhausted": True},
-                                {"queue": "sms", "id": "8", "exhausted": False}]
+    ctx.evidence.put(hrv.FAILED_JOBS, [{"queue": "sms", "id": "7", "exhausted": True},
+                                       {"queue": "sms", "id": "8", "exhausted": False}])
     assert action.needed() == (True, "1 failed jobs exhausted their attempts")
     assert action.plan().blocked == "write the review list first (review_failed_jobs)"
-    ctx.state["review_written"] = True
+    ctx.evidence.put(hrv.REVIEW_WRITTEN, "failed_jobs_review.csv")
     plan = action.plan()
     assert not plan.blocked
     assert plan.steps == [{"bullmq": "remove_failed", "queue": "sms", "job_ids": ["7"], "jobs": 1}]

@@ -48,7 +48,7 @@ def test_a_check_that_breaks_on_an_odd_answer_is_a_finding_not_a_crash(tmp_path:
     from runbooklib.runbooks import email_provider_failure as email
 
     ctx = context_for("email_provider_failure", tmp_path)
-    ctx.state["ses_clients"] = (object(), object())
+    ctx.evidence.put(email.SES_CLIENTS, (object(), object()))
 
     def odd_answer(*args: object, **kwargs: object) -> CheckResult:
         raise KeyError("Max24HourSend")

@@ -8,21 +8,26 @@ from typing import TYPE_CHECKING, Any
 
 from runbooklib.actions import Action, Plan
 from runbooklib.errors import MitigationFailed, PlatformAPIError
+from runbooklib.evidence import Key
 
 if TYPE_CHECKING:
     from runbooklib.context import RunContext
 
 MAX_TENANTS_PER_CHANGE = 25
-MITIGATED_AT = "mitigated_at"
-"""ctx.state key: when a mitigation that should bring failures down started (set by its apply())."""
+MITIGATED_AT: Key[datetime] = Key("mitigated_at", "an applied mitigation",
+                                   "when a mitigation that should bring failures down started")
+"""Set by the apply() of a mitigation; the recovery checks measure from it."""
 
 
 def affected_tenants(ctx: RunContext) -> list[str]:
-    """`tenant_id` if given, else the tenants with failures in the window (from the tenant split)."""
+    """`tenant_id` if given, else the tenants with failures in the window (from the tenant split, which must have run:
+    without it "no tenant is affected" would be a guess)."""
     if ctx.params.tenant_id:
         return [ctx.params.tenant_id]
-    frame = ctx.state.get("tenant_frame")
-    if frame is None or frame.empty:
+    from runbooklib.runbooks.channel_checks import TENANT_FRAME
+
+    frame = ctx.evidence.get(TENANT_FRAME)  # not run yet: NotYet, and the gate says what to run first
+    if frame.empty:
         return []
     return [str(t) for t in frame[frame["failed"] > 0]["tenant_id"] if str(t) != "(none)"]
 
@@ -97,7 +102,7 @@ class TenantChannelChange(Action):
                 raise MitigationFailed(f"changed {len(done)} of {len(plan.steps)} tenants, then {exc}; "
                                        f"put back {restored} of {len(done)}") from exc
             done.append(step)
-        self.ctx.state[MITIGATED_AT] = started
+        self.ctx.evidence.put(MITIGATED_AT, started)
         return {"changed": [s["tenant_id"] for s in done], "key": self.key}
 
     def _put_back(self, steps: list[dict[str, Any]]) -> int:
@@ -128,7 +133,7 @@ class TenantChannelChange(Action):
                  if self.ctx.api.get_channel(self.channel, s["tenant_id"]).get(self.key) != s["from"]]
         if wrong:
             raise MitigationFailed(f"undo did not take for {', '.join(wrong)}")
-        self.ctx.state.pop(MITIGATED_AT, None)
+        self.ctx.evidence.drop(MITIGATED_AT)
         return {"restored": [{"tenant_id": s["tenant_id"], self.key: s["from"]} for s in plan.steps]}
 
 

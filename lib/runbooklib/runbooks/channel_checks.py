@@ -26,6 +26,7 @@ from runbooklib.actions.bases import MITIGATED_AT
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Match, Needed
 from runbooklib.errors import ConfigError, PlatformAPIError, QueryError
+from runbooklib.evidence import Key, NotYet
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
 from runbooklib.results import CheckResult, timed
@@ -37,6 +38,12 @@ TOP_TENANTS = 15
 SAMPLE_ROWS = 20
 TOP_CODES = 15
 RECOVERY_WINDOW = timedelta(minutes=10)
+TOP_ERRORS_FRAME: Key[pd.DataFrame] = Key("top_errors_frame", "check_top_errors", "the window's top errors")
+ERROR_CODES_FRAME: Key[pd.DataFrame] = Key("error_codes_frame", "check_error_codes",
+                                           "the window's failures by provider error code")
+TENANT_FRAME: Key[pd.DataFrame] = Key("tenant_frame", "check_tenant_split", "the window's failures per tenant")
+QUEUE_SAMPLES: Key[list[tuple[datetime, int]]] = Key("queue_samples", "check_queue_trend",
+                                                     "the sampled queue backlog")
 
 
 def not_run(ctx: RunContext, finding: str, check: str, title: str) -> Figure | None:
@@ -61,6 +68,8 @@ def _guarded(fn: Callable[..., CheckResult], name: str) -> Callable[..., CheckRe
     def run(ctx: RunContext, *args: Any, **kwargs: Any) -> CheckResult:
         try:
             return fn(ctx, *args, **kwargs)
+        except NotYet as exc:  # run out of order: say what to run first
+            return ctx.record(CheckResult(name, name.replace("_", " "), "error", str(exc), classification="not_run"))
         except Exception as exc:  # a failing check is a result, never a crash
             title = name.replace("_", " ")
             return ctx.record(CheckResult(name, title, "error", REDACTOR.text(
@@ -260,7 +269,7 @@ class ChannelChecks:
                  "dominant_share": round(shares[top_class], 3)}
         summary = (f"{total:,} errors; most common class {top_class} ({shares[top_class]:.0%}): "
                    f"{REDACTOR.text(str(frame['error'].iloc[0]))}")
-        ctx.state["top_errors_frame"] = frame
+        ctx.evidence.put(TOP_ERRORS_FRAME, frame)
         return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary, facts=facts,
                                       table=frame[["error", "error_code", "class", "count", "tenants", "last_seen"]],
                                       duration_ms=ms()))
@@ -270,7 +279,7 @@ class ChannelChecks:
         title = f"Top {self.label.lower()} errors in the window"
         if (first := not_run(ctx, "top_errors", "check_top_errors", title)) is not None:
             return first
-        frame = ctx.state.get("top_errors_frame")
+        frame = ctx.evidence.find(TOP_ERRORS_FRAME)
         return charts.plot_top_errors(frame if frame is not None else pd.DataFrame(columns=["error", "count"]),
                                       title=title)
 
@@ -285,7 +294,7 @@ class ChannelChecks:
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
         frame["rate"] = (frame["failed"] / frame["total"]).round(4) if not frame.empty else []
-        ctx.state["tenant_frame"] = frame
+        ctx.evidence.put(TENANT_FRAME, frame)
         tenants, failing = int(counts.get("tenants") or 0), int(counts.get("failing_tenants") or 0)
         total_failed, total = int(counts.get("failed") or 0), int(counts.get("total") or 0)
         self.record_impact(ctx, frame, counts)
@@ -324,7 +333,7 @@ class ChannelChecks:
         title = f"{self.label} failures by tenant (window)"
         if (first := not_run(ctx, "tenant_split", "check_tenant_split", title)) is not None:
             return first
-        frame = ctx.state.get("tenant_frame")
+        frame = ctx.evidence.find(TENANT_FRAME)
         empty = pd.DataFrame(columns=["tenant_id", "total", "failed"])
         return charts.plot_tenant_split(frame if frame is not None else empty, title=title)
 
@@ -357,7 +366,7 @@ class ChannelChecks:
                                                   f"list a {self.queue!r} queue", classification="platform_api",
                                                   duration_ms=ms()))
                 samples.append((datetime.now(UTC), int(entry.get("waiting", 0) or 0) + int(entry.get("delayed", 0) or 0)))
-        ctx.state["queue_samples"] = samples
+        ctx.evidence.put(QUEUE_SAMPLES, samples)
         for at, depth in samples:
             ctx.measure("queue_depth", depth, scope=self.queue, basis="sample", at=at)
         depths = [d for _, d in samples]
@@ -378,13 +387,13 @@ class ChannelChecks:
         title = f"{self.label} queue backlog (waiting + delayed)"
         if (first := not_run(ctx, "queue_trend", "check_queue_trend", title)) is not None:
             return first
-        samples = ctx.state.get("queue_samples") or []
+        samples = ctx.evidence.find(QUEUE_SAMPLES) or []
         return charts.plot_samples([d for _, d in samples], [t for t, _ in samples], title=title, ylabel="jobs")
 
     def check_recovery(self, ctx: RunContext) -> CheckResult:
         """Failure rate of messages created since the mitigation (or in the last 10 minutes) against the baseline."""
         name, title = "recovery_failure_rate", "Failure rate since mitigation vs baseline"
-        mitigated_at = ctx.state.get(MITIGATED_AT)
+        mitigated_at = ctx.evidence.find(MITIGATED_AT)
         since = mitigated_at or datetime.now(UTC) - RECOVERY_WINDOW
         label = "since the mitigation" if mitigated_at else "in the last 10 minutes"
         try:
@@ -452,7 +461,7 @@ class CodedChannelChecks(ChannelChecks):
         top = str(by_class.index[0])
         ctx.facts.update(dominant_error_class=top, dominant_error_share=shares[top], error_total=total,
                          error_class_shares=shares, category_counts=by_category)
-        ctx.state["top_errors_frame"] = frame
+        ctx.evidence.put(ERROR_CODES_FRAME, frame)
         summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
                    + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
         return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary,
@@ -484,7 +493,7 @@ class CodedChannelChecks(ChannelChecks):
         title = f"Top {self.label} error codes in the window"
         if (first := not_run(ctx, "top_errors", "check_error_codes", title)) is not None:
             return first
-        frame = ctx.state.get("top_errors_frame")
+        frame = ctx.evidence.find(ERROR_CODES_FRAME)
         if frame is None or frame.empty:
             return charts.plot_top_errors(pd.DataFrame(columns=["error", "count"]), title=title)
         labelled = pd.DataFrame({"error": [f"{c} {m}" for c, m in zip(frame["error_code"], frame["meaning"],
@@ -531,7 +540,7 @@ class CodedChannelChecks(ChannelChecks):
     def check_delivery_receipts(self, ctx: RunContext) -> CheckResult:
         """DELIVERED receipts per minute recently against the baseline: are receipts arriving again?"""
         name, title = "delivery_receipts", "Delivery receipts (DELIVERED) vs baseline"
-        since = ctx.state.get(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, timedelta(minutes=15))
+        since = ctx.evidence.find(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, timedelta(minutes=15))
         try:
             row = ctx.db.one(queries.failure_totals(by_tenant=ctx.by_tenant),
                              ctx.window_params(channel=self.channel, since=since, until=datetime.now(UTC)))

@@ -22,6 +22,7 @@ from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.endpoints.smtp import SmtpEndpoint
 from runbooklib.errorcodes import classify_email_error
 from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
+from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, is_email, param
 from runbooklib.providers import ses as ses_provider
 from runbooklib.providers import smtp as smtp_provider
@@ -50,8 +51,10 @@ CAUSES = {
     "tenant_specific": "One tenant's email is failing while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
-SWITCHED_TO = "email_switched_to"
-"""ctx.state key: the provider the switch moved tenants to in this run (the test email goes through it)."""
+SWITCHED_TO: Key[str] = Key("email_switched_to", "switch_email_provider (applied)",
+                             "the provider the switch moved tenants to in this run")
+"""The test email goes through it."""
+SES_CLIENTS: Key[tuple[Any, Any]] = Key("ses_clients", "an SES check", "the SES clients (v1, v2)")
 SWITCHABLE = {"smtp_unreachable", "smtp_tls_failure", "smtp_auth_failure", "ses_daily_quota_exceeded",
               "ses_rate_throttled", "ses_sending_disabled", "ses_permission_denied"}
 MAX_TENANTS_PER_SWITCH = 25
@@ -150,17 +153,16 @@ def _ses(ctx: RunContext) -> Dependency:
 
 
 def _ses_clients(ctx: RunContext) -> tuple[Any, Any] | CheckResult:
-    if "ses_clients" not in ctx.state:
+    if not ctx.evidence.has(SES_CLIENTS):
         endpoint = _ses_endpoint(ctx)
         if endpoint is None:
             return CheckResult("ses", "SES", "skipped", "SES is not configured in this environment")
         try:
-            ctx.state["ses_clients"] = ses_provider.clients(endpoint, connect_timeout=ctx.profile.connect_timeout,
-                                                             read_timeout=ctx.profile.read_timeout)
+            ctx.evidence.put(SES_CLIENTS, ses_provider.clients(endpoint, connect_timeout=ctx.profile.connect_timeout,
+                                                               read_timeout=ctx.profile.read_timeout))
         except ConfigError as exc:
             return CheckResult("ses", "SES", "error", str(exc), classification="config")
-    clients: tuple[Any, Any] = ctx.state["ses_clients"]
-    return clients
+    return ctx.evidence.get(SES_CLIENTS)
 
 
 def _ses_check(ctx: RunContext, name: str, title: str, run: Any) -> CheckResult:
@@ -342,12 +344,12 @@ class SwitchEmailProvider(TenantChannelChange):
 
     def apply(self, plan: Plan) -> dict[str, Any]:
         result = super().apply(plan)
-        self.ctx.state[SWITCHED_TO] = self.backup
+        self.ctx.evidence.put(SWITCHED_TO, self.backup)
         return result
 
     def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
         out = super().undo(plan, result)
-        self.ctx.state.pop(SWITCHED_TO, None)
+        self.ctx.evidence.drop(SWITCHED_TO)
         return out
 
 
@@ -373,8 +375,9 @@ class SendTestEmail(SendTestMessage):
         return None
 
     def _provider(self) -> str:
-        if self.ctx.state.get(SWITCHED_TO):
-            return str(self.ctx.state[SWITCHED_TO])
+        switched = self.ctx.evidence.find(SWITCHED_TO)
+        if switched:
+            return switched
         proposed = self._proposed_switch()
         if proposed:
             return proposed

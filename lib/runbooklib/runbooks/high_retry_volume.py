@@ -21,6 +21,7 @@ from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
+from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, SOURCE_QUEUES, QueueAdmin, check_redis
 from runbooklib.results import CheckResult, timed
@@ -84,6 +85,15 @@ class Params(CommonParams):
             problems.append(("replay_batches", str(exc)))
         return problems
 
+QUEUE_ADMIN: Key[QueueAdmin] = Key("queue_admin", "a BullMQ check", "the run's BullMQ admin")
+GROWTH_SAMPLES: Key[list[dict[str, Any]]] = Key("growth_samples", "check_queue_growth", "the sampled queue counts")
+FAILED_JOBS: Key[list[dict[str, Any]]] = Key("failed_jobs", "check_failed_jobs", "the failed jobs read from BullMQ")
+RETRY_DISTRIBUTION: Key[pd.DataFrame] = Key("retry_distribution", "check_retry_patterns",
+                                            "messages by status and retry count")
+REPEAT_OFFENDERS: Key[pd.DataFrame] = Key("repeat_offenders", "check_retry_patterns",
+                                          "the messages retried five times or more")
+REVIEW_WRITTEN: Key[str] = Key("failed_jobs_review", "review_failed_jobs", "the failed jobs' review list")
+"""The review list's file name, once written into the run bundle."""
 
 def _fractions(batches: tuple[str, ...]) -> list[float]:
     out = []
@@ -140,12 +150,11 @@ def _settle(params: Params) -> float:
 
 def _admin(ctx: RunContext) -> QueueAdmin:
     """The run's BullMQ admin (raises ConfigError when no Redis URL is configured or set)."""
-    if "queue_admin" not in ctx.state:
-        ctx.state["queue_admin"] = QueueAdmin(ctx.profile.resolve_redis_url(), prefix=ctx.profile.bullmq_prefix,
-                                              timeout=ctx.profile.read_timeout, total_timeout=ctx.profile.total_timeout,
-                                              budget=ctx.budget)
-    admin: QueueAdmin = ctx.state["queue_admin"]
-    return admin
+    if not ctx.evidence.has(QUEUE_ADMIN):
+        ctx.evidence.put(QUEUE_ADMIN, QueueAdmin(ctx.profile.resolve_redis_url(), prefix=ctx.profile.bullmq_prefix,
+                                                 timeout=ctx.profile.read_timeout,
+                                                 total_timeout=ctx.profile.total_timeout, budget=ctx.budget))
+    return ctx.evidence.get(QUEUE_ADMIN)
 
 
 def _no_queues(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
@@ -180,7 +189,6 @@ def check_queues(ctx: RunContext) -> CheckResult:
                      "delayed": c["delayed"], "failed": c["failed"], "completed": c["completed"],
                      "api_waiting": a.get("waiting"), "api_failed": a.get("failed")})
     frame = pd.DataFrame(rows)
-    ctx.state["queue_counts"] = bull
     _measure_queues(ctx, bull, basis="BullMQ")
     source = frame[frame["queue"] != DLQ]
     busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
@@ -246,7 +254,7 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
         samples, interval = _sample(ctx)
     except (QueueError, ConfigError) as exc:
         return _no_queues(ctx, name, title, exc)
-    ctx.state["growth_samples"] = samples
+    ctx.evidence.put(GROWTH_SAMPLES, samples)
     first, last = samples[0], samples[-1]
     stalled = [q for q in SOURCE_QUEUES if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
                and all(s[q]["active"] == 0 for s in samples)]
@@ -268,7 +276,7 @@ def plot_queue_growth(ctx: RunContext) -> Figure:
     title = "Backlog (waiting + delayed) per sample"
     if (first := not_run(ctx, "queue_growth", "check_queue_growth", title)) is not None:
         return first
-    samples = ctx.state.get("growth_samples") or []
+    samples = ctx.evidence.find(GROWTH_SAMPLES) or []
     return charts.plot_series({q: [s[q]["backlog"] for s in samples] for q in QUEUES},
                               title=title, xlabel="sample", ylabel="jobs")
 
@@ -286,7 +294,7 @@ def check_failed_jobs(ctx: RunContext) -> CheckResult:
                                 "message_id": str((job["data"] or {}).get("message_id", ""))})
     except (QueueError, ConfigError) as exc:
         return _no_queues(ctx, name, title, exc)
-    ctx.state["failed_jobs"] = records
+    ctx.evidence.put(FAILED_JOBS, records)
     if not records:
         return ctx.record(CheckResult(name, title, "ok", "no failed jobs"))
     frame = pd.DataFrame(records)
@@ -317,7 +325,7 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
                                  {"since": ctx.since, "until": ctx.until, "limit": 50})
     except (QueryError, ConfigError) as exc:
         return db_error(ctx, name, title, exc)
-    ctx.state["retry_distribution"] = dist
+    ctx.evidence.put(RETRY_DISTRIBUTION, dist)
     strange = sorted({str(x) for x in dist["status"]} - set(STATUSES)) if not dist.empty else []
     if strange:  # failing and retrying are counted by status: statuses it does not know may hide them
         return ctx.record(CheckResult(name, title, "error", f"message_logs holds statuses this runbook does not know: "
@@ -340,7 +348,7 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
                      top_error=str(top_error), top_error_channel=str(top_channel), top_error_share=top_share,
                      top_error_retry_levels=retry_levels, significant_errors=significant,
                      repeat_offenders=len(offenders))
-    ctx.state["repeat_offenders"] = offenders
+    ctx.evidence.put(REPEAT_OFFENDERS, offenders)
     ctx.measure("retry_ratio", ratio_now, scope="all channels", basis=f"last {ctx.params.window}", at=ctx.until)
     facts = {"retries_per_first_attempt": round(ratio_now, 3), "baseline": round(ratio_base, 3),
              "failing_share": round(problem_rate, 4), "baseline_failing_share": round(base_problem_rate, 4),
@@ -357,7 +365,7 @@ def plot_retry_heatmap(ctx: RunContext) -> Figure:
     title = f"Messages by status and retry count (last {ctx.params.window})"
     if (first := not_run(ctx, "retry_patterns", "check_retry_patterns", title)) is not None:
         return first
-    dist = ctx.state.get("retry_distribution")
+    dist = ctx.evidence.find(RETRY_DISTRIBUTION)
     return charts.plot_heatmap(dist if dist is not None else pd.DataFrame(columns=["status", "retry_count", "count"]),
                                rows="status", columns="retry_count", xlabel="retry_count", title=title)
 
@@ -551,9 +559,9 @@ def reduce_retry_attempts(ctx: RunContext) -> ReduceRetryAttempts:
 def _poison_jobs(ctx: RunContext) -> dict[str, list[str]]:
     """Failed jobs that exhausted their attempts, by queue: those of the repeat-offender messages when
     the jobs carry message ids that match, else every exhausted job (the plan lists them all)."""
-    offenders = ctx.state.get("repeat_offenders")
+    offenders = ctx.evidence.find(REPEAT_OFFENDERS)
     messages = set(map(str, offenders["id"])) if offenders is not None and not offenders.empty else set()
-    exhausted = [j for j in ctx.state.get("failed_jobs") or [] if j["exhausted"]]
+    exhausted = [j for j in ctx.evidence.find(FAILED_JOBS) or [] if j["exhausted"]]
     linked = [j for j in exhausted if j["message_id"] in messages]
     out: dict[str, list[str]] = {}
     for job in linked or exhausted:
@@ -671,7 +679,7 @@ class ReplayDlq(Action):
             batches=_fractions(tuple(p.replay_batches)), max_failure_rate=p.replay_max_failure_rate,
             delivered=lambda job: job["id"] in skip, settle_seconds=_settle(p),
             job_ids=list(step["job_ids"]) + sorted(skip))
-        self.ctx.state[MITIGATED_AT] = started
+        self.ctx.evidence.put(MITIGATED_AT, started)
         return report.to_json()
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
@@ -690,7 +698,7 @@ def review_failed_jobs(ctx: RunContext) -> CheckResult:
     if not passed(ctx, "failed_jobs"):
         return ctx.record(CheckResult(name, title, "error", "the failed jobs could not be read in this run: no review "
                                       "list was written (and nothing can be cleaned)", classification="redis"))
-    jobs = ctx.state.get("failed_jobs") or []
+    jobs = ctx.evidence.find(FAILED_JOBS) or []
     with (ctx.run_dir / REVIEW_FILE).open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["queue", "job_id", "name", "message_id", "failed_reason", "attempts_made", "attempts",
@@ -698,7 +706,7 @@ def review_failed_jobs(ctx: RunContext) -> CheckResult:
         for j in jobs:
             writer.writerow([j["queue"], j["id"], j["name"], j["message_id"], j["failedReason"], j["attemptsMade"],
                              j["attempts"], j["age_minutes"]])
-    ctx.state["review_written"] = True
+    ctx.evidence.put(REVIEW_WRITTEN, REVIEW_FILE)
     ctx.extra["failed_jobs_review"] = {"file": REVIEW_FILE, "jobs": len(jobs)}
     ctx.write_summary()
     return ctx.record(CheckResult(name, title, "ok" if not jobs else "warn",
@@ -715,16 +723,16 @@ class CleanFailedJobs(Action):
         self.ctx = ctx
 
     def needed(self) -> tuple[bool, str]:
-        exhausted = [j for j in self.ctx.state.get("failed_jobs") or [] if j["exhausted"]]
+        exhausted = [j for j in self.ctx.evidence.get(FAILED_JOBS) if j["exhausted"]]
         if not exhausted:
             return False, "no permanently failed jobs"
         return True, f"{len(exhausted):,} failed jobs exhausted their attempts"
 
     def plan(self) -> Plan:
-        if not self.ctx.state.get("review_written"):
+        if not self.ctx.evidence.has(REVIEW_WRITTEN):
             return Plan(self.name, self.title, blocked="write the review list first (review_failed_jobs)")
         by_queue: dict[str, list[str]] = {}
-        for j in self.ctx.state.get("failed_jobs") or []:
+        for j in self.ctx.evidence.find(FAILED_JOBS) or []:
             if j["exhausted"]:
                 by_queue.setdefault(j["queue"], []).append(j["id"])
         if not by_queue:

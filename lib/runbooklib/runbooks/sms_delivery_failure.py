@@ -30,7 +30,7 @@ from runbooklib.params import CommonParams, param
 from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
 from runbooklib.results import CheckResult
-from runbooklib.runbooks.channel_checks import CodedChannelChecks, guard_checks, sampling_needs
+from runbooklib.runbooks.channel_checks import ERROR_CODES_FRAME, CodedChannelChecks, guard_checks, sampling_needs
 from runbooklib.runbooks.rules import class_share, finding, from_check, log_evidence, passed, tenant_rule
 
 SLUG = "sms_delivery_failure"
@@ -292,7 +292,7 @@ class RetryFailedSms(Action):
                                             maximum=step["max"], exclude_error_codes=step["exclude_error_codes"].split(","))
         except PlatformAPIError as exc:
             raise MitigationFailed(f"retry-failed: {exc}") from exc
-        self.ctx.state[MITIGATED_AT] = started
+        self.ctx.evidence.put(MITIGATED_AT, started)
         return {"retried": out.get("retried"), "answer": out}
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
@@ -479,7 +479,7 @@ def post_incident(ctx: RunContext) -> Checklist:
     review = ctx.extra.get("invalid_numbers_review")
     numbers = (f"{review['recipients']:,} invalid numbers listed in {review['file']} (masked), by tenant "
                f"{review['per_tenant']}" if review else "no invalid-number review list was needed in this run")
-    codes = ctx.state.get("top_errors_frame")
+    codes = ctx.evidence.find(ERROR_CODES_FRAME)
     breakdown = ("; ".join(f"{c} {m}: {n:,}" for c, m, n in zip(codes["error_code"], codes["meaning"], codes["count"],
                                                                strict=True))
                  if codes is not None and not codes.empty else "no failures recorded")

@@ -22,6 +22,7 @@ from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
 from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp_error
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
+from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
 from runbooklib.results import CheckResult
@@ -49,6 +50,10 @@ CAUSES = {
     "tenant_specific": "One tenant's WhatsApp is failing while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
+FAILING_TEMPLATES: Key[dict[str, int]] = Key("failing_templates", "check_templates",
+                                            "the templates failing messages used, with their failures")
+TEMPLATES: Key[list[dict[str, Any]]] = Key("templates", "check_templates", "the templates on the WABA")
+NEW_TOKEN: Key[str] = Key("new_token", "refresh_access_token (applied)", "the exchanged access token")
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "runbook": SLUG,
     "message_logs": {"channel": CHANNEL, "provider": "meta", "baseline": {"per_hour": 180, "bounce_rate": 0.0},
@@ -158,10 +163,10 @@ def _failing_templates(ctx: RunContext) -> dict[str, int]:
 def check_templates(ctx: RunContext) -> CheckResult:
     """Template statuses on the WABA, and the templates failing messages used, joined to their status."""
     used = _failing_templates(ctx)
-    ctx.state["failing_templates"] = used
+    ctx.evidence.put(FAILING_TEMPLATES, used)
     result, templates = wa.check_templates(_wa_endpoint(ctx), timeout=ctx.profile.read_timeout, used=used,
                                            within=_graph(ctx))
-    ctx.state["templates"] = templates
+    ctx.evidence.put(TEMPLATES, templates)
     if templates:
         rows = [{"template": t.get("name"), "language": t.get("language"), "status": t.get("status"),
                  "category": t.get("category"), "rejected_reason": t.get("rejected_reason"),
@@ -176,8 +181,8 @@ def plot_templates_involved(ctx: RunContext) -> Figure:
     title = "Templates of failing WhatsApp messages (status on the WABA)"
     if (first := not_run(ctx, "wa_templates", "check_templates", title)) is not None:
         return first
-    used: dict[str, int] = ctx.state.get("failing_templates") or {}
-    status = {str(t.get("name")): str(t.get("status")) for t in ctx.state.get("templates") or []}
+    used = ctx.evidence.find(FAILING_TEMPLATES) or {}
+    status = {str(t.get("name")): str(t.get("status")) for t in ctx.evidence.find(TEMPLATES) or []}
     frame = pd.DataFrame({"error": [f"{n} ({status.get(n, 'not on WABA')})" for n in used],
                           "count": list(used.values())}).sort_values("count", ascending=False).head(10)
     return charts.plot_top_errors(frame, title=title)
@@ -229,7 +234,7 @@ def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
 
 # -- Mitigation -------------------------------------------------------------------------------------
 def _approved(ctx: RunContext, name: str) -> dict[str, Any] | None:
-    return next((t for t in ctx.state.get("templates") or [] if t.get("name") == name and t.get("status") == "APPROVED"),
+    return next((t for t in ctx.evidence.find(TEMPLATES) or [] if t.get("name") == name and t.get("status") == "APPROVED"),
                 None)
 
 
@@ -296,7 +301,7 @@ class SubmitCorrectedTemplate(Action):
 
     def _draft(self) -> dict[str, Any]:
         bad = _bad_templates(self.ctx)
-        current = next((t for t in self.ctx.state.get("templates") or [] if bad and t.get("name") == bad[0]), None)
+        current = next((t for t in self.ctx.evidence.find(TEMPLATES) or [] if bad and t.get("name") == bad[0]), None)
         if current is None:
             return {}
         return {"name": f"{current['name']}_v2", "language": current.get("language"), "category": current.get("category"),
@@ -319,7 +324,7 @@ class SubmitCorrectedTemplate(Action):
                         blocked=f"{path} lacks {', '.join(sorted(missing))}")
         endpoint = _wa_endpoint(self.ctx)
         assert endpoint is not None
-        listed = [t for t in self.ctx.state.get("templates") or [] if t.get("name") == payload["name"]]
+        listed = [t for t in self.ctx.evidence.find(TEMPLATES) or [] if t.get("name") == payload["name"]]
         if listed:
             return Plan(self.name, f"submit template {payload['name']}", details=details,
                         blocked=(f"template {payload['name']} is already on the WABA (status {listed[0].get('status')}): "
@@ -443,7 +448,7 @@ class RefreshAccessToken(Action):
             token, expires_in = _client(self.ctx).exchange_token()
         except (ProviderError, ConfigError) as exc:
             raise MitigationFailed(f"token exchange failed: {exc}") from exc
-        self.ctx.state["new_token"] = token
+        self.ctx.evidence.put(NEW_TOKEN, token)
         updated: list[str] = []
         for step in plan.steps[1:]:
             try:
@@ -452,13 +457,13 @@ class RefreshAccessToken(Action):
                 raise MitigationFailed(f"new token stored for {len(updated)} of {len(plan.steps) - 1} tenants, then "
                                        f"{exc}; the old token stays for the rest") from exc
             updated.append(step["tenant_id"])
-        self.ctx.state[MITIGATED_AT] = datetime.now(UTC)
+        self.ctx.evidence.put(MITIGATED_AT, datetime.now(UTC))
         return {"updated": updated, "expires_in_days": round(expires_in / 86400, 1) if expires_in else None}
 
     def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
         endpoint = _wa_endpoint(self.ctx)
         assert endpoint is not None
-        token = str(self.ctx.state.get("new_token", ""))
+        token = self.ctx.evidence.get(NEW_TOKEN)
         data = wa.Graph(endpoint, timeout=self.ctx.profile.read_timeout, token=token,
                         within=_graph(self.ctx)).debug_token(token)
         if not data.get("is_valid"):
@@ -487,7 +492,7 @@ class SendTestWhatsApp(SendTestMessage):
     def plan(self) -> Plan:
         name = _params(self.ctx).fallback_template
         template = _approved(self.ctx, name) if name else next(
-            (t for t in self.ctx.state.get("templates") or [] if t.get("status") == "APPROVED"), None)
+            (t for t in self.ctx.evidence.find(TEMPLATES) or [] if t.get("status") == "APPROVED"), None)
         if template is None:
             return Plan(self.name, self.title, blocked="no APPROVED template known (run the templates check)")
         return Plan(self.name, f"send template {template['name']} ({template.get('language')}) to {self.to}",
@@ -526,7 +531,7 @@ def post_incident(ctx: RunContext) -> Checklist:
     templates = finding(ctx, "wa_templates")
     approval = (f"{templates.summary}" if templates is not None else "templates were not checked in this run")
     phone = finding(ctx, "wa_phone")
-    scores = {str(t.get("name")): (t.get("quality_score") or {}).get("score") for t in ctx.state.get("templates") or []}
+    scores = {str(t.get("name")): (t.get("quality_score") or {}).get("score") for t in ctx.evidence.find(TEMPLATES) or []}
     low = [n for n, q in scores.items() if q in ("YELLOW", "RED")]
     quality = ((f"number: {phone.summary}" if phone is not None else "number not checked")
                + (f"; templates with low quality: {', '.join(low)}" if low else "; no template has a low quality score"))
