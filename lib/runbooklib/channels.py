@@ -2,7 +2,7 @@
 and the provider the platform uses for it in a healthy system.
 
 `schema`, `queues`, `platform_api`, the sandbox and the runbooks read these; none lists the channels
-itself. A channel's error classifier is in `errorcodes` (`classify(channel, ...)`).
+itself. Each channel's error classifier is in `errorcodes` (`classify_<channel>_error`).
 """
 
 from __future__ import annotations

@@ -241,7 +241,7 @@ class RunContext:
             "parameters": parameters,
             "scenario": getattr(self.sandbox, "scenario_name", None) or (p.scenario or None),
             "findings": {name: r.to_json() for name, r in self.findings.items()},
-            "facts": {k: v for k, v in self.facts.items() if isinstance(v, str | int | float | bool | type(None))},
+            "facts": {k: v for k, v in self.facts.items() if _plain(v)},
             "not_configured": self.missing,
             "deadline": p.deadline or None,
             "diagnosis": self.diagnosis.to_json() if self.diagnosis else None,
@@ -323,3 +323,15 @@ def start(slug: str, namespace: Mapping[str, Any], *, now: datetime | None = Non
 
 def minutes(delta: timedelta) -> float:
     return delta.total_seconds() / 60
+
+
+def _plain(value: Any) -> bool:
+    """Whether a fact is plain data summary.json can keep as it is (scalars, and lists and mappings of them); a
+    frame or a client is working evidence, kept in `ctx.evidence`, not a fact."""
+    if isinstance(value, str | int | float | bool | type(None)):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False

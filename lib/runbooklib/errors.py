@@ -16,11 +16,12 @@ RunbookError
  │    ├── ProviderTimeout
  │    ├── ProviderAuthError
  │    └── ProviderResponseError
- ├── MitigationError
- │    ├── MitigationNotAllowed  the gate refused: not approved, or approval bound to another plan
- │    └── MitigationFailed      apply or verify did not succeed
- └── RunFailed               a headless run stopped at a failing cell
+ └── MitigationError
+      └── MitigationFailed      apply or verify did not succeed
 ```
+
+The gate holding an action back is a decision it records (`dry_run`, `refused`, `blocked`), not an error; a
+headless run that stops at a failing cell is a `RunResult` with its bundle, not an exception.
 
 Checks never raise these for a failing provider: they return a `CheckResult` that says so.
 Third-party errors are mapped at the boundary (`raise ... from exc`).
@@ -97,18 +98,6 @@ class MitigationError(RunbookError):
     """A mitigation could not be carried out."""
 
 
-class MitigationNotAllowed(MitigationError):
-    """The gate refused the mitigation."""
-
-
 class MitigationFailed(MitigationError):
     """A mitigation's apply or verify step failed."""
 
-
-class RunFailed(RunbookError):
-    """A headless run stopped at a failing cell; the bundle was still written."""
-
-    def __init__(self, message: str, *, cell_index: int | None = None, bundle: str | None = None) -> None:
-        super().__init__(message)
-        self.cell_index = cell_index
-        self.bundle = bundle

@@ -210,3 +210,13 @@ def test_cleaning_failed_jobs_needs_exhausted_jobs_and_the_review_list_first(tmp
     plan = action.plan()
     assert not plan.blocked
     assert plan.steps == [{"bullmq": "remove_failed", "queue": "sms", "job_ids": ["7"], "jobs": 1}]
+
+
+def test_facts_that_are_plain_data_reach_the_summary_and_frames_do_not(tmp_path: Path) -> None:
+    import pandas as pd
+
+    ctx = _ctx(sms.SLUG, tmp_path, facts={"error_class_shares": {"rate_limited": 0.7}, "category_counts":
+                                          {"transient": 3}, "levels": [1, 2], "frame": pd.DataFrame({"a": [1]})})
+    facts = ctx.summary().facts
+    assert facts["error_class_shares"] == {"rate_limited": 0.7} and facts["category_counts"] == {"transient": 3}
+    assert facts["levels"] == [1, 2] and "frame" not in facts

@@ -1,4 +1,6 @@
-"""Local HTTP stand-ins on loopback: the Lineup platform API and AWS SES (v1 Query + v2 REST).
+"""Local HTTP stand-ins on loopback: the Lineup platform API, AWS SES (v1 Query + v2 REST), Twilio's REST
+API and its Statuspage, and Meta's Graph API (WhatsApp Cloud API). Each provider's declaration
+(`runbooklib.endpoints`) says when the sandbox starts its stand-in.
 
 Each speaks the real wire format so that the production clients (httpx, boto3) run unchanged;
 only the endpoint differs. Every request is logged, so tests can prove a dry run changed nothing.
