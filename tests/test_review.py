@@ -120,6 +120,7 @@ def test_run_renderings_load_nothing_from_the_network(incident: Path) -> None:
         page = (run.bundle / "notebook.html").read_text()
         for script in re.findall(r"<script\b[^>]*>.*?</script>", page, re.DOTALL):
             assert not re.search(r"https?://", script)
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", page)
 
 
 def test_webhook_receives_the_summary_and_where_the_files_are(incident: Path) -> None:

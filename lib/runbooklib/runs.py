@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -320,18 +319,16 @@ def write_html(bundle: Path) -> None:
         (bundle / HTML).write_text("<html><body><p>The run failed before the notebook was written.</p></body></html>")
         return
     nb = nbformat.read(out_nb, as_version=4)  # type: ignore[no-untyped-call]
-    exporter = HTMLExporter()  # type: ignore[no-untyped-call]
+    exporter = HTMLExporter(template_name=OFFLINE_TEMPLATE,  # type: ignore[no-untyped-call]
+                            extra_template_basedirs=[str(TEMPLATES)])
     body, _ = exporter.from_notebook_node(nb)
-    (bundle / HTML).write_text(offline(body), encoding="utf-8")
+    (bundle / HTML).write_text(body, encoding="utf-8")
 
 
-_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.IGNORECASE | re.DOTALL)
-
-
-def offline(page: str) -> str:
-    """Drop every script that reaches the network (nbconvert's require.js, MathJax, its mermaid loader):
-    the record must open offline, and its charts are inline images anyway."""
-    return _SCRIPT.sub(lambda m: "" if re.search(r"https?://", m.group(0)) else m.group(0), page)
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+OFFLINE_TEMPLATE = "offline"
+"""nbconvert's lab template without the scripts it loads from the network (require.js, MathJax, mermaid, the
+widget manager): a record must open offline, and its charts are inline images anyway."""
 
 
 
