@@ -21,8 +21,9 @@ import psutil
 import pytest
 
 from runbooklib.audit import read_audit
+from runbooklib.incident import list_runs
 from runbooklib.queues import QueueAdmin
-from runbooklib.review import compile_review, list_runs
+from runbooklib.review import compile_review
 from runbooklib.runs import EXIT_MITIGATION_FAILED, RunResult
 from runbooklib.sandbox.bull import FAIL, seed_jobs
 from tests.conftest import SandboxFactory

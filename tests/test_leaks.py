@@ -193,7 +193,7 @@ def test_a_leak_the_masking_missed_is_withheld_named_and_not_published(
     _print_leaks(result)
     err = capsys.readouterr().err
     assert "LEAK" in err and "audit.jsonl" in err and "$PLANTED_LEAK" in err and encoded not in err
-    from runbooklib.review import list_runs
+    from runbooklib.incident import list_runs
 
     (run,) = list_runs(tmp_path / "runs", "INC-GAP")
     assert any("withheld" in p for p in run.problems)

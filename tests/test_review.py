@@ -14,10 +14,12 @@ import pytest
 from runbooklib.audit import read_audit
 from runbooklib.cli import main
 from runbooklib.errors import ConfigError
+from runbooklib.incident import list_runs
 from runbooklib.redact import REDACTOR
-from runbooklib.review import compile_review, list_runs, send_webhook, write_review
+from runbooklib.review import compile_review, write_review
 from runbooklib.runs import execute
 from runbooklib.sandbox.standins import Response, StandIn, _json
+from runbooklib.webhook import send_webhook
 
 
 class Receiver(StandIn):

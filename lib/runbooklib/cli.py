@@ -432,7 +432,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from runbooklib.review import list_runs
+    from runbooklib.incident import list_runs
 
     where = _location(args.output, writable=False)
     if isinstance(where, Path):
@@ -455,7 +455,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from runbooklib.review import compile_review, send_webhook, write_review
+    from runbooklib.review import compile_review, write_review
+    from runbooklib.webhook import send_webhook
 
     started = time.monotonic()
     if args.webhook:

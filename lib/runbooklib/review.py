@@ -1,4 +1,4 @@
-"""The incident record: the runs of an incident listed, and compiled into one post-incident review.
+"""The post-incident review: every run of an incident compiled into one report (Markdown and HTML).
 
 A review is built only from run bundles (`summary.json`, `audit.jsonl`, `evidence/`): a timeline
 of runs and gate decisions (who approved what, when, with which plan, with what result); the key
@@ -9,195 +9,68 @@ post-incident checklist as its last run answered it; and each run's evidence wit
 verified. It is written as Markdown and as one self-contained HTML file (charts inline, no scripts,
 no network).
 
-Every bundle's record is verified as it is read (`records.verify_ledger`: the audit hash chain, the
-summary's seal of the audit log and of the evidence index, each evidence checksum); what fails is a
-record problem, listed by `runbook runs`, near the top of the review ("Record integrity") and in the
-webhook. An apply that was begun (`applying`) and has no outcome is shown as interrupted, outcome
+The runs are read and verified by `incident.list_runs` (the audit hash chain, the summary's seals of
+the audit log and of the evidence index, each evidence checksum); what fails is a record problem,
+listed by `runbook runs`, near the top of the review ("Record integrity") and in the webhook
+(`webhook.py`). The key figures are `review_figures.py`'s; this module writes the sections. An apply that was begun (`applying`) and has no outcome is shown as interrupted, outcome
 unknown, with what to verify by hand; when a run's record has problems, the review never says that
 nothing was applied, only that the record cannot confirm it.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import mistune
 
-from runbooklib import charts, records
-from runbooklib.audit import read_audit_lines, unfinished
-from runbooklib.bundle import AUDIT, EVIDENCE, EVIDENCE_INDEX, METRICS, QUARANTINED, SUMMARY, Summary, parse_name
-from runbooklib.deadline import DeadlineExceeded, within
+from runbooklib import records
+from runbooklib.bundle import EVIDENCE, EVIDENCE_INDEX
 from runbooklib.diagnosis import could_not_check
-from runbooklib.errors import ConfigError, PlatformUnreachable
-from runbooklib.leaks import LeakFound, scan_data, scan_text
-from runbooklib.params import INCIDENT_RE, UNDO_PREFIX, operator_problem
+from runbooklib.errors import ConfigError
+from runbooklib.incident import LINE_BREAKS, RunRecord, interruption, list_runs
+from runbooklib.leaks import LeakFound, scan_text
+from runbooklib.params import operator_problem
 from runbooklib.redact import REDACTOR
 from runbooklib.results import LABELS
-
-CHANGED = ("applied", "undone")
-NO_HINT = "check the target system by hand for whether the change took effect"
-"""What to verify of an interrupted apply whose record says nothing more."""
-
-
-@dataclass
-class RunRecord:
-    """One run, as its bundle recorded it."""
-
-    bundle: Path
-    summary: Summary
-    audit: list[dict[str, Any]] = field(default_factory=list)
-    location: str = ""
-    """Where the bundle is kept (its folder, or its `s3://` prefix when `bundle` is a local copy)."""
-    problems: list[str] = field(default_factory=list)
-    """What of the bundle could not be read (a torn audit line, an unreadable summary): reported, not fatal."""
-
-    @property
-    def started(self) -> str:
-        return self.summary.started_at
-
-    @property
-    def runbook(self) -> str:
-        return self.summary.runbook
-
-    @property
-    def diagnosis(self) -> dict[str, Any]:
-        return self.summary.diagnosis or {}
-
-    @property
-    def cause(self) -> str:
-        return self.summary.cause
-
-    @property
-    def unchecked(self) -> list[dict[str, Any]]:
-        """What the run could not check (its diagnosis says), each with what and why."""
-        return self.summary.unchecked
-
-    @property
-    def applied(self) -> list[str]:
-        return [str(e.get("action")) for e in self.audit if e.get("decision") in CHANGED]
-
-    def interrupted_entries(self) -> list[dict[str, Any]]:
-        """The `applying` entries with no later entry recording their outcome (`of` = their `seq`)."""
-        return unfinished(self.audit)
-
-    @property
-    def interrupted(self) -> list[dict[str, Any]]:
-        """Applies begun and never recorded as finished (the run was killed): their outcome is unknown.
-        Each: action, verify_by_hand (what a responder must check), plan_digest, seq, at."""
-        return [_interruption(e) for e in self.interrupted_entries()]
-
-    @property
-    def changed(self) -> list[str]:
-        """What this run applied or undid, then what it began applying and never recorded the outcome of."""
-        return self.applied + [f"{i['action']} INTERRUPTED (outcome unknown)" for i in self.interrupted]
-
-    @property
-    def outcome(self) -> str:
-        return self.summary.status
-
-    def line(self) -> str:
-        """One line for `runbook runs` (text from the record cannot start another line)."""
-        operator = self.summary.operator or "—"
-        text = (f"{self.started:<25}  {self.runbook:<27}  {operator:<12}  {self.cause:<28}  "
-                f"{', '.join(self.changed) or ('none on record (unconfirmed)' if self.problems else 'nothing applied'):<30}"
-                f"  {self.outcome}")
-        return "".join(c for c in _LINE_BREAKS.sub(" ", text) if c.isprintable())
-
+from runbooklib.review_figures import (
+    REQUEUED_KEYS,
+    Change,
+    KeyFigure,
+    Measurement,
+    changes,
+    chart_png,
+    format_figure,
+    key_figures,
+    measurements,
+    parse_time,
+)
 
 _MD_SPECIAL = re.compile(r"([\\`*\[\]<>|~])|(?<![^\W_])_|_(?![^\W_])")
 """What Markdown (and the HTML inside it) reads as structure mid-line; `_` only where it can open or close emphasis
 (not inside a word such as retry_failed_sms)."""
-_LINE_BREAKS = re.compile(r"[\r\n\u2028\u2029\x85\x0b\x0c]+")
 
 
 def _md(value: Any) -> str:
     """Text from a record, a person or a provider as one inert line of Markdown: line breaks become spaces, other
     unprintable characters are dropped, and every character Markdown or HTML would read as structure is escaped."""
-    text = _LINE_BREAKS.sub(" ", str(value))
+    text = LINE_BREAKS.sub(" ", str(value))
     text = "".join(c for c in text if c.isprintable())
     return _MD_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
 
 
 def _code(value: Any) -> str:
     """Text for inside a Markdown code span (where escapes do not work): one line, no backticks."""
-    return _LINE_BREAKS.sub(" ", str(value)).replace("`", "'")
-
-
-def _interruption(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"action": str(entry.get("action")), "verify_by_hand": str(entry.get("verify_by_hand") or NO_HINT),
-            "plan_digest": entry.get("plan_digest"), "seq": entry.get("seq"), "at": entry.get("ts")}
+    return LINE_BREAKS.sub(" ", str(value)).replace("`", "'")
 
 
 def _interrupted_text(item: dict[str, Any], run: int) -> str:
     return (f"{_md(item['action'])} (run {run}): interrupted while applying — outcome unknown; "
             f"verify: {_md(item['verify_by_hand'])}")
-
-
-def list_runs(root: Path, incident: str | None = None, *, location: str | None = None,
-              evidence: bool | None = None) -> list[RunRecord]:
-    """Every run bundle under `root` (or under `root/<incident>`), oldest first, each with its record verified.
-
-    `location` is where `root`'s runs are kept when `root` is a local copy (an `s3://` prefix). `evidence`:
-    whether `evidence/` is verified too (default: when the bundles are local; a copy of remote runs may not
-    have fetched it)."""
-    check_evidence = location is None if evidence is None else evidence
-    if incident is not None and not INCIDENT_RE.match(incident):
-        raise ConfigError(f"{incident!r} is not an incident id", parameter="incident")
-    base = root / incident if incident else root
-    if not base.is_dir():
-        return []
-    runs = []
-    for summary_path in sorted(base.glob(f"**/{SUMMARY}")):
-        bundle = summary_path.parent
-        if any(part.startswith(".") for part in bundle.relative_to(root).parts):
-            continue  # staging copies and withheld files are not runs of record
-        problems: list[str] = withheld(bundle)
-        summary, loaded = Summary.read(summary_path, problems)
-        if summary is None:
-            problems.append(f"{SUMMARY} is not readable; the run is listed from its folder name only")
-            kept = records.summary(loaded, []) if loaded is not None else {}
-            summary = Summary.from_json({"started_at": _started_of(bundle.name), **kept,
-                                         "runbook": _runbook_of(bundle.name), "status": "unreadable"})
-        where = f"{location.rstrip('/')}/{bundle.relative_to(root).as_posix()}/" if location else str(bundle.resolve())
-        numbered = read_audit_lines(bundle / AUDIT, problems)
-        problems += records.verify_ledger(loaded, bundle / AUDIT, numbered,
-                                          bundle / EVIDENCE if check_evidence else None)
-        audit = records.audit([entry for _, entry in numbered], problems)
-        runs.append(RunRecord(bundle, summary, audit, where, problems))
-    return sorted(runs, key=lambda r: r.started)
-
-
-def withheld(bundle: Path) -> list[str]:
-    """What the final scan withheld from this bundle (its `quarantined.json`), as record problems."""
-    path = bundle / QUARANTINED
-    if not path.exists():
-        return []
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8")).get("withheld") or []
-    except (OSError, ValueError, AttributeError):
-        return [f"{QUARANTINED} is not readable: some files of this run were withheld as leaks"]
-    return [REDACTOR.text(f"{e.get('file')} was withheld: it held {', '.join(map(str, e.get('why') or []))} "
-                          "(kept outside the record, owner-only)") for e in entries if isinstance(e, dict)]
-
-
-def _runbook_of(bundle: str) -> str:
-    """The runbook slug in a bundle folder name (`<UTC time>-<slug>[-n]`)."""
-    parsed = parse_name(bundle)
-    return parsed[1] if parsed else "?"
-
-
-def _started_of(bundle: str) -> str:
-    parsed = parse_name(bundle)
-    return parsed[0].isoformat() if parsed else ""
 
 
 @dataclass
@@ -221,145 +94,6 @@ def _scope(slug: str) -> str:
         return catalog.get(slug).label
     except ConfigError:
         return slug
-
-
-REQUEUED_KEYS = ("replayed", "retried")
-"""Result keys of applied actions that count messages sent again (DLQ replay, SMS retry-failed)."""
-NOT_MITIGATIONS = ("send_test_", UNDO_PREFIX)
-"""Applied actions that do not mark a mitigation: test messages and undos."""
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One key figure of one run, with when it was true."""
-
-    metric: str
-    scope: str
-    value: float
-    basis: str
-    at: datetime
-    run: int
-    runbook: str
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.metric, self.scope
-
-    @property
-    def label(self) -> str:
-        if self.metric == "dlq_size":
-            return "DLQ size"
-        if self.metric == "retry_ratio":
-            return f"retries per first attempt ({self.scope})"
-        return f"{self.scope} {METRICS[self.metric].split(' (')[0]}"
-
-    def text(self) -> str:
-        return f"{_fmt(self.metric, self.value)} ({self.basis}, {self.at:%H:%M:%S}, run {self.run})"
-
-
-@dataclass(frozen=True)
-class Change:
-    """An action applied during the incident."""
-
-    at: datetime
-    action: str
-    runbook: str
-    by: str
-    run: int
-
-    @property
-    def mitigation(self) -> bool:
-        return not self.action.startswith(NOT_MITIGATIONS)
-
-
-def _fmt(metric: str, value: float) -> str:
-    if metric == "failure_rate":
-        return f"{value:.1%}"
-    if metric == "retry_ratio":
-        return f"{value:.2f}"
-    return f"{value:,.0f}"
-
-
-def _when(text: Any) -> datetime | None:
-    try:
-        when = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def measurements(runs: list[RunRecord]) -> list[Measurement]:
-    """Every key figure the runs measured, oldest first."""
-    out = []
-    for n, r in enumerate(runs, 1):
-        for m in r.summary.measurements:
-            at = _when(m.get("at"))
-            if at is None or m.get("metric") not in METRICS or not isinstance(m.get("value"), int | float):
-                continue
-            out.append(Measurement(str(m["metric"]), str(m.get("scope") or ""), float(m["value"]),
-                                   str(m.get("basis") or ""), at, n, r.runbook))
-    return sorted(out, key=lambda m: m.at)
-
-
-def changes(runs: list[RunRecord]) -> list[Change]:
-    """Every action applied (or undone) in the incident, oldest first."""
-    out = []
-    for n, r in enumerate(runs, 1):
-        for e in r.audit:
-            at = _when(e.get("ts"))
-            if e.get("decision") in CHANGED and at is not None:
-                by = (e.get("approval") or {}).get("by") or e.get("operator") or "?"
-                out.append(Change(at, str(e.get("action")), r.runbook, str(by), n))
-    return sorted(out, key=lambda c: c.at)
-
-
-@dataclass(frozen=True)
-class KeyFigure:
-    """One key figure compared around the first mitigation of the runbooks that measured it."""
-
-    label: str
-    series: list[Measurement]
-    mitigations: list[Change]
-
-    @property
-    def before(self) -> Measurement | None:
-        """The last measurement before the first mitigation (with none: the first measurement)."""
-        if not self.mitigations:
-            return self.series[0]
-        earlier = [m for m in self.series if m.at < self.mitigations[0].at]
-        return earlier[-1] if earlier else None
-
-    @property
-    def after(self) -> Measurement | None:
-        """The last measurement since the first mitigation (with none: the last, if measured twice)."""
-        if not self.mitigations:
-            return self.series[-1] if len(self.series) > 1 else None
-        later = [m for m in self.series if m.at >= self.mitigations[0].at]
-        return later[-1] if later else None
-
-
-def key_figures(found: list[Measurement], applied: list[Change]) -> list[KeyFigure]:
-    """Every key figure measured, each with the mitigations applied by the runbooks that measured it
-    (an email switch is not the SMS queue's mitigation)."""
-    out = []
-    for key in sorted({m.key for m in found}, key=lambda k: (list(METRICS).index(k[0]), k[1])):
-        series = [m for m in found if m.key == key]
-        runbooks = {m.runbook for m in series}
-        out.append(KeyFigure(series[0].label, series, [c for c in applied if c.mitigation and c.runbook in runbooks]))
-    return out
-
-
-def _chart(figures: list[KeyFigure]) -> str:
-    """A PNG (base64) of every key figure over time with its mitigations marked; empty when nothing to draw."""
-    if not figures:
-        return ""
-    panels = {f.label: [(m.at, m.value) for m in f.series] for f in figures}
-    marks = {f.label: [(c.at, c.action) for c in f.mitigations] for f in figures}
-    percent = {f.label for f in figures if f.series[0].metric == "failure_rate"}
-    fig = charts.plot_before_after(panels, marks, percent=percent)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
@@ -392,13 +126,13 @@ def _timeline(runs: list[RunRecord]) -> list[tuple[str, str, str]]:
                 what += f" — {e.get('message')}"
             what = _md(what)
             if any(e is c for c in cut):
-                what += " — **" + _interrupted_text(_interruption(e), n) + "**"
+                what += " — **" + _interrupted_text(interruption(e), n) + "**"
             rows.append((str(e.get("ts", "")), r.runbook, what))
         finish = r.summary.finished_at
         if finish:
             rows.append((str(finish), r.runbook, _md(f"run {r.outcome}")))
     order = {id(row): i for i, row in enumerate(rows)}
-    return sorted(rows, key=lambda row: (_when(row[0]) or datetime.min.replace(tzinfo=UTC), order[id(row)]))
+    return sorted(rows, key=lambda row: (parse_time(row[0]) or datetime.min.replace(tzinfo=UTC), order[id(row)]))
 
 
 def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Change]) -> list[str]:
@@ -431,7 +165,7 @@ def _summary(runs: list[RunRecord], figures: list[KeyFigure], applied: list[Chan
     else:
         md.append("- **Done**: " + (f"no mitigation is on record, but the record cannot confirm that none was applied: "
                                     f"{_md(doubt)}" if doubt else "no mitigation was applied"))
-    moved = [f"{f.label} {_fmt(f.series[0].metric, f.before.value)} → {_fmt(f.series[0].metric, f.after.value)}"
+    moved = [f"{f.label} {format_figure(f.series[0].metric, f.before.value)} → {format_figure(f.series[0].metric, f.after.value)}"
              for f in figures if f.mitigations and f.before is not None and f.after is not None]
     if done:
         md.append("- **Effect**: " + (_md("; ".join(moved)) if moved else "no figure was measured on both sides of a mitigation"))
@@ -501,7 +235,7 @@ def _key_figures(figures: list[KeyFigure], applied: list[Change], runs: list[Run
         if before is not None and after is not None:
             delta = after.value - before.value
             change = ("+" if delta > 0 else "") + (f"{delta * 100:.1f} pts" if before.metric == "failure_rate"
-                                                   else _fmt(before.metric, delta))
+                                                   else format_figure(before.metric, delta))
         around = f"{f.mitigations[0].action} ({f.mitigations[0].at:%H:%M:%S})" if f.mitigations else "no mitigation"
         md.append(f"| {_md(f.label)} | {_md(around)} | {_md(before.text()) if before else 'not measured'} | "
                   f"{_md(after.text()) if after else 'not measured'} | {change} |")
@@ -614,7 +348,7 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
         md.append("")
     md += ["## Evidence", ""] + _evidence(runs)
     markdown = REDACTOR.text("\n".join(md))
-    review = Review(incident, runs, markdown, _html(incident, markdown, _chart(figures)),
+    review = Review(incident, runs, markdown, _html(incident, markdown, chart_png(figures)),
                     [REDACTOR.text(line) for line in summary], figures)
     leaks = scan_text("review.md", review.markdown) + scan_text("review.html", review.html)
     if leaks:  # fail closed: nothing of this review is written or sent
@@ -625,6 +359,8 @@ def compile_review(root: Path, incident: str, *, location: str | None = None) ->
 _MARKDOWN = mistune.create_markdown(escape=True, plugins=["table"])
 """CommonMark and GFM tables; raw HTML in the text is escaped, never passed through, and unsafe link schemes
 are dropped (defence in depth: `_md` already escapes everything Markdown would read as structure)."""
+
+
 _KEY_FIGURES = "<h2>Key figures before and after mitigation</h2>"
 
 
@@ -649,32 +385,3 @@ def write_review(root: Path, incident: str, *, location: str | None = None) -> t
     md_path.write_text(review.markdown, encoding="utf-8")
     html_path.write_text(review.html, encoding="utf-8")
     return review, md_path, html_path
-
-
-def send_webhook(url: str, review: Review, *, markdown_at: str, html_at: str, timeout: float = 10.0) -> int:
-    """POST the review's summary and where its files are to a ticketing webhook; returns the HTTP status."""
-    payload = REDACTOR.data({
-        "incident": review.incident,
-        "runs": [{"runbook": r.runbook, "started_at": r.started, "diagnosis": r.cause,
-                  "verdict": r.diagnosis.get("outcome") if r.outcome == "completed" else f"run {r.outcome}",
-                  "could_not_check": [
-                      {"check": u.get("what"), "why": u.get("why"), "needed": bool(u.get("needed"))} for u in r.unchecked],
-                  "applied": r.applied, "outcome": r.outcome, "bundle": r.location, "record_problems": r.problems,
-                  "interrupted": [{k: i[k] for k in ("action", "verify_by_hand", "plan_digest")} for i in r.interrupted]}
-                 for r in review.runs],
-        "review": {"markdown": markdown_at, "html": html_at},
-        "summary": [line.removeprefix("- ") for line in review.summary],
-        "key_figures": [{"figure": f.label, "mitigation": f.mitigations[0].action if f.mitigations else None,
-                         "before": f.before.value if f.before else None, "after": f.after.value if f.after else None}
-                        for f in review.figures],
-    })
-    leaks = scan_data("the webhook payload", payload)
-    if leaks:
-        raise LeakFound(leaks, "the webhook payload")
-    try:
-        response = within(lambda: httpx.post(url, json=payload, timeout=timeout), 2 * timeout)
-    except DeadlineExceeded as exc:
-        raise PlatformUnreachable(f"webhook {url}: no complete answer within {exc.seconds:g}s (total deadline)") from exc
-    except httpx.HTTPError as exc:
-        raise PlatformUnreachable(f"webhook {url}: {exc.__class__.__name__}") from exc
-    return response.status_code

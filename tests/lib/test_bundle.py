@@ -36,7 +36,8 @@ def test_a_bundle_knows_its_files_and_whether_it_is_a_record(tmp_path: Path) -> 
     assert run.is_record
 
 
-@pytest.mark.parametrize("module", ["runbooklib.review", "runbooklib.store", "runbooklib.runs", "runbooklib.cli"])
+@pytest.mark.parametrize("module", ["runbooklib.review", "runbooklib.incident", "runbooklib.webhook", "runbooklib.store",
+                                    "runbooklib.runs", "runbooklib.cli"])
 def test_the_offline_side_does_not_import_the_kernel_context(module: str) -> None:
     code = f"import sys, {module}; print('runbooklib.context' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from runbooklib.audit import DECISIONS, AuditLog, entry_hash, evidence_seal, read_audit, verify_chain
-from runbooklib.review import compile_review, list_runs, send_webhook
+from runbooklib.incident import list_runs
+from runbooklib.review import compile_review
+from runbooklib.webhook import send_webhook
 
 INCIDENT = "INC-5"
 RUN = "20261201T030000Z-sms_delivery_failure"

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib.bundle import Summary
-from runbooklib.review import RunRecord, changes, key_figures, measurements
+from runbooklib.incident import RunRecord
+from runbooklib.review_figures import changes, key_figures, measurements
 
 T0 = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 

@@ -11,7 +11,8 @@ import pytest
 
 from runbooklib import catalog
 from runbooklib.queues import DLQ, QUEUES, QueueAdmin, dlq_id, replay_id
-from runbooklib.review import changes, compile_review, key_figures, measurements
+from runbooklib.review import compile_review
+from runbooklib.review_figures import changes, key_figures, measurements
 from runbooklib.runs import EXIT_DIAGNOSED, EXIT_HEALTHY, RunResult
 from runbooklib.sandbox import Sandbox
 from runbooklib.sandbox.bull import FAIL, seed_jobs
