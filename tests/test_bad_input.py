@@ -115,7 +115,7 @@ def _profile(tmp_path: Path, change: dict[str, object] | list[object]) -> Path:
     ({"timeouts": {"total": 0.0}}, "prod.timeouts.total: 0.0 is out of range"),
     ({"timeouts": {"conect": 5}}, "prod.timeouts: unknown keys ['conect']"),
     ({"providers": "ses"}, "prod.providers: expected a mapping of keys to values, got text"),
-    ({"providers": {"ses": "sendgrid"}}, "prod.providers.ses: 'sendgrid'; allowed: smtp, smtp_backup, ses"),
+    ({"providers": {"ses": "sendgrid"}}, "prod.providers.ses: 'sendgrid'; allowed: ses, smtp, smtp_backup"),
     ({"row_cap": 0}, "prod.row_cap: 0 is out of range; allowed: 1 to 1e+06"),
     ({"row_cap": 2.5}, "prod.row_cap: 2.5 is not a whole number"),
     ({"statement_timeout": -1}, "prod.statement_timeout: -1 is out of range"),
