@@ -93,12 +93,14 @@ class RunContext:
                          lease_store=store, run=run_dir.name, context={"environment": params.environment})
         self.findings: dict[str, CheckResult] = {}
         self.facts: dict[str, Any] = {}
+        """The scalar facts `summary.json` keeps: each typed evidence value's (`to_facts()`, written as it is put)
+        and a few a check writes itself. Rules read the typed evidence, not this."""
         self.diagnosis: Diagnosis | None = None
         self.measurements: list[dict[str, Any]] = []
         """Key figures with the time they describe (see METRICS), in the order measured."""
         self.extra: dict[str, Any] = {}
         """JSON-ready additions to summary.json (e.g. the filled post-incident checklist)."""
-        self.evidence = Evidence()
+        self.evidence = Evidence(record=self.facts)
         """What one cell hands to the next (frames, clients, samples), by declared key; in memory, never saved."""
         self._evidence_count = 0
         self._register_secrets()

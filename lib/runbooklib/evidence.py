@@ -41,15 +41,20 @@ class NotYet(LookupError):
 class Evidence:
     """The run's working evidence, by declared key."""
 
-    def __init__(self) -> None:
+    def __init__(self, record: dict[str, Any] | None = None) -> None:
         self._values: dict[str, Any] = {}
         self._keys: dict[str, Key[Any]] = {}
+        self._record = record
+        """Where what a value adds to the record's facts (`to_facts()`) is written as it is put (`ctx.facts`)."""
 
     def put(self, key: Key[T], value: T) -> T:
         known = self._keys.setdefault(key.name, key)
         if known != key:
             raise ValueError(f"two keys are named {key.name!r}: {known} and {key}")
         self._values[key.name] = value
+        to_facts = getattr(value, "to_facts", None)
+        if self._record is not None and callable(to_facts):
+            self._record.update(to_facts())
         return value
 
     def get(self, key: Key[T]) -> T:

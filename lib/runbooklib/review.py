@@ -12,9 +12,10 @@ no network).
 The runs are read and verified by `incident.list_runs` (the audit hash chain, the summary's seals of
 the audit log and of the evidence index, each evidence checksum); what fails is a record problem,
 listed by `runbook runs`, near the top of the review ("Record integrity") and in the webhook
-(`webhook.py`). The key figures are `review_figures.py`'s; this module writes the sections. An apply that was begun (`applying`) and has no outcome is shown as interrupted, outcome
-unknown, with what to verify by hand; when a run's record has problems, the review never says that
-nothing was applied, only that the record cannot confirm it.
+(`webhook.py`). The key figures are `review_figures.py`'s; this module writes the sections. An apply
+that was begun (`applying`) and has no outcome is shown as interrupted, outcome unknown, with what to
+verify by hand; when a run's record has problems, the review never says that nothing was applied, only
+that the record cannot confirm it.
 """
 
 from __future__ import annotations

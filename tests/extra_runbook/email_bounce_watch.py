@@ -14,7 +14,7 @@ from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.errorcodes import classify_email_error
 from runbooklib.params import CommonParams
 from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
-from runbooklib.runbooks.rules import log_evidence
+from runbooklib.runbooks.rules import incident_present, log_evidence
 
 HERE = Path(__file__).resolve().parent
 SLUG = "email_bounce_watch"
@@ -36,7 +36,7 @@ def needed(ctx: RunContext) -> list[Needed]:
 
 
 def _elevated(ctx: RunContext) -> Match | None:
-    if not ctx.facts.get("incident_present"):
+    if not incident_present(ctx):
         return None
     return Match("email failures are elevated against the baseline", log_evidence(ctx))
 
@@ -44,7 +44,7 @@ def _elevated(ctx: RunContext) -> Match | None:
 def diagnose_bounces(ctx: RunContext) -> Diagnosis:
     """One rule: elevated or not."""
     result = diagnose(SLUG, [Rule("failures_elevated", lambda: _elevated(ctx))], CAUSES,
-                      incident_present=bool(ctx.facts.get("incident_present")),
+                      incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()

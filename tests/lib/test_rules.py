@@ -1,5 +1,5 @@
 """The rules and action decisions of each runbook, without a database, a provider or a kernel: findings and
-facts are set as the checks set them, so a threshold or a rule's order is tested in milliseconds.
+typed evidence are set as the checks leave them, so a threshold or a rule's order is tested in milliseconds.
 
 Each case states the evidence a check would have recorded and the cause (or decision) it must lead to; the
 edge cases sit on either side of a threshold from `runbooks/rules.py`."""
@@ -14,41 +14,46 @@ import pytest
 from runbooklib import catalog
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis
-from runbooklib.evidence import NotYet
+from runbooklib.evidence import Key, NotYet
 from runbooklib.results import CheckResult
 from runbooklib.runbooks import email_provider_failure as email
 from runbooklib.runbooks import high_retry_volume as hrv
 from runbooklib.runbooks import rules
 from runbooklib.runbooks import sms_delivery_failure as sms
 from runbooklib.runbooks import whatsapp_delivery_failure as whatsapp
+from runbooklib.runbooks.log_facts import ERROR_CLASSES, TENANT_SPLIT, WINDOW_RATE, ErrorClasses, TenantSplit, WindowRate
 from tests.lib.test_verdict_rests_on import context_for
 
-ELEVATED = {"incident_present": True, "window_total": 1000, "window_failed": 400, "failure_rate": 0.4,
-            "baseline_rate": 0.01, "dominant_error_class": None}
+ELEVATED: list[Any] = [WindowRate(total=1000, failed=400, rate=0.4, baseline_total=24000, baseline_rate=0.01,
+                                  elevated=True)]
 """What the failure-rate check leaves when the window is far above its baseline."""
+CALM: list[Any] = [WindowRate(total=1000, failed=3, rate=0.003, baseline_total=24000, baseline_rate=0.01)]
+"""And when it is at its baseline."""
+KEYS: dict[type, Key[Any]] = {WindowRate: WINDOW_RATE, ErrorClasses: ERROR_CLASSES, TenantSplit: TENANT_SPLIT}
 
 
-def _ctx(slug: str, tmp_path: Path, *, facts: dict[str, Any] | None = None,
+def _ctx(slug: str, tmp_path: Path, *, evidence: list[Any] | None = None,
          failing: dict[str, str] | None = None, **raw: object) -> RunContext:
     """A run context whose every needed check ran and passed, then `failing` (check → classification) failed and
-    `facts` set, as the checks would have left them."""
+    `evidence` kept, as the checks would have left them."""
     ctx = context_for(slug, tmp_path, **raw)
     for needed in catalog.get(slug).needed(ctx):
         ctx.findings[needed.check] = CheckResult(needed.check, needed.what, "ok", "fine")
     for name, classification in (failing or {}).items():
         ctx.findings[name] = CheckResult(name, name, "fail", f"{name} failed", classification=classification)
-    ctx.facts.update(facts or {})
+    for value in evidence or []:
+        ctx.evidence.put(KEYS[type(value)], value)
     return ctx
 
 
-def _shares(**shares: float) -> dict[str, Any]:
+def _shares(**shares: float) -> list[Any]:
     top = max(shares, key=lambda k: shares[k])
-    return {**ELEVATED, "error_class_shares": shares, "dominant_error_class": top}
+    return [*ELEVATED, ErrorClasses(total=400, shares=shares, dominant=top)]
 
 
-def _tenant(share: float, *, top_rate: float = 0.6, rest_rate: float = 0.01) -> dict[str, Any]:
-    return {**ELEVATED, "tenants": 4, "top_tenant": "globex", "top_tenant_share": share, "top_tenant_rate": top_rate,
-            "rest_rate": rest_rate}
+def _tenant(share: float, *, top_rate: float = 0.6, rest_rate: float = 0.01) -> list[Any]:
+    return [*ELEVATED, TenantSplit(tenants=4, failing=3, top_tenant="globex", top_share=share, top_rate=top_rate,
+                                   rest_rate=rest_rate)]
 
 
 # -- Shared thresholds ------------------------------------------------------------------------------
@@ -65,7 +70,7 @@ def test_elevated_needs_twice_the_baseline_five_points_above_and_enough_failures
 
 
 # -- Email ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("failing", "facts", "cause"), [
+@pytest.mark.parametrize(("failing", "evidence", "cause"), [
     ({"ses_quota": "quota_exhausted"}, ELEVATED, "ses_daily_quota_exceeded"),
     ({"ses_account": "sending_disabled"}, ELEVATED, "ses_sending_disabled"),
     ({"ses_quota": "permission_denied"}, ELEVATED, "ses_permission_denied"),
@@ -75,15 +80,15 @@ def test_elevated_needs_twice_the_baseline_five_points_above_and_enough_failures
     ({}, _shares(ses_rate=0.7, other=0.3), "ses_rate_throttled"),
     ({}, _shares(ses_daily_quota=0.9, other=0.1), "ses_daily_quota_exceeded"),  # from the logs alone
     ({}, _tenant(0.9), "tenant_specific"),
-    ({}, {**ELEVATED, "incident_present": False, "window_failed": 3}, "healthy"),
+    ({}, CALM, "healthy"),
 ])
-def test_email_rules(tmp_path: Path, failing: dict[str, str], facts: dict[str, Any], cause: str) -> None:
-    assert email.diagnose_email(_ctx(email.SLUG, tmp_path, failing=failing, facts=facts)).cause == cause
+def test_email_rules(tmp_path: Path, failing: dict[str, str], evidence: list[Any], cause: str) -> None:
+    assert email.diagnose_email(_ctx(email.SLUG, tmp_path, failing=failing, evidence=evidence)).cause == cause
 
 
 def test_email_rules_are_tried_in_priority_order_and_the_others_are_listed(tmp_path: Path) -> None:
     ctx = _ctx(email.SLUG, tmp_path, failing={"ses_quota": "permission_denied", "smtp_primary": "unreachable"},
-               facts=_tenant(0.9))
+               evidence=_tenant(0.9))
     d = email.diagnose_email(ctx)
     assert d.cause == "ses_permission_denied"
     assert [o["cause"] for o in d.others] == ["smtp_unreachable", "tenant_specific"]
@@ -97,12 +102,12 @@ def test_email_rules_are_tried_in_priority_order_and_the_others_are_listed(tmp_p
 ])
 def test_the_tenant_rule_sits_on_its_thresholds(tmp_path: Path, share: float, top_rate: float, rest_rate: float,
                                                 cause: str) -> None:
-    ctx = _ctx(email.SLUG, tmp_path, facts=_tenant(share, top_rate=top_rate, rest_rate=rest_rate))
+    ctx = _ctx(email.SLUG, tmp_path, evidence=_tenant(share, top_rate=top_rate, rest_rate=rest_rate))
     assert email.diagnose_email(ctx).cause == cause
 
 
 def test_a_needed_check_that_could_not_run_makes_no_failure_healthy(tmp_path: Path) -> None:
-    ctx = _ctx(email.SLUG, tmp_path, facts={**ELEVATED, "incident_present": False})
+    ctx = _ctx(email.SLUG, tmp_path, evidence=CALM)
     ctx.findings["smtp_primary"] = CheckResult("smtp_primary", "SMTP primary", "error", "timed out",
                                                classification="timeout")
     d = email.diagnose_email(ctx)
@@ -122,7 +127,7 @@ def test_switching_the_email_provider_is_proposed_only_when_the_primary_cannot_s
 
 
 # -- SMS --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("failing", "facts", "cause"), [
+@pytest.mark.parametrize(("failing", "evidence", "cause"), [
     ({"twilio_account": "auth_failed"}, ELEVATED, "twilio_auth_failure"),
     ({"twilio_numbers": "auth_failed"}, ELEVATED, "twilio_auth_failure"),
     ({"twilio_account": "account_suspended"}, ELEVATED, "twilio_account_suspended"),
@@ -134,13 +139,13 @@ def test_switching_the_email_provider_is_proposed_only_when_the_primary_cannot_s
     ({}, _shares(rate_limited=0.45, other=0.55), "unknown"),  # no class carries half the failures
     ({}, _tenant(0.85), "tenant_specific"),
 ])
-def test_sms_rules(tmp_path: Path, failing: dict[str, str], facts: dict[str, Any], cause: str) -> None:
-    assert sms.diagnose_sms(_ctx(sms.SLUG, tmp_path, failing=failing, facts=facts)).cause == cause
+def test_sms_rules(tmp_path: Path, failing: dict[str, str], evidence: list[Any], cause: str) -> None:
+    assert sms.diagnose_sms(_ctx(sms.SLUG, tmp_path, failing=failing, evidence=evidence)).cause == cause
 
 
 def test_a_provider_outage_is_not_our_cause_while_our_failures_are_at_baseline(tmp_path: Path) -> None:
     ctx = _ctx(sms.SLUG, tmp_path, failing={"status_page": "outage"},
-               facts={**ELEVATED, "incident_present": False, "window_failed": 2})
+               evidence=CALM)
     assert sms.diagnose_sms(ctx).cause != "twilio_outage"
 
 
@@ -152,13 +157,13 @@ def test_a_provider_outage_is_not_our_cause_while_our_failures_are_at_baseline(t
 ])
 def test_retrying_failed_sms_waits_for_the_causes_a_retry_cannot_beat(tmp_path: Path, cause: str, transient: int,
                                                                       needed: bool) -> None:
-    ctx = _ctx(sms.SLUG, tmp_path, facts={"category_counts": {"transient": transient}})
+    ctx = _ctx(sms.SLUG, tmp_path, evidence=[ErrorClasses(categories={"transient": transient})])
     ctx.diagnosis = Diagnosis(sms.SLUG, cause, "why")
     assert sms.RetryFailedSms(ctx).needed()[0] is needed
 
 
 # -- WhatsApp ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("failing", "facts", "cause"), [
+@pytest.mark.parametrize(("failing", "evidence", "cause"), [
     ({"wa_token": "token"}, ELEVATED, "token_expired"),
     ({}, _shares(token=0.8, other=0.2), "token_expired"),
     ({"wa_phone": "account_locked"}, ELEVATED, "account_restricted"),
@@ -168,8 +173,8 @@ def test_retrying_failed_sms_waits_for_the_causes_a_retry_cannot_beat(tmp_path: 
     ({}, _shares(rate_limited=0.6, other=0.4), "rate_limited"),
     ({}, _tenant(0.95), "tenant_specific"),
 ])
-def test_whatsapp_rules(tmp_path: Path, failing: dict[str, str], facts: dict[str, Any], cause: str) -> None:
-    ctx = _ctx(whatsapp.SLUG, tmp_path, failing=failing, facts=facts)
+def test_whatsapp_rules(tmp_path: Path, failing: dict[str, str], evidence: list[Any], cause: str) -> None:
+    ctx = _ctx(whatsapp.SLUG, tmp_path, failing=failing, evidence=evidence)
     assert whatsapp.diagnose_whatsapp(ctx).cause == cause
 
 
@@ -215,8 +220,10 @@ def test_cleaning_failed_jobs_needs_exhausted_jobs_and_the_review_list_first(tmp
 def test_facts_that_are_plain_data_reach_the_summary_and_frames_do_not(tmp_path: Path) -> None:
     import pandas as pd
 
-    ctx = _ctx(sms.SLUG, tmp_path, facts={"error_class_shares": {"rate_limited": 0.7}, "category_counts":
-                                          {"transient": 3}, "levels": [1, 2], "frame": pd.DataFrame({"a": [1]})})
+    ctx = _ctx(sms.SLUG, tmp_path, evidence=[*ELEVATED, ErrorClasses(400, {"rate_limited": 0.7}, "rate_limited",
+                                                                       {"transient": 3})])
+    ctx.facts.update(levels=[1, 2], frame=pd.DataFrame({"a": [1]}))
     facts = ctx.summary().facts
     assert facts["error_class_shares"] == {"rate_limited": 0.7} and facts["category_counts"] == {"transient": 3}
+    assert facts["window_failed"] == 400 and facts["incident_present"] is True  # the typed evidence, by its old names
     assert facts["levels"] == [1, 2] and "frame" not in facts

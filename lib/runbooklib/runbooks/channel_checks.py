@@ -30,7 +30,17 @@ from runbooklib.evidence import Key, NotYet
 from runbooklib.params import parse_duration
 from runbooklib.redact import REDACTOR
 from runbooklib.results import CheckResult, timed
-from runbooklib.runbooks.rules import DOMINANT_SHARE, MIN_FAILURES, class_share, elevated, log_evidence, rate
+from runbooklib.runbooks.log_facts import (
+    ERROR_CLASSES,
+    PEAK,
+    TENANT_SPLIT,
+    WINDOW_RATE,
+    ErrorClasses,
+    Peak,
+    TenantSplit,
+    WindowRate,
+)
+from runbooklib.runbooks.rules import DOMINANT_SHARE, MIN_FAILURES, class_share, elevated, incident_present, log_evidence, rate
 from runbooklib.schema import FAILED_STATUSES, STATUSES
 
 TOP_ERRORS = 10
@@ -174,9 +184,10 @@ class ChannelChecks:
         failed, total = int(window.get("failed") or 0), int(window.get("total") or 0)
         if total == 0:
             return ctx.record(self._no_messages(ctx, name, title, int(base.get("total") or 0), ms()))
-        ctx.facts.update(window_total=total, window_failed=failed, failure_rate=now_rate, baseline_rate=base_rate,
-                         baseline_total=int(base.get("total") or 0), window_delivered=int(window.get("delivered") or 0),
-                         baseline_delivered=int(base.get("delivered") or 0))
+        present = elevated(now_rate, base_rate, failed)
+        ctx.evidence.put(WINDOW_RATE, WindowRate(total, failed, now_rate, int(base.get("total") or 0), base_rate,
+                                                 delivered=int(window.get("delivered") or 0),
+                                                 baseline_delivered=int(base.get("delivered") or 0), elevated=present))
         ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=f"last {ctx.params.window}",
                     at=ctx.until)
         facts = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
@@ -186,11 +197,9 @@ class ChannelChecks:
                  "retrying": int(window.get("retrying") or 0), "delivered": int(window.get("delivered") or 0)}
         text = (f"{failed:,} of {total:,} failed in the last {ctx.params.window} ({now_rate:.1%}) vs "
                 f"{base_rate:.1%} in the {ctx.params.baseline} before")
-        if elevated(now_rate, base_rate, failed):
-            ctx.facts["incident_present"] = True
+        if present:
             return ctx.record(CheckResult(name, title, "fail", "elevated: " + text, classification="elevated",
                                           facts=facts, duration_ms=ms()))
-        ctx.facts["incident_present"] = False
         status = "warn" if failed >= MIN_FAILURES and now_rate > base_rate + 0.02 else "ok"
         return ctx.record(CheckResult(name, title, status, text, facts=facts, duration_ms=ms()))
 
@@ -204,7 +213,7 @@ class ChannelChecks:
             text = (f"no {self.label.lower()} messages {scope}were created in the last {ctx.params.window}, though "
                     f"{baseline_total:,} were in the {ctx.params.baseline} before: no failure rate to measure — are "
                     "messages being created and logged at all?")
-        ctx.facts.update(window_total=0, window_failed=0, baseline_total=baseline_total)
+        ctx.evidence.put(WINDOW_RATE, WindowRate(0, 0, 0.0, baseline_total, 0.0))
         return CheckResult(name, title, "error", text, classification="no_data",
                            facts={"window_total": 0, "baseline_total": baseline_total}, duration_ms=ms)
 
@@ -241,7 +250,7 @@ class ChannelChecks:
             frame = pd.DataFrame(columns=["bucket", "status", "count"])
             db_error(ctx, "failures_over_time", "Failures over time", exc)
         failed = frame[frame["status"] == "FAILED"]["count"] if not frame.empty else pd.Series(dtype=int)
-        ctx.facts["peak_failures_per_minute"] = float(failed.max() / (size / 60)) if len(failed) else 0.0
+        ctx.evidence.put(PEAK, Peak(float(failed.max() / (size / 60)) if len(failed) else 0.0))
         return charts.plot_status_over_time(frame, size,
                                             title=f"{self.label} failures over the last {ctx.params.window} (UTC)")
 
@@ -255,7 +264,7 @@ class ChannelChecks:
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
         if frame.empty:
-            ctx.facts.update(dominant_error_class=None, error_class_shares={})
+            ctx.evidence.put(ERROR_CLASSES, ErrorClasses())
             return ctx.record(CheckResult(name, title, "ok", "no errors recorded in the window", table=frame,
                                           duration_ms=ms()))
         frame["class"] = [self.classify(e, c) for e, c in zip(frame["error"], frame["error_code"], strict=True)]
@@ -263,8 +272,7 @@ class ChannelChecks:
         total = int(frame["count"].sum())
         shares = {str(k): int(v) / total for k, v in by_class.items()}
         top_class = str(by_class.index[0])
-        ctx.facts.update(dominant_error_class=top_class, dominant_error_share=shares[top_class], error_total=total,
-                         error_class_shares=shares)
+        ctx.evidence.put(ERROR_CLASSES, ErrorClasses(total, shares, top_class))
         facts = {"classes": {str(k): int(v) for k, v in by_class.items()}, "dominant_class": top_class,
                  "dominant_share": round(shares[top_class], 3)}
         summary = (f"{total:,} errors; most common class {top_class} ({shares[top_class]:.0%}): "
@@ -300,6 +308,7 @@ class ChannelChecks:
         self.record_impact(ctx, frame, counts)
         facts: dict[str, Any] = {"tenants": tenants, "failing_tenants": failing}
         if frame.empty or total_failed == 0:
+            ctx.evidence.put(TENANT_SPLIT, TenantSplit(tenants, failing))
             return ctx.record(CheckResult(name, title, "ok", f"{tenants} tenants, none failing", facts=facts,
                                           table=frame, duration_ms=ms()))
         top = frame.iloc[0]
@@ -308,8 +317,8 @@ class ChannelChecks:
         rest_rate = rest_failed / rest_total if rest_total else 0.0
         facts.update(top_tenant=str(top["tenant_id"]), top_tenant_share=round(share, 3),
                      top_tenant_rate=round(float(top["rate"]), 4), rest_rate=round(rest_rate, 4))
-        ctx.facts.update(top_tenant=str(top["tenant_id"]), top_tenant_share=share, top_tenant_rate=float(top["rate"]),
-                         rest_rate=rest_rate, tenants=tenants, failing_tenants=failing)
+        ctx.evidence.put(TENANT_SPLIT, TenantSplit(tenants, failing, str(top["tenant_id"]), share, float(top["rate"]),
+                                                   rest_rate))
         summary = (f"{failing} of {tenants} tenants have failures; {top['tenant_id']} has {share:.0%} of them "
                    f"({float(top['rate']):.0%} of its {self.noun} fail; the rest {rest_rate:.1%})")
         return ctx.record(CheckResult(name, title, "ok", summary, facts=facts, table=frame, duration_ms=ms()))
@@ -402,7 +411,8 @@ class ChannelChecks:
                                                until=datetime.now(UTC) + timedelta(seconds=1)))
         except (QueryError, ConfigError) as exc:
             return db_error(ctx, name, title, exc)
-        now_rate, base = rate(row), float(ctx.facts.get("baseline_rate") or 0.0)
+        window = ctx.evidence.find(WINDOW_RATE)
+        now_rate, base = rate(row), window.baseline_rate if window else 0.0
         total, failed = int(row.get("total") or 0), int(row.get("failed") or 0)
         facts = {"since": since.isoformat(timespec="seconds"), "total": total, "failed": failed,
                  "delivered": int(row.get("delivered") or 0), "rate": round(now_rate, 4), "baseline_rate": round(base, 4)}
@@ -447,7 +457,7 @@ class CodedChannelChecks(ChannelChecks):
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
         if frame.empty:
-            ctx.facts.update(dominant_error_class=None, error_class_shares={}, category_counts={})
+            ctx.evidence.put(ERROR_CLASSES, ErrorClasses())
             return ctx.record(CheckResult(name, title, "ok", "no failures recorded in the window", table=frame,
                                           duration_ms=ms()))
         info = [self.code_info(c) for c in frame["error_code"]]
@@ -459,8 +469,7 @@ class CodedChannelChecks(ChannelChecks):
         by_category = {c: int(frame[frame["category"] == c]["count"].sum()) for c in CATEGORIES}
         shares = {str(k): int(v) / total for k, v in by_class.items()}
         top = str(by_class.index[0])
-        ctx.facts.update(dominant_error_class=top, dominant_error_share=shares[top], error_total=total,
-                         error_class_shares=shares, category_counts=by_category)
+        ctx.evidence.put(ERROR_CLASSES, ErrorClasses(total, shares, top, by_category))
         ctx.evidence.put(ERROR_CODES_FRAME, frame)
         summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
                    + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
@@ -502,7 +511,7 @@ class CodedChannelChecks(ChannelChecks):
 
     def from_classes(self, ctx: RunContext, classes: tuple[str, ...], explanation: str) -> Match | None:
         """Holds when failures are elevated and these error classes together carry most of them."""
-        if not ctx.facts.get("incident_present"):
+        if not incident_present(ctx):
             return None
         share = sum(class_share(ctx, c) for c in classes)
         if share < DOMINANT_SHARE:
@@ -548,7 +557,8 @@ class CodedChannelChecks(ChannelChecks):
             return db_error(ctx, name, title, exc)
         minutes = max((datetime.now(UTC) - since).total_seconds() / 60, 1.0)
         recent = int(row.get("delivered") or 0) / minutes
-        base = int(ctx.facts.get("baseline_delivered") or 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
+        window = ctx.evidence.find(WINDOW_RATE)
+        base = (window.baseline_delivered if window else 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
         facts = {"since": since.isoformat(timespec="seconds"), "delivered_per_minute": round(recent, 2),
                  "baseline_delivered_per_minute": round(base, 2)}
         text = f"{recent:,.1f} delivered per minute since {since:%H:%M} UTC vs {base:,.1f} at baseline"

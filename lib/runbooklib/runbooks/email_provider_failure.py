@@ -28,7 +28,17 @@ from runbooklib.providers import ses as ses_provider
 from runbooklib.providers import smtp as smtp_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
-from runbooklib.runbooks.rules import DOMINANT_SHARE, class_share, finding, from_check, from_logs, log_evidence, tenant_rule
+from runbooklib.runbooks.log_facts import PEAK
+from runbooklib.runbooks.rules import (
+    DOMINANT_SHARE,
+    class_share,
+    finding,
+    from_check,
+    from_logs,
+    incident_present,
+    log_evidence,
+    tenant_rule,
+)
 
 SLUG = "email_provider_failure"
 TITLE = "Email Provider Failure"
@@ -262,11 +272,12 @@ SES_CHECKS = ("ses_quota", "ses_account", "ses_reputation")
 
 
 def _ses_rate(ctx: RunContext) -> Match | None:
-    if not ctx.facts.get("incident_present") or class_share(ctx, "ses_rate") < DOMINANT_SHARE:
+    if not incident_present(ctx) or class_share(ctx, "ses_rate") < DOMINANT_SHARE:
         return None
     evidence = log_evidence(ctx)
     quota = finding(ctx, "ses_quota")
-    peak = float(ctx.facts.get("peak_failures_per_minute") or 0.0)
+    busiest = ctx.evidence.find(PEAK)
+    peak = busiest.failures_per_minute if busiest else 0.0
     if quota is not None and quota.facts.get("max_send_rate"):
         evidence.append(f"SES max send rate is {quota.facts['max_send_rate']:g}/s")
     if peak:
@@ -294,7 +305,7 @@ def diagnose_email(ctx: RunContext) -> Diagnosis:
         Rule("ses_rate_throttled", lambda: _ses_rate(ctx)),
         Rule("tenant_specific", lambda: tenant_rule(ctx, "mail")),
     ]
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+    result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()

@@ -31,7 +31,8 @@ from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ERROR_CODES_FRAME, CodedChannelChecks, guard_checks, sampling_needs
-from runbooklib.runbooks.rules import class_share, finding, from_check, log_evidence, passed, tenant_rule
+from runbooklib.runbooks.log_facts import ERROR_CLASSES
+from runbooklib.runbooks.rules import class_share, finding, from_check, incident_present, log_evidence, passed, tenant_rule
 
 SLUG = "sms_delivery_failure"
 TITLE = "SMS Delivery Failure"
@@ -154,7 +155,7 @@ def check_sender_numbers(ctx: RunContext) -> CheckResult:
 # -- Diagnosis --------------------------------------------------------------------------------------
 def _outage(ctx: RunContext) -> Match | None:
     page = finding(ctx, "status_page")
-    if page is None or page.classification != "outage" or not ctx.facts.get("incident_present"):
+    if page is None or page.classification != "outage" or not incident_present(ctx):
         return None
     return Match(f"Twilio reports an outage and our SMS failures are elevated: {page.summary}",
                  [f"{page.title}: {page.summary}", *log_evidence(ctx)])
@@ -179,7 +180,7 @@ def diagnose_sms(ctx: RunContext) -> Diagnosis:
         Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
         *[Rule(cause, lambda cause=cause: _from_sms_logs(ctx, cause)) for cause in by_share],  # type: ignore[misc]
     ]
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+    result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
@@ -232,7 +233,8 @@ class RetryFailedSms(Action):
             return False, "no diagnosis yet: run the Diagnosis cell first"
         if d.cause in FIX_FIRST:
             return False, f"diagnosis is {d.cause}: a retry now would fail again — fix that first"
-        transient = (self.ctx.facts.get("category_counts") or {}).get(TRANSIENT, 0)
+        classes = self.ctx.evidence.find(ERROR_CLASSES)
+        transient = classes.categories.get(TRANSIENT, 0) if classes else 0
         if not transient:
             return False, "no transient failures in the window to retry"
         return True, f"{transient:,} transient failures can be retried"
@@ -499,7 +501,7 @@ def post_incident(ctx: RunContext) -> Checklist:
     checklist = Checklist("Post-incident", [
         ("Review failed phone numbers", numbers, codes_read and not review),
         ("Check for carrier-specific issues", f"error codes in the window: {breakdown}",
-         rate_read and codes_read and not ctx.facts.get("incident_present")),
+         rate_read and codes_read and not incident_present(ctx)),
         ("Review message content if rejected", f"templates most often filtered: {content}",
          content.startswith("no template")),
     ])

@@ -27,7 +27,7 @@ from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import CodedChannelChecks, db_error, guard_checks, not_run, sampling_needs
-from runbooklib.runbooks.rules import finding, from_check, log_evidence, tenant_rule
+from runbooklib.runbooks.rules import finding, from_check, incident_present, log_evidence, tenant_rule
 
 SLUG = "whatsapp_delivery_failure"
 TITLE = "WhatsApp Delivery Failure"
@@ -201,7 +201,7 @@ def check_access_token(ctx: RunContext) -> CheckResult:
 # -- Diagnosis --------------------------------------------------------------------------------------
 def _template_rule(ctx: RunContext) -> Match | None:
     f = finding(ctx, "wa_templates")
-    if f is not None and f.classification == "template_not_approved" and ctx.facts.get("incident_present"):
+    if f is not None and f.classification == "template_not_approved" and incident_present(ctx):
         return Match(f"templates in use are not approved: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
     return CHECKS.from_classes(ctx, ("template",), "template errors (not approved, paused or disabled)")
 
@@ -225,7 +225,7 @@ def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
             ctx, ("window_closed",), "free-form messages sent more than 24 h after the customer last replied")),
         Rule("rate_limited", lambda: CHECKS.from_classes(ctx, ("rate_limited",), "throughput or rate limits")),
     ]
-    result = diagnose(SLUG, rules, CAUSES, incident_present=bool(ctx.facts.get("incident_present")),
+    result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
     ctx.diagnosis = result
     ctx.write_summary()
