@@ -227,3 +227,32 @@ def test_facts_that_are_plain_data_reach_the_summary_and_frames_do_not(tmp_path:
     assert facts["error_class_shares"] == {"rate_limited": 0.7} and facts["category_counts"] == {"transient": 3}
     assert facts["window_failed"] == 400 and facts["incident_present"] is True  # the typed evidence, by its old names
     assert facts["levels"] == [1, 2] and "frame" not in facts
+
+
+@pytest.mark.parametrize(("patterns", "failing", "cause"), [
+    (hrv.RetryPatterns(repeat_offenders=4, problem_messages=12, top_error_share=0.3), {}, "poison_messages"),
+    (hrv.RetryPatterns(problems_elevated=True, top_error_share=0.8, top_error_retry_levels=3, problem_messages=900,
+                       top_error="Twilio 30008", top_error_channel="SMS"), {}, "systemic_provider_failure"),
+    (hrv.RetryPatterns(problems_elevated=True, top_error_share=0.8, top_error_retry_levels=1, problem_messages=900,
+                       retry_ratio=2.5, baseline_retry_ratio=0.2), {}, "retry_amplification"),  # one level: not systemic
+    (hrv.RetryPatterns(problems_elevated=True, significant_errors=3, problem_messages=900, top_error_share=0.3,
+                       retry_ratio=0.9, baseline_retry_ratio=0.5), {}, "multiple_root_causes"),
+    (hrv.RetryPatterns(retry_ratio=0.9, baseline_retry_ratio=0.5), {}, "healthy"),  # under twice the baseline and 1.0
+    (hrv.RetryPatterns(), {"queue_growth": "stalled"}, "queue_stalled"),
+])
+def test_high_retry_volume_rules(tmp_path: Path, patterns: hrv.RetryPatterns, failing: dict[str, str],
+                                 cause: str) -> None:
+    ctx = _ctx(hrv.SLUG, tmp_path, failing=failing)
+    ctx.evidence.put(hrv.RETRY_PATTERNS, patterns)
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", dlq_size=0, failed_jobs=10))
+    assert hrv.diagnose_retries(ctx).cause == cause
+
+
+@pytest.mark.parametrize(("dlq", "cause", "needed"), [(14, "healthy", True), (0, "healthy", False),
+                                                      (14, "poison_messages", False)])
+def test_the_dlq_is_replayed_only_once_the_system_is_healthy(tmp_path: Path, dlq: int, cause: str,
+                                                             needed: bool) -> None:
+    ctx = _ctx(hrv.SLUG, tmp_path)
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", dlq_size=dlq, failed_jobs=0))
+    ctx.diagnosis = Diagnosis(hrv.SLUG, cause, "why")
+    assert hrv.ReplayDlq(ctx).needed()[0] is needed

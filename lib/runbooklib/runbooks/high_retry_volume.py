@@ -85,6 +85,47 @@ class Params(CommonParams):
             problems.append(("replay_batches", str(exc)))
         return problems
 
+
+
+@dataclass(frozen=True)
+class BullState:
+    """What check_queues read from BullMQ: where failures are, and the DLQ."""
+
+    busiest_failed_queue: str
+    dlq_size: int
+    failed_jobs: int
+
+    def to_facts(self) -> dict[str, Any]:
+        return {"busiest_failed_queue": self.busiest_failed_queue, "dlq_size": self.dlq_size,
+                "failed_jobs": self.failed_jobs}
+
+
+@dataclass(frozen=True)
+class RetryPatterns:
+    """What check_retry_patterns found in message_logs: retries per first attempt against the baseline, how
+    failures spread over errors and retry levels, and the messages retried again and again."""
+
+    retry_ratio: float = 0.0
+    baseline_retry_ratio: float = 0.0
+    problems_elevated: bool = False
+    problem_rate: float = 0.0
+    baseline_problem_rate: float = 0.0
+    problem_messages: int = 0
+    top_error: str = ""
+    top_error_channel: str = ""
+    top_error_share: float = 0.0
+    top_error_retry_levels: int = 0
+    significant_errors: int = 0
+    """Distinct errors each carrying 10%+ of the failing messages."""
+    repeat_offenders: int = 0
+    """Messages retried POISON_RETRIES+ times."""
+
+    def to_facts(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+BULL_STATE: Key[BullState] = Key("bull_state", "check_queues", "the BullMQ queue counts")
+RETRY_PATTERNS: Key[RetryPatterns] = Key("retry_patterns", "check_retry_patterns", "the retry patterns in message_logs")
 QUEUE_ADMIN: Key[QueueAdmin] = Key("queue_admin", "a BullMQ check", "the run's BullMQ admin")
 GROWTH_SAMPLES: Key[list[dict[str, Any]]] = Key("growth_samples", "check_queue_growth", "the sampled queue counts")
 FAILED_JOBS: Key[list[dict[str, Any]]] = Key("failed_jobs", "check_failed_jobs", "the failed jobs read from BullMQ")
@@ -192,8 +233,7 @@ def check_queues(ctx: RunContext) -> CheckResult:
     _measure_queues(ctx, bull, basis="BullMQ")
     source = frame[frame["queue"] != DLQ]
     busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
-    ctx.facts.update(busiest_failed_queue=busiest, dlq_size=int(bull[DLQ]["backlog"]),
-                     failed_jobs=int(source["failed"].sum()))
+    ctx.evidence.put(BULL_STATE, BullState(busiest, int(bull[DLQ]["backlog"]), int(source["failed"].sum())))
     paused = [q for q in QUEUES if bull[q]["paused"]]
     summary = (f"{int(source['waiting'].sum()):,} waiting, {int(source['active'].sum()):,} active, "
                f"{int(source['failed'].sum()):,} failed; DLQ {bull[DLQ]['backlog']:,}"
@@ -342,12 +382,12 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
     significant = int((by_error / total_problem >= 0.1).sum()) if by_error is not None else 0
     problem_rate = int(now.get("problems") or 0) / max(int(now.get("messages") or 0), 1)
     base_problem_rate = int(base.get("problems") or 0) / max(int(base.get("messages") or 0), 1)
-    ctx.facts.update(problems_elevated=elevated(problem_rate, base_problem_rate, int(now.get("problems") or 0)),
-                     problem_rate=problem_rate, baseline_problem_rate=base_problem_rate)
-    ctx.facts.update(retry_ratio=ratio_now, baseline_retry_ratio=ratio_base, problem_messages=total_problem,
-                     top_error=str(top_error), top_error_channel=str(top_channel), top_error_share=top_share,
-                     top_error_retry_levels=retry_levels, significant_errors=significant,
-                     repeat_offenders=len(offenders))
+    ctx.evidence.put(RETRY_PATTERNS, RetryPatterns(
+        retry_ratio=ratio_now, baseline_retry_ratio=ratio_base,
+        problems_elevated=elevated(problem_rate, base_problem_rate, int(now.get("problems") or 0)),
+        problem_rate=problem_rate, baseline_problem_rate=base_problem_rate, problem_messages=total_problem,
+        top_error=str(top_error), top_error_channel=str(top_channel), top_error_share=top_share,
+        top_error_retry_levels=retry_levels, significant_errors=significant, repeat_offenders=len(offenders)))
     ctx.evidence.put(REPEAT_OFFENDERS, offenders)
     ctx.measure("retry_ratio", ratio_now, scope="all channels", basis=f"last {ctx.params.window}", at=ctx.until)
     facts = {"retries_per_first_attempt": round(ratio_now, 3), "baseline": round(ratio_base, 3),
@@ -385,15 +425,21 @@ def _growth_rule(ctx: RunContext, classification: str, lead: str) -> Match | Non
     return None
 
 
+def _patterns(ctx: RunContext) -> RetryPatterns:
+    """What check_retry_patterns found; with nothing found, figures that make no rule hold."""
+    return ctx.evidence.find(RETRY_PATTERNS) or RetryPatterns()
+
+
 def _evidence(ctx: RunContext, *names: str) -> list[str]:
     return [f"{f.title}: {f.summary}" for f in (finding(ctx, n) for n in names) if f is not None]
 
 
 def _poison(ctx: RunContext) -> Match | None:
-    offenders = int(ctx.facts.get("repeat_offenders") or 0)
+    p = _patterns(ctx)
+    offenders = p.repeat_offenders
     # a few messages retried again and again, not one error sweeping through many messages
-    few_failures = int(ctx.facts.get("problem_messages") or 0) < 3 * MIN_FAILURES
-    no_dominant_error = float(ctx.facts.get("top_error_share") or 0) < SYSTEMIC_SHARE
+    few_failures = p.problem_messages < 3 * MIN_FAILURES
+    no_dominant_error = p.top_error_share < SYSTEMIC_SHARE
     if offenders and (few_failures or no_dominant_error):
         return Match(f"{offenders} messages were retried {POISON_RETRIES}+ times and fail at every attempt while the "
                      "rest go through", _evidence(ctx, "retry_patterns", "failed_jobs"))
@@ -401,26 +447,25 @@ def _poison(ctx: RunContext) -> Match | None:
 
 
 def _systemic(ctx: RunContext) -> Match | None:
-    if (ctx.facts.get("problems_elevated")
-            and float(ctx.facts.get("top_error_share") or 0) >= SYSTEMIC_SHARE
-            and int(ctx.facts.get("top_error_retry_levels") or 0) >= 2):
-        channel = str(ctx.facts.get("top_error_channel"))
-        return Match(f"one error carries {float(ctx.facts['top_error_share']):.0%} of failing messages at every retry "
-                     f"level ({ctx.facts['top_error']}) — run the {_channel_runbook(channel)} runbook",
+    p = _patterns(ctx)
+    if p.problems_elevated and p.top_error_share >= SYSTEMIC_SHARE and p.top_error_retry_levels >= 2:
+        return Match(f"one error carries {p.top_error_share:.0%} of failing messages at every retry "
+                     f"level ({p.top_error}) — run the {_channel_runbook(p.top_error_channel)} runbook",
                      _evidence(ctx, "retry_patterns", "failed_jobs"))
     return None
 
 
 def _amplification(ctx: RunContext) -> Match | None:
-    now, base = float(ctx.facts.get("retry_ratio") or 0), float(ctx.facts.get("baseline_retry_ratio") or 0)
+    now, base = _patterns(ctx).retry_ratio, _patterns(ctx).baseline_retry_ratio
     if now >= max(2 * base, 1.0):  # retries outnumber new sends
         return Match(f"{now:.2f} retries per first attempt against {base:.2f} at baseline", _evidence(ctx, "retry_patterns"))
     return None
 
 
 def _multiple(ctx: RunContext) -> Match | None:
-    if int(ctx.facts.get("significant_errors") or 0) >= 3 and ctx.facts.get("problems_elevated"):
-        return Match(f"{ctx.facts['significant_errors']} different errors each carry 10%+ of the failures",
+    p = _patterns(ctx)
+    if p.significant_errors >= 3 and p.problems_elevated:
+        return Match(f"{p.significant_errors} different errors each carry 10%+ of the failures",
                      _evidence(ctx, "retry_patterns", "failed_jobs"))
     return None
 
@@ -435,8 +480,8 @@ def diagnose_retries(ctx: RunContext) -> Diagnosis:
         Rule("retry_amplification", lambda: _amplification(ctx)),
         Rule("multiple_root_causes", lambda: _multiple(ctx)),
     ]
-    present = (float(ctx.facts.get("retry_ratio") or 0) > max(2 * float(ctx.facts.get("baseline_retry_ratio") or 0), 0.3)
-               or int(ctx.facts.get("failed_jobs") or 0) >= 100)
+    p, bull = _patterns(ctx), ctx.evidence.find(BULL_STATE)
+    present = p.retry_ratio > max(2 * p.baseline_retry_ratio, 0.3) or (bull is not None and bull.failed_jobs >= 100)
     result = diagnose(SLUG, rules, CAUSES, incident_present=present,
                       incident_evidence=_evidence(ctx, "retry_patterns", "queues"), needed=needed(ctx),
                       findings=ctx.findings)
@@ -447,7 +492,8 @@ def diagnose_retries(ctx: RunContext) -> Diagnosis:
 
 # -- Mitigation -------------------------------------------------------------------------------------
 def _target_queue(ctx: RunContext) -> str:
-    return _params(ctx).queue or str(ctx.facts.get("busiest_failed_queue") or "sms")
+    bull = ctx.evidence.find(BULL_STATE)
+    return _params(ctx).queue or (bull.busiest_failed_queue if bull else "sms")
 
 
 class PauseQueue(Action):
@@ -631,7 +677,8 @@ class ReplayDlq(Action):
         self.ctx = ctx
 
     def needed(self) -> tuple[bool, str]:
-        size = int(self.ctx.facts.get("dlq_size") or 0)
+        bull = self.ctx.evidence.find(BULL_STATE)
+        size = bull.dlq_size if bull else 0
         d = self.ctx.diagnosis
         if not size:
             return False, "the DLQ is empty"
@@ -787,9 +834,10 @@ def check_recovery(ctx: RunContext) -> CheckResult:
 # -- Post-incident ----------------------------------------------------------------------------------
 def post_incident(ctx: RunContext) -> Checklist:
     """DLQ contents, permanently failed jobs, and a retry-strategy recommendation from the error classes."""
-    size = int(ctx.facts.get("dlq_size") or 0)
+    bull = ctx.evidence.find(BULL_STATE)
+    size = bull.dlq_size if bull else 0
     review = ctx.extra.get("failed_jobs_review")
-    share = float(ctx.facts.get("top_error_share") or 0)
+    share = _patterns(ctx).top_error_share
     if ctx.diagnosis is not None and ctx.diagnosis.cause == "systemic_provider_failure":
         advice = ("one provider error dominated every retry: retries only added load — cap attempts lower and use "
                   "exponential backoff with a longer first delay; pause the queue when the provider is down")
