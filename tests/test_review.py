@@ -182,7 +182,7 @@ def test_key_figures_are_compared_around_each_runbooks_own_mitigation(incident: 
     assert re.search(r"- \*\*Done\*\*: switch_email_provider \(.*approved by alice\); retry_failed_sms \(.*bob\)", summary)
     assert f"email failure rate {email[2].split(' ')[0]} → {email[3].split(' ')[0]}" in summary
     summaries = {r.runbook: r.summary for r in review.runs}
-    measured = [m for m in summaries["sms_delivery_failure"]["measurements"] if m["metric"] == "failure_rate"]
+    measured = [m for m in summaries["sms_delivery_failure"].measurements if m["metric"] == "failure_rate"]
     assert rows["sms failure rate"][2].startswith(f"{measured[0]['value']:.1%}")
 
 

@@ -196,8 +196,8 @@ class Summary:
     # -- reading and writing -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
         out = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "extra"}
-        for name in ("impact", "post_incident", "evidence"):  # left out until something sets them
-            if not out[name]:
+        for name in ("impact", "post_incident", "evidence", "diagnosis", "ledger"):  # left out until set: a null
+            if not out[name]:  # would read as a part of the wrong shape (a damaged record), not as "none yet"
                 del out[name]
         if not self.timings:  # the runner's part, written once it completes the summary
             for name in ("failed_cell", "timings", "files"):

@@ -97,3 +97,17 @@ def test_the_runner_completes_the_kernels_summary(tmp_path: Path) -> None:
     done.complete("completed", None, 1.0, tmp_path)
     assert done.status == "completed" and done.failed_cell is None and "notebook.html" in done.files
     assert done.to_json()["failed_cell"] is None
+
+
+def test_a_summary_the_runner_writes_for_a_run_that_never_started_reads_as_unsealed_not_damaged(tmp_path: Path) -> None:
+    from runbooklib import records
+
+    path = tmp_path / SUMMARY
+    summary = Summary(runbook="email_provider_failure", incident="INC-1")
+    summary.complete("failed", {"index": 1, "section": "start", "error": "ConfigError: bad"}, 0.5, tmp_path)
+    summary.write(path)
+    written = json.loads(path.read_text())
+    assert "diagnosis" not in written and "ledger" not in written  # absent, not null: nothing of the wrong shape
+    problems: list[str] = []
+    assert Summary.read(path, problems)[0] is not None and problems == []
+    assert records.verify_ledger(written, tmp_path / "audit.jsonl", [], None)[0].startswith("not sealed")
