@@ -203,3 +203,60 @@ def test_a_drill_starts_only_the_stand_ins_its_runbook_depends_on(slug: str, tmp
         assert not {"smtp", "smtp_backup", "ses"} & set(box.describe()["profile"])
         with pytest.raises(AttributeError, match="this sandbox runs no stand-in called 'smtp_backup'"):
             _ = box.smtp_backup
+
+
+@pytest.mark.parametrize(("source", "words"), [
+    ("raise RuntimeError('boom')\n", "cannot be loaded: RuntimeError: boom"),
+    ("def broken(:\n", "cannot be loaded: SyntaxError"),
+    ("X = 1\n", "declares no PROVIDER = Provider(...)"),
+    ("from tests.extra_provider.pager import *\nfrom dataclasses import replace\nPROVIDER = replace(PROVIDER, kind='twilio')\n",
+     "declares provider 'twilio', which is already declared"),
+    ("from tests.extra_provider.pager import *\nfrom dataclasses import replace\n"
+     "PROVIDER = replace(PROVIDER, sections={'redis': 'R'})\n", "sections redis are reserved"),
+    ("from tests.extra_provider.pager import *\nfrom dataclasses import replace\n"
+     "PROVIDER = replace(PROVIDER, scenario={'statuspage': {}}, choices={})\n",
+     "declares scenario sections another provider declares: statuspage"),
+    ("from dataclasses import dataclass\nfrom tests.extra_provider.pager import *\nfrom dataclasses import replace\n"
+     "@dataclass(frozen=True)\nclass E:\n    api_key_env: str\n    timeout: float = 5.0\n"
+     "PROVIDER = replace(PROVIDER, endpoint=E)\n", "endpoint fields of types a profile cannot give: timeout: float"),
+])
+def test_a_provider_module_that_cannot_be_used_is_named_as_bad_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str],
+                                                                        source: str, words: str) -> None:
+    from runbooklib import endpoints
+
+    name = f"odd_provider_{abs(hash(source)) % 10**8}"  # a fresh module name: imports are cached per name
+    (tmp_path / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(endpoints.MODULES_ENV, name)
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        endpoints.providers()
+    assert main(["demo", "sms_delivery_failure", "--check-only", "--no-progress"]) == EXIT_BAD_PARAMETERS
+    err = capsys.readouterr().err
+    assert name in err and "internal error" not in err
+
+
+def test_a_provider_that_would_replace_the_cores_scenario_defaults_is_refused(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from runbooklib import endpoints
+
+    (tmp_path / "core_clash_provider.py").write_text(
+        "from tests.extra_provider.pager import *\nfrom dataclasses import replace\n"
+        "PROVIDER = replace(PROVIDER, scenario={'platform': {'x': 1}}, choices={})\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(endpoints.MODULES_ENV, "core_clash_provider")
+    with pytest.raises(ConfigError, match="provider pager declares scenario sections the core has: platform"):
+        catalog.get("email_provider_failure").load_scenario("healthy")
+
+
+def test_an_unknown_dependency_is_named_not_taken_as_nothing_missing(tmp_path: Path) -> None:
+    from runbooklib.sandbox import Sandbox
+    from runbooklib.settings import load_profiles
+
+    profile = load_profiles(str(ROOT / "params" / "environments.example.yaml"))["production"]
+    assert profile is not None
+    with pytest.raises(ConfigError, match="unknown dependency 'smpt'; known: database, platform_api, redis"):
+        profile.missing(("smpt",))
+    with pytest.raises(ConfigError, match="unknown dependencies smpt; known: database"):
+        Sandbox(catalog.get("email_provider_failure").load_scenario("healthy"), workdir=tmp_path / "box",
+                dependencies=("smpt",))

@@ -226,7 +226,9 @@ class Summary:
         if not isinstance(loaded, dict):
             return None, None
         kept = records.summary(loaded, problems)
-        return (cls.from_json(kept) if kept.get("runbook") else None), loaded
+        if "status" not in loaded:
+            problems.append(f"{SUMMARY} names no status: how the run ended is not on record")
+        return (cls.from_json({"status": "?", **kept}) if kept.get("runbook") else None), loaded
 
     def write(self, path: Path) -> None:
         """Write atomically (a reader never sees half a summary)."""

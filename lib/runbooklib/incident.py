@@ -132,8 +132,17 @@ def list_runs(root: Path, incident: str | None = None, *, location: str | None =
         problems += records.verify_ledger(loaded, bundle / AUDIT, numbered,
                                           bundle / EVIDENCE if check_evidence else None)
         audit = records.audit([entry for _, entry in numbered], problems)
+        problems += _unlogged_changes(summary, audit)
         runs.append(RunRecord(bundle, summary, audit, where, problems))
     return sorted(runs, key=lambda r: r.started)
+
+
+def _unlogged_changes(summary: Summary, audit: list[dict[str, Any]]) -> list[str]:
+    """Changes the summary records that the audit log does not: the record cannot confirm what was applied."""
+    logged = {(str(e.get("action")), e.get("decision")) for e in audit}
+    return [f"{SUMMARY} records {a.get('action')} as {a.get('decision')}, but {AUDIT} has no such record: what was "
+            "applied cannot be confirmed" for a in summary.actions
+            if a.get("decision") in (*CHANGED, "applying") and (str(a.get("action")), a.get("decision")) not in logged]
 
 
 def withheld(bundle: Path) -> list[str]:

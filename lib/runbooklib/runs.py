@@ -82,7 +82,7 @@ class RunResult:
         from runbooklib import records
 
         kept = records.summary(self.summary, [])
-        return Summary.from_json(kept) if kept.get("runbook") else Summary(runbook="?")
+        return Summary.from_json({"status": "?", **kept}) if kept.get("runbook") else Summary(runbook="?", status="?")
 
     @property
     def cause(self) -> str | None:
@@ -96,6 +96,8 @@ class RunResult:
         if self.status != "completed":
             return None
         outcome = self.record.outcome
+        if outcome == "cause" and self.cause is None:  # a cause whose name did not survive the shape check
+            return None
         return outcome if outcome in EXIT_BY_OUTCOME else None
 
     @property

@@ -110,6 +110,8 @@ class Profile:
                     note(dependency, "not configured in this profile")
                 for why in declared[dependency].missing(endpoint) if endpoint is not None else ():
                     note(dependency, why)
+            elif dependency not in labels:
+                raise ConfigError(f"unknown dependency {dependency!r}; known: {', '.join(labels)}")
         return out
 
 
@@ -300,13 +302,21 @@ def _endpoint(cls: type[Any], data: Any, where: str, required: str) -> Any:
     unknown = set(data) - known
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
-    if required not in data:
-        raise ConfigError(f"{where}: {required!r} is required")
+    from dataclasses import MISSING
+
+    needed = [required] + [name for name, f in cls.__dataclass_fields__.items()
+                           if f.default is MISSING and f.default_factory is MISSING and name != required]
+    absent = [name for name in needed if name not in data]
+    if absent:
+        raise ConfigError(f"{where}: {', '.join(map(repr, absent))} {'is' if len(absent) == 1 else 'are'} required")
+    typed = _typed(cls, data, where)  # its errors name `where` already
     try:
-        return cls(**_typed(cls, data, where))
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(where.rsplit(".", 1)[-1] + ".") else f"{where}.{message}") from exc
+        return cls(**typed)
+    except ConfigError as exc:  # the endpoint's own checks name the field as `<section>.<field>` or `<field>`
+        message, section = str(exc), where.rsplit(".", 1)[-1]
+        parent = where[: -len(section) - 1] if where.endswith("." + section) else ""
+        raise ConfigError(f"{parent}.{message}" if parent and message.startswith(section + ".")
+                          else f"{where}.{message}") from exc
 
 
 def _keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -326,8 +336,7 @@ def profile_from_mapping(name: str, data: Any, where: str = "profile") -> Profil
     """Build a Profile from its YAML mapping, rejecting unknown keys and values of the wrong type or range."""
     data = _mapping(data, where)
     declared = endpoints.sections()
-    _keys(data, {"database_url_env", "platform_api", "redis", "providers", "timeouts", "statement_timeout", "row_cap",
-                 "phone_regions", *declared}, where)
+    _keys(data, {*endpoints.PROFILE_KEYS, *declared}, where)
     api = _mapping(data.get("platform_api"), f"{where}.platform_api")
     _keys(api, {"url", "token_env"}, f"{where}.platform_api")
     if "url" not in api or "token_env" not in api:

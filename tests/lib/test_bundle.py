@@ -111,3 +111,11 @@ def test_a_summary_the_runner_writes_for_a_run_that_never_started_reads_as_unsea
     problems: list[str] = []
     assert Summary.read(path, problems)[0] is not None and problems == []
     assert records.verify_ledger(written, tmp_path / "audit.jsonl", [], None)[0].startswith("not sealed")
+
+
+def test_a_cause_whose_name_did_not_survive_is_no_verdict(tmp_path: Path) -> None:
+    from runbooklib.runs import EXIT_FAILED, RunResult
+
+    result = RunResult(tmp_path, "completed", summary={"runbook": "x", "status": "completed",
+                                                       "diagnosis": {"cause": 7, "outcome": "cause", "explanation": "e"}})
+    assert result.cause is None and result.outcome is None and result.exit_code == EXIT_FAILED

@@ -65,3 +65,20 @@ def test_secrets_read_or_named_are_registered_for_redaction(monkeypatch: pytest.
     assert "smtp-pass-registered-1" in REDACTOR.secrets
     assert "db-pass-registered-2" in REDACTOR.secrets
     assert "db-pass-registered-2" not in REDACTOR.text("postgresql://ro:db-pass-registered-2@db:5432/lineup")
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ("smtp: {host: h, port: '587'}", "envs.yaml:prod.smtp.port: expected a whole number, got text '587'"),
+    ("smtp: {host: h, security: tls}", "envs.yaml:prod.smtp.security: 'tls'; allowed: starttls, ssl, none"),
+    ("whatsapp: {access_token_env: W}", "envs.yaml:prod.whatsapp: 'waba_id', 'phone_number_id' are required"),
+    ("whatsapp: {access_token_env: W, waba_id: x1, phone_number_id: '1'}",
+     "envs.yaml:prod.whatsapp.waba_id must be the numeric id as text"),
+])
+def test_a_bad_section_value_is_named_once_with_where_it_is(tmp_path: Path, section: str, message: str) -> None:
+    path = tmp_path / "envs.yaml"
+    path.write_text(f"prod:\n  platform_api: {{url: 'https://x.test', token_env: T}}\n  {section}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_profiles(str(path))
+    text = str(caught.value)
+    assert text.startswith(str(path)) and text.endswith(message.split("envs.yaml")[1]) or message in text
+    assert text.count(str(path)) == 1 and text.count("prod.") == 1, text

@@ -17,7 +17,7 @@ import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from runbooklib.errors import ConfigError
 
@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from runbooklib.sandbox import Site, Started
 
 PACKAGE = "runbooklib.endpoints"
+PROFILE_KEYS = ("database_url_env", "platform_api", "redis", "providers", "timeouts", "statement_timeout", "row_cap",
+                "phone_regions")
+"""A profile's own keys, beside the providers' sections."""
+RESERVED = (*PROFILE_KEYS, "database")
+"""Names no provider section may take: the profile's own keys and the dependencies every deployment has."""
+FIELD_TYPES = ("str", "int", "bool", "tuple[str, ...]")
+"""The field types an endpoint may have (what a profile section's values are checked against)."""
 MODULES_ENV = "RUNBOOK_PROVIDER_MODULES"
 """Comma-separated importable modules that each declare `PROVIDER`: providers kept outside this package."""
 
@@ -81,40 +88,66 @@ class Provider:
     def __post_init__(self) -> None:
         if not self.kind.isidentifier() or not self.sections:
             raise ValueError(f"a provider needs an identifier kind and at least one section, not {self.kind!r}")
+        taken = [section for section in self.sections if section in RESERVED or not section.isidentifier()]
+        if taken:
+            raise ValueError(f"provider {self.kind}: sections {', '.join(taken)} are reserved or not names; "
+                             f"reserved: {', '.join(RESERVED)}")
+        hints = get_type_hints(self.endpoint)
+        odd = [f"{name}: {_type_name(hint)}" for name, hint in hints.items() if _type_name(hint) not in FIELD_TYPES]
+        if odd:
+            raise ValueError(f"provider {self.kind}: endpoint fields of types a profile cannot give: {', '.join(odd)}; "
+                             f"allowed: {', '.join(FIELD_TYPES)}")
+        if self.required not in hints:
+            raise ValueError(f"provider {self.kind}: required key {self.required!r} is not a field of its endpoint")
         for key in self.choices:
             section, _, name = key.partition(".")
             if section not in self.scenario or name not in self.scenario[section]:
                 raise ValueError(f"provider {self.kind}: choices name {key!r}, which its scenario does not default")
 
 
-def _module_names() -> list[str]:
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _module_names() -> tuple[list[str], list[str]]:
+    """(built-in provider modules, those named in `$RUNBOOK_PROVIDER_MODULES`)."""
     package = importlib.import_module(PACKAGE)
-    names = [f"{PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_")]
-    names += [part.strip() for part in os.environ.get(MODULES_ENV, "").split(",") if part.strip()]
-    return names
+    built_in = [f"{PACKAGE}.{info.name}" for info in pkgutil.iter_modules(package.__path__)
+                if not info.name.startswith("_")]
+    return built_in, [part.strip() for part in os.environ.get(MODULES_ENV, "").split(",") if part.strip()]
 
 
 @cache
-def _declared(names: tuple[str, ...]) -> tuple[Provider, ...]:
+def _declared(built_in: tuple[str, ...], extra: tuple[str, ...]) -> tuple[Provider, ...]:
     found: dict[str, Provider] = {}
-    for name in names:
+    for name in (*built_in, *extra):
+        where = f"provider module {name!r}" + (f" (from ${MODULES_ENV})" if name in extra else "")
         try:
             module = importlib.import_module(name)
         except ImportError as exc:
-            raise ConfigError(f"cannot import provider module {name!r} (from ${MODULES_ENV}): {exc}") from exc
+            raise ConfigError(f"cannot import {where}: {exc}") from exc
+        except Exception as exc:  # its code fails, or its declaration is refused: bad settings, not our crash
+            raise ConfigError(f"{where} cannot be loaded: {exc.__class__.__name__}: {exc}") from exc
         provider = getattr(module, "PROVIDER", None)
-        if isinstance(provider, Provider):
-            found[provider.kind] = provider
-    sections = [s for p in found.values() for s in p.sections]
-    clash = sorted({s for s in sections if sections.count(s) > 1})
-    if clash:
-        raise ConfigError(f"profile sections declared by more than one provider: {', '.join(clash)}")
+        if not isinstance(provider, Provider):
+            if name in extra:
+                raise ConfigError(f"{where} declares no PROVIDER = Provider(...)")
+            continue
+        if provider.kind in found:
+            raise ConfigError(f"{where} declares provider {provider.kind!r}, which is already declared")
+        for mine, what in ((provider.sections, "profile sections"), (provider.scenario, "scenario sections")):
+            theirs = {s for p in found.values() for s in (p.sections if what.startswith("profile") else p.scenario)}
+            taken = sorted(set(mine) & theirs)
+            if taken:
+                raise ConfigError(f"{where} declares {what} another provider declares: {', '.join(taken)}")
+        found[provider.kind] = provider
     return tuple(sorted(found.values(), key=lambda p: p.kind))
 
 
 def providers() -> tuple[Provider, ...]:
     """Every declared provider, by kind."""
-    return _declared(tuple(_module_names()))
+    built_in, extra = _module_names()
+    return _declared(tuple(built_in), tuple(extra))
 
 
 def sections() -> dict[str, Provider]:

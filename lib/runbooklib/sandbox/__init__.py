@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from runbooklib import endpoints
+from runbooklib.errors import ConfigError
 from runbooklib.sandbox import seed
 from runbooklib.sandbox.scenario import Scenario
 from runbooklib.sandbox.standins import PlatformStandIn
@@ -97,6 +98,13 @@ class Sandbox:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.database_url = database_url or f"sqlite:///{self.workdir / 'message_logs.db'}"
         wanted = None if dependencies is None else set(dependencies)
+        if wanted is not None:
+            from runbooklib.settings import dependency_labels
+
+            known = dependency_labels()
+            unknown = sorted(wanted - set(known))
+            if unknown:
+                raise ConfigError(f"unknown dependencies {', '.join(unknown)}; known: {', '.join(known)}")
         self.providers = tuple(p for p in endpoints.providers()
                                if p.standin is not None and (wanted is None or wanted & set(p.sections)))
         """The providers whose stand-ins this sandbox runs."""

@@ -78,6 +78,9 @@ def _declared() -> tuple[dict[str, Any], set[str], dict[str, tuple[Any, ...]]]:
     defaults, free_form = copy.deepcopy(CORE), set(CORE_FREE_FORM)
     choices: dict[str, tuple[Any, ...]] = {"echo.credentials": ECHO_MODES}
     for provider in endpoints.providers():
+        taken = sorted(set(provider.scenario) & set(CORE))
+        if taken:
+            raise ConfigError(f"provider {provider.kind} declares scenario sections the core has: {', '.join(taken)}")
         defaults.update(copy.deepcopy(dict(provider.scenario)))
         free_form.update(provider.free_form)
         choices.update(provider.choices)
