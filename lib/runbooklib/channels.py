@@ -32,10 +32,3 @@ NAMES = tuple(c.name for c in CHANNELS)
 """The API and queue names of every channel, in declaration order."""
 LOG_NAMES = tuple(c.log_name for c in CHANNELS)
 
-
-def by_name(name: str) -> Channel:
-    """The channel called `name` (API name or `message_logs` value, any case)."""
-    for channel in CHANNELS:
-        if name.lower() == channel.name or name.upper() == channel.log_name:
-            return channel
-    raise KeyError(name)

@@ -72,6 +72,3 @@ class Evidence:
 
     def drop(self, key: Key[Any]) -> None:
         self._values.pop(key.name, None)
-
-    def names(self) -> list[str]:
-        return sorted(self._values)
