@@ -260,3 +260,15 @@ def test_an_unknown_dependency_is_named_not_taken_as_nothing_missing(tmp_path: P
     with pytest.raises(ConfigError, match="unknown dependencies smpt; known: database"):
         Sandbox(catalog.get("email_provider_failure").load_scenario("healthy"), workdir=tmp_path / "box",
                 dependencies=("smpt",))
+
+
+def test_each_channel_names_declared_providers_and_each_provider_carries_a_channel() -> None:
+    from runbooklib import channels, endpoints
+    from runbooklib.errorcodes import classify_sms_error
+
+    kinds = {p.kind for p in endpoints.providers()}
+    carried = {kind for c in channels.CHANNELS for kind in c.providers}
+    assert carried == kinds
+    assert channels.get("SMS").classify is classify_sms_error and channels.get("sms") is channels.get("SMS")
+    with pytest.raises(KeyError, match="unknown channel 'fax'; channels: email, sms, whatsapp"):
+        channels.get("fax")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from runbooklib import endpoints
+from runbooklib import channels, endpoints
 from runbooklib.actions import Plan
 from runbooklib.actions.bases import SendTestMessage, TenantChannelChange
 from runbooklib.catalog import Runbook
@@ -20,7 +20,6 @@ from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.endpoints.smtp import SmtpEndpoint
-from runbooklib.errorcodes import classify_email_error
 from runbooklib.errors import ConfigError, MitigationFailed, ProviderError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, is_email, param
@@ -92,7 +91,7 @@ def _params(ctx: RunContext) -> Params:
     return ctx.params
 
 
-CHECKS = ChannelChecks(channel=CHANNEL, queue=QUEUE, label="Email", noun="mail", classify=classify_email_error)
+CHECKS = ChannelChecks(channel=CHANNEL, queue=QUEUE, label="Email", noun="mail", classify=channels.get(CHANNEL).classify)
 time_needs = sampling_needs
 
 

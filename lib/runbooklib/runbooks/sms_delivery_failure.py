@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbooklib import queries
+from runbooklib import channels, queries
 from runbooklib.actions import Action, Plan
 from runbooklib.actions.bases import MITIGATED_AT, SendTestMessage, TenantChannelChange
 from runbooklib.catalog import Runbook
@@ -22,7 +22,6 @@ from runbooklib.errorcodes import (
     SMS_CATEGORIES,
     TRANSIENT,
     TWILIO_CODES,
-    classify_sms_error,
     classify_twilio,
 )
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, ProviderTimeout, QueryError
@@ -91,7 +90,7 @@ class Params(CommonParams):
         return []
 
 
-CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=classify_sms_error,
+CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="SMS", noun="messages", classify=channels.get(CHANNEL).classify,
                             code_info=classify_twilio, provider="Twilio")
 time_needs = sampling_needs
 

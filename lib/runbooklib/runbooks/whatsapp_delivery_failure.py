@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from runbooklib import charts, queries
+from runbooklib import channels, charts, queries
 from runbooklib.actions import Action, Plan
 from runbooklib.actions.bases import MITIGATED_AT, SendTestMessage, TenantChannelChange, affected_tenants
 from runbooklib.catalog import Runbook
@@ -20,7 +20,7 @@ from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
 from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
-from runbooklib.errorcodes import GRAPH_CODES, classify_graph, classify_whatsapp_error
+from runbooklib.errorcodes import GRAPH_CODES, classify_graph
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, shown
@@ -97,7 +97,7 @@ def _params(ctx: RunContext) -> Params:
 
 
 CHECKS = CodedChannelChecks(channel=CHANNEL, queue=QUEUE, label="WhatsApp", noun="messages",
-                            classify=classify_whatsapp_error, code_info=classify_graph, provider="Graph API")
+                            classify=channels.get(CHANNEL).classify, code_info=classify_graph, provider="Graph API")
 time_needs = sampling_needs
 
 
