@@ -18,6 +18,7 @@ completes it and the review reads it, each through this one class.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -215,8 +216,6 @@ class Summary:
     def read(cls, path: Path, problems: list[str]) -> tuple[Summary | None, dict[str, Any] | None]:
         """(the summary as the review may trust it, the mapping as it was written) from `path`; (None, None) when
         it cannot be read at all. What is not of the shape a run writes is dropped and named in `problems`."""
-        import json
-
         from runbooklib import records
 
         try:
@@ -232,8 +231,6 @@ class Summary:
 
     def write(self, path: Path) -> None:
         """Write atomically (a reader never sees half a summary)."""
-        import json
-
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, default=str), encoding="utf-8")
         tmp.replace(path)
