@@ -39,11 +39,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from runbooklib.channels import NAMES
 from runbooklib.deadline import Dependency, RunBudget
