@@ -1,8 +1,11 @@
 """From findings to one verdict: rules tried in priority order; the first that holds names the cause.
 
 A rule returns `None` (does not hold) or a `Match` with a one-line explanation and the evidence
-behind it. When several hold, the diagnosis names the first and lists the others, so a responder
-sees that, say, the SMTP server is down *and* one tenant has its own problem.
+behind it. When several hold, the diagnosis names one and lists the others, so a responder sees
+that, say, the SMTP server is down *and* one tenant has its own problem. Which one is named: a
+provider state under which nothing can be sent (`BLOCKING`, in the runbook's priority order), then
+one tenant's own problem (`TENANT`), then the causes the logs establish ranked by how many of the
+failures above baseline each explains (`SHARE`).
 
 A verdict says what it rests on. Each runbook declares the checks its `healthy` needs (`Needed`).
 The outcome is one of:
@@ -31,14 +34,20 @@ INCONCLUSIVE = "inconclusive"
 OUTCOMES = ("healthy", "cause", "unknown", "inconclusive")
 """What kind of verdict a diagnosis is (a cause code's outcome is `cause`)."""
 _COLOURS = {"healthy": "#1a7f37", "cause": "#cf222e", "unknown": "#cf222e", "inconclusive": "#9a6700"}
+BLOCKING, TENANT, SHARE = 0, 1, 2
+"""How a match ranks: a provider state a check observed under which nothing can be sent; the failures of a few
+tenants while the others are fine; a cause established by the share of the failures above baseline it explains."""
 
 
 @dataclass
 class Match:
-    """A rule that holds: why, and on what evidence."""
+    """A rule that holds: why, on what evidence, and how it ranks against others that hold too."""
 
     explanation: str
     evidence: list[str] = field(default_factory=list)
+    tier: int = BLOCKING
+    weight: float = 0.0
+    """The failures above baseline this cause explains: ranks the matches of the `SHARE` tier."""
 
 
 @dataclass
@@ -101,6 +110,12 @@ class Diagnosis:
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     unchecked: list[dict[str, Any]] = field(default_factory=list)
     """What could not be checked (see `unchecked()`); a `healthy` verdict never has a needed entry here."""
+    figures: list[dict[str, Any]] = field(default_factory=list)
+    """The comparisons the verdict decided on (`stats.Comparison.to_json()`): what was compared with what, the
+    test's p-value and whether it counted as elevated."""
+    notes: list[str] = field(default_factory=list)
+    """What the checks observed that is not the named cause: provider states no rule concluded from, causes'
+    evidence below their thresholds. An `unknown` verdict cites them as what might explain it."""
 
     @property
     def healthy(self) -> bool:
@@ -120,7 +135,8 @@ class Diagnosis:
     def to_json(self) -> dict[str, Any]:
         return REDACTOR.mapping({"runbook": self.runbook, "cause": self.cause, "outcome": self.outcome,
                                  "explanation": self.explanation, "evidence": self.evidence, "others": self.others,
-                                 "unchecked": self.unchecked, "at": self.at.isoformat(timespec="milliseconds")})
+                                 "unchecked": self.unchecked, "figures": self.figures, "notes": self.notes,
+                                 "at": self.at.isoformat(timespec="milliseconds")})
 
     def _repr_html_(self) -> str:
         colour = _COLOURS[self.outcome]
@@ -131,12 +147,15 @@ class Diagnosis:
             f"<li><b>{_e(u['what'])}</b>: {_e(u['why'])}" + (f"<br>by hand: <code>{_e(u['by_hand'])}</code>"
                                                                if u.get("by_hand") else "") + "</li>"
             for u in self.unchecked)
+        notes = "".join(f"<li>{_e(n)}</li>" for n in self.notes)
         return (f'<div style="border:2px solid {colour};padding:6px 12px;margin:6px 0">'
                 f'<div style="font-size:1.2em;color:{colour}"><b>{label}: <code>{_e(self.cause)}</code></b></div>'
                 f"<div>{_e(self.explanation)}</div>"
                 + (f"<div><b>Could not check</b><ul>{missing}</ul></div>" if missing else "")
                 + (f"<div><b>Evidence</b><ul>{ev}</ul></div>" if ev else "")
                 + (f"<div><b>Also holds</b><ul>{others}</ul></div>" if others else "")
+                + (f"<div><b>Also observed</b><ul>{notes}</ul></div>" if notes else "")
+                + _figures_html(self.figures)
                 + "</div>")
 
     def __str__(self) -> str:
@@ -163,27 +182,47 @@ def _e(value: Any) -> str:
     return html.escape(REDACTOR.text(str(value)))
 
 
+def _figures_html(figures: Sequence[Mapping[str, Any]]) -> str:
+    """The comparisons a verdict used, as a small table: what, window, baseline, p-value, decision."""
+    if not figures:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(f.get('what'))}</td><td>{int(f.get('failed', 0)):,} / {int(f.get('total', 0)):,} "
+        f"({float(f.get('rate', 0)):.1%})</td><td>{float(f.get('baseline_rate', 0)):.1%} "
+        f"({_e(f.get('baseline_source'))}, {int(f.get('baseline_total', 0)):,})</td>"
+        f"<td>{float(f.get('expected', 0)):,.1f}</td><td>{_e(f.get('p_value'))}</td><td>{_e(f.get('verdict'))}</td></tr>"
+        for f in figures)
+    return ('<details><summary><b>Figures the verdict used</b></summary><table><tr><th>compared</th><th>window</th>'
+            '<th>baseline</th><th>expected</th><th>p</th><th>decision</th></tr>' + rows + "</table></details>")
+
+
 def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, incident_present: bool,
              incident_evidence: Sequence[str] = (), needed: Sequence[Needed] = (),
-             findings: Mapping[str, CheckResult] | None = None) -> Diagnosis:
-    """Try every rule; the first that holds is the cause. Otherwise the verdict rests on `needed`:
+             findings: Mapping[str, CheckResult] | None = None, figures: Sequence[Mapping[str, Any]] = (),
+             notes: Sequence[str] = ()) -> Diagnosis:
+    """Try every rule; of those that hold, the best ranked (`Match.tier`, then `Match.weight`, then the rules'
+    order) is the cause and the others are listed. Otherwise the verdict rests on `needed`:
 
     `inconclusive` when a needed check could not run; else `unknown` when `incident_present` or a
-    needed check failed; else `healthy`. Every cause a rule names must be documented in `causes`.
+    needed check failed (citing `notes`: what was observed that might explain it); else `healthy`.
+    Every cause a rule names must be documented in `causes`. `figures` are the comparisons the verdict
+    decided on, shown with it.
     """
     findings = findings or {}
     missing = unchecked(needed, findings)
-    matches: list[tuple[str, Match]] = []
-    for rule in rules:
+    matches: list[tuple[int, str, Match]] = []
+    for index, rule in enumerate(rules):
         if rule.cause not in causes:
             raise ValueError(f"cause {rule.cause!r} is not documented for {runbook}")
         found = rule.test()
-        if found is not None:
-            matches.append((rule.cause, found))
+        if found is not None and rule.cause not in {c for _, c, _ in matches}:
+            matches.append((index, rule.cause, found))
+    shown: dict[str, Any] = {"figures": [dict(f) for f in figures], "notes": list(notes)}
     if matches:
-        cause, first = matches[0]
-        others = [{"cause": c, "explanation": m.explanation} for c, m in matches[1:]]
-        return Diagnosis(runbook, cause, first.explanation, list(first.evidence), others, unchecked=missing)
+        ranked = sorted(matches, key=lambda m: (m[2].tier, -round(m[2].weight, 6), m[0]))
+        _, cause, first = ranked[0]
+        others = [{"cause": c, "explanation": m.explanation} for _, c, m in ranked[1:]]
+        return Diagnosis(runbook, cause, first.explanation, list(first.evidence), others, unchecked=missing, **shown)
     failed = [findings[n.check] for n in needed if n.check in findings and findings[n.check].status == "fail"]
     evidence = list(incident_evidence) + [f"{f.title}: {f.summary}" for f in failed
                                           if f"{f.title}: {f.summary}" not in incident_evidence]
@@ -196,10 +235,13 @@ def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, 
         else:
             lead = "no all-clear: "
         return Diagnosis(runbook, INCONCLUSIVE, f"{lead}{len(blocking)} check(s) the verdict needs could not run: "
-                                                f"{could_not_check(blocking, why=False)}", evidence, unchecked=missing)
+                                                f"{could_not_check(blocking, why=False)}", evidence, unchecked=missing,
+                         **shown)
     if incident_present or failed:
-        return Diagnosis(runbook, UNKNOWN, "failures are present but no known cause matched the evidence", evidence,
-                         unchecked=missing)
+        cited = [f"might explain it: {n}" for n in notes]
+        return Diagnosis(runbook, UNKNOWN, "failures are present but no known cause matched the evidence"
+                         + (f"; observed, and might explain it: {len(notes)} finding(s) below" if notes else ""),
+                         evidence + cited, unchecked=missing, **shown)
     return Diagnosis(runbook, HEALTHY, f"every check the verdict rests on ran and passed ({len(needed)}: "
-                                       f"{', '.join(n.what for n in needed)}); failure rate at baseline",
-                     evidence, unchecked=missing)
+                                       f"{', '.join(n.what for n in needed)}); no failure rate above its baseline",
+                     evidence, unchecked=missing, **shown)

@@ -18,16 +18,24 @@ EMAIL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("ses_rate", r"maximum sending rate exceeded|\bthrottl"),
         ("ses_permission", r"accessdenied|not authorized to perform|invalidclienttokenid|signaturedoesnotmatch"),
         ("ses_sending_paused", r"sendingpaused|accountsendingpaused|sending (is )?(paused|disabled)"),
+        ("smtp_deferred", r"^\W*(421|450|451|452|454)\b|\b(421|450|451|452|454)[ -]4\.\d\.\d+"
+                          r"|too many (connections|messages|recipients)|try again later|rate limit|slow down"),
         ("smtp_tls", r"certificate|\btls\b|\bssl\b|handshake|starttls"),
         ("smtp_auth", r"\b535\b|\b534\b|authentication (credentials invalid|failed|unsuccessful)|invalid login"
                       r"|username and password not accepted"),
         ("smtp_connect", r"econnrefused|etimedout|ehostunreach|enotfound|econnreset|connection refused"
-                         r"|connection timed out|greeting never received|getaddrinfo"),
+                         r"|connection timed out|timeout waiting for|greeting never received|getaddrinfo"),
+        ("bounce", r"bounce|mailbox (unavailable|full)|user unknown|no such user|\b5\.1\.1\b|\b5\.2\.2\b"),
         ("rejected", r"messagerejected|not verified|\b550\b|\b553\b|\b554\b"),
-        ("bounce", r"bounce|mailbox (unavailable|full)|user unknown|\b5\.1\.1\b"),
     )
 )
 EMAIL_CLASSES = tuple(cls for cls, _ in EMAIL_PATTERNS) + ("other",)
+EMAIL_CATEGORIES = {
+    "ses_daily_quota": "transient", "ses_rate": "transient", "ses_permission": "config", "ses_sending_paused": "config",
+    "smtp_deferred": "transient", "smtp_tls": "config", "smtp_auth": "config", "smtp_connect": "transient",
+    "rejected": "permanent", "bounce": "permanent", "other": "transient",
+}
+"""What a retry can do for each email class (as for the coded channels: transient, permanent, consent, config)."""
 
 
 def classify_email_error(error: str | None, code: str | None = None) -> str:
@@ -81,8 +89,8 @@ TWILIO_CODES: dict[int, TwilioCode] = {
     30007: TwilioCode("carrier_filtered", PERMANENT, "Message filtered (carrier or Twilio spam filtering)"),
     30008: TwilioCode("carrier_unknown", TRANSIENT, "Unknown error from the carrier"),
     30022: TwilioCode("rate_limited", TRANSIENT, "US A2P 10DLC rate limits exceeded"),
-    30032: TwilioCode("sender", CONFIG, "Toll-free number has not been verified"),
-    30034: TwilioCode("sender", CONFIG, "Message from an unregistered 10DLC number"),
+    30032: TwilioCode("sender_registration", CONFIG, "Toll-free number has not been verified"),
+    30034: TwilioCode("sender_registration", CONFIG, "Message from an unregistered 10DLC number"),
     30036: TwilioCode("queue_overflow", TRANSIENT, "Validity period expired"),
 }
 UNKNOWN_TWILIO = TwilioCode("other", TRANSIENT, "Unknown error")
@@ -143,11 +151,11 @@ GRAPH_CODES: dict[int, GraphCode] = {
     368: GraphCode("account_locked", CONFIG, "Temporarily blocked for policy violations"),
     131031: GraphCode("account_locked", CONFIG, "Business account locked"),
     130497: GraphCode("account_locked", CONFIG, "Business account restricted from messaging users in this country"),
-    132000: GraphCode("template", CONFIG, "Template parameter count mismatch"),
+    132000: GraphCode("template_params", PERMANENT, "Template parameter count mismatch"),
     132001: GraphCode("template", CONFIG, "Template does not exist in this language or is not approved"),
-    132005: GraphCode("template", CONFIG, "Translated template text too long"),
-    132007: GraphCode("template", CONFIG, "Template format character policy violated"),
-    132012: GraphCode("template", CONFIG, "Template parameter format mismatch"),
+    132005: GraphCode("template_params", PERMANENT, "Translated template text too long"),
+    132007: GraphCode("template_params", PERMANENT, "Template format character policy violated"),
+    132012: GraphCode("template_params", PERMANENT, "Template parameter format mismatch"),
     132015: GraphCode("template", CONFIG, "Template is paused (low quality)"),
     132016: GraphCode("template", CONFIG, "Template is disabled (paused too many times)"),
     133010: GraphCode("phone_not_registered", CONFIG, "Phone number not registered on the Cloud API"),
@@ -168,3 +176,25 @@ def classify_graph(code: str | int | None) -> GraphCode:
 
 def classify_whatsapp_error(error: str | None, code: str | None = None) -> str:
     return classify_graph(code).cls
+
+
+CODED = re.compile(r"\b(?:Twilio|Graph)\s+(\d+)\b")
+"""How a failed job's reason names a provider code ("Twilio 20503: Service unavailable", "Graph 190: ...")."""
+
+
+def category_of(reason: str | None, channel: str) -> tuple[str, str]:
+    """(class, retry category) of a failure reason as a job or a log records it, for channel `EMAIL`, `SMS` or
+    `WHATSAPP`: by the provider code it names when it names one, else by the email patterns; a reason that names no
+    provider error (a crash on a malformed payload) is ("other", "unknown")."""
+    text = reason or ""
+    coded = CODED.search(text)
+    if channel.upper() == "SMS" and coded:
+        info = classify_twilio(coded.group(1))
+        return info.cls, info.category
+    if channel.upper() == "WHATSAPP" and coded:
+        graph = classify_graph(coded.group(1))
+        return graph.cls, graph.category
+    if channel.upper() == "EMAIL":
+        cls = classify_email_error(text)
+        return cls, EMAIL_CATEGORIES[cls]
+    return "other", "unknown"

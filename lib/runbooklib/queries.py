@@ -154,6 +154,31 @@ def tenant_split() -> Query:
     )
 
 
+def tenant_rates() -> Query:
+    """Per tenant, the window (`:since` to `:until`) and the baseline before it (`:baseline_since` to `:since`) in
+    one scan, most failures in the window first; binds `:limit`.
+
+    Columns: `tenant_id`, `total`, `failed`, `delayed` (see DELAYED) in the window, and `baseline_total`,
+    `baseline_failed`.
+    """
+    tenant = sa.func.coalesce(T.c.tenant_id, "(none)").label("tenant_id")
+    in_window = T.c.created_at >= sa.bindparam("since")
+    failed = T.c.status.in_(FAILED_STATUSES)
+    return (
+        sa.select(tenant,
+                  _count_if(in_window).label("total"),
+                  _count_if(sa.and_(in_window, failed)).label("failed"),
+                  _count_if(sa.and_(in_window, DELAYED)).label("delayed"),
+                  _count_if(sa.not_(in_window)).label("baseline_total"),
+                  _count_if(sa.and_(sa.not_(in_window), failed)).label("baseline_failed"))
+        .where(T.c.channel == sa.bindparam("channel"), T.c.created_at >= sa.bindparam("baseline_since"),
+               T.c.created_at < sa.bindparam("until"))
+        .group_by(tenant)
+        .order_by(sa.desc("failed"), sa.desc("total"), tenant)
+        .limit(sa.bindparam("limit"))
+    )
+
+
 def tenant_count() -> Query:
     """Columns: `tenants` (distinct tenants with messages), `failing_tenants` (with a failure), `total`, `failed`,
     `delayed`."""
@@ -246,13 +271,12 @@ def template_failures(*, by_tenant: bool = False) -> Query:
 
 
 def failed_message_ids(*, by_tenant: bool = False) -> Query:
-    """FAILED messages of `:channel` with an error code in `:codes` (an expanding list), created before `:until`,
-    at any age (what a retry of failed messages picks up), by id; binds `:limit`.
+    """FAILED messages of `:channel` in the window with an error code in `:codes` (an expanding list), by id (what
+    a retry of the incident's failed messages picks up); binds `:limit`.
 
     Columns: `id`, `tenant_id`, `error_code`, `created_at`.
     """
-    clauses = [T.c.channel == sa.bindparam("channel"), T.c.created_at < sa.bindparam("until"),
-               T.c.status == "FAILED", ERROR_CODE.in_(sa.bindparam("codes", expanding=True))]
+    clauses = [*_where(False), T.c.status == "FAILED", ERROR_CODE.in_(sa.bindparam("codes", expanding=True))]
     if by_tenant:
         clauses.append(T.c.tenant_id == sa.bindparam("tenant_id"))
     return (

@@ -76,6 +76,9 @@ def test_a_chart_drawn_before_its_check_names_the_check_instead_of_drawing_nothi
     for plot, check in [(email.plot_top_errors, "check_top_errors"), (email.plot_tenant_split, "check_tenant_split"),
                         (email.plot_queue_trend, "check_queue_trend")]:
         assert f"run {check} first" in _text_of(plot(ctx)), plot.__name__
+    early = email.check_top_errors(ctx)  # its classes are compared per message: the failure rate's totals first
+    assert early.status == "error" and "check_failure_rate must run" in early.summary
+    email.check_failure_rate(ctx)
     email.check_top_errors(ctx)
     drawn = email.plot_top_errors(ctx)
     assert "first" not in _text_of(drawn) and drawn.axes[0].patches  # bars, one per error

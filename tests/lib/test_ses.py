@@ -43,7 +43,7 @@ def clients(url: str) -> tuple[Any, Any]:
 @pytest.mark.parametrize(("standin", "status", "classification", "used"), [
     ({}, "ok", None, 0.182),
     ({"sent_last_24_hours": 50000.0}, "fail", "quota_exhausted", 1.0),
-    ({"sent_last_24_hours": 42000.0}, "warn", None, 0.84),
+    ({"sent_last_24_hours": 42000.0}, "warn", "quota_high", 0.84),
     ({"max_24_hour_send": -1.0}, "ok", None, None),
 ], indirect=["standin"])
 def test_quota(standin: SesStandIn, status: str, classification: str | None, used: float | None) -> None:

@@ -100,9 +100,11 @@ class Provider:
         if self.required not in hints:
             raise ValueError(f"provider {self.kind}: required key {self.required!r} is not a field of its endpoint")
         for key in self.choices:
-            section, _, name = key.partition(".")
-            if section not in self.scenario or name not in self.scenario[section]:
-                raise ValueError(f"provider {self.kind}: choices name {key!r}, which its scenario does not default")
+            where: Any = self.scenario
+            for part in key.split("."):
+                if not isinstance(where, Mapping) or part not in where:
+                    raise ValueError(f"provider {self.kind}: choices name {key!r}, which its scenario does not default")
+                where = where[part]
 
 
 def _type_name(hint: Any) -> str:

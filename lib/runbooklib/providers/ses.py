@@ -26,18 +26,30 @@ from runbooklib.endpoints.ses import SesEndpoint
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderResponseError, ProviderTimeout
 from runbooklib.results import CheckResult, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, optional_secret, secret
+from runbooklib.thresholds import (
+    SES_BOUNCE_FAIL,
+    SES_BOUNCE_WARN,
+    SES_COMPLAINT_FAIL,
+    SES_COMPLAINT_WARN,
+    SES_QUOTA_FAIL,
+    SES_QUOTA_WARN,
+)
 
 PERMISSION_CODES = ("AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AuthorizationError")
 CREDENTIAL_CODES = ("InvalidClientTokenId", "SignatureDoesNotMatch", "UnrecognizedClientException",
                     "ExpiredToken", "ExpiredTokenException", "IncompleteSignature")
 THROTTLE_CODES = ("Throttling", "ThrottlingException", "TooManyRequestsException")
 UNLIMITED = -1.0
-QUOTA_WARN, QUOTA_FAIL = 0.8, 0.995
-# AWS reviews accounts at a 5% bounce rate (shut down near 10%) and 0.1% complaints (0.5%).
-BOUNCE_WARN, BOUNCE_FAIL = 0.05, 0.10
-COMPLAINT_WARN, COMPLAINT_FAIL = 0.001, 0.005
 FINDINGS = ("permission_denied", "credentials_invalid", "sending_disabled")
 """Classifications that say something about the account; every other failure means "could not check"."""
+_REFUSED = {c: ("fail",) for c in FINDINGS}
+STATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "check_quota": {**_REFUSED, "quota_exhausted": ("fail",), "quota_high": ("warn",)},
+    "check_account": {**_REFUSED, "account_review": ("warn",)},
+    "check_reputation": {**_REFUSED, "reputation": ("fail", "warn")},
+}
+"""Every state each SES check reports that is not OK (classification → statuses); any other outcome is `error`,
+could not check (throttled, unreachable, unreadable)."""
 
 
 def dependency(seconds: float = DEFAULT_CONNECT_TIMEOUT + DEFAULT_READ_TIMEOUT) -> Dependency:
@@ -128,11 +140,13 @@ def check_quota(ses: Any, *, name: str = "ses_quota", within: Dependency | None 
     used = sent / max24
     facts["quota_used"] = round(used, 4)
     text = f"{sent:,.0f} of {max24:,.0f} sent in 24 h ({used:.1%}); max send rate {rate:g}/s"
-    if used >= QUOTA_FAIL:
+    if used >= SES_QUOTA_FAIL:
         return CheckResult(name, title, "fail", "daily quota exhausted: " + text, classification="quota_exhausted",
                            facts=facts, duration_ms=ms())
-    status = "warn" if used >= QUOTA_WARN else "ok"
-    return CheckResult(name, title, status, text, facts=facts, duration_ms=ms())
+    if used >= SES_QUOTA_WARN:
+        return CheckResult(name, title, "warn", "most of the daily quota is used: " + text, classification="quota_high",
+                           facts=facts, duration_ms=ms())
+    return CheckResult(name, title, "ok", text, facts=facts, duration_ms=ms())
 
 
 def check_account(ses: Any, sesv2: Any, *, name: str = "ses_account", within: Dependency | None = None) -> CheckResult:
@@ -188,10 +202,10 @@ def check_reputation(ses: Any, *, now: datetime | None = None, name: str = "ses_
         facts[f"rejects_{label}"] = sum(int(p.get("Rejects", 0)) for p in recent)
     bounce, complaint = facts["bounce_rate_14d"] or 0.0, facts["complaint_rate_14d"] or 0.0
     text = f"14-day bounce rate {bounce:.2%}, complaint rate {complaint:.3%}"
-    if bounce >= BOUNCE_FAIL or complaint >= COMPLAINT_FAIL:
+    if bounce >= SES_BOUNCE_FAIL or complaint >= SES_COMPLAINT_FAIL:
         return CheckResult(name, title, "fail", text + " — at the level where AWS pauses sending",
                            classification="reputation", facts=facts, duration_ms=ms())
-    if bounce >= BOUNCE_WARN or complaint >= COMPLAINT_WARN:
+    if bounce >= SES_BOUNCE_WARN or complaint >= SES_COMPLAINT_WARN:
         return CheckResult(name, title, "warn", text + " — above the level AWS reviews",
                            classification="reputation", facts=facts, duration_ms=ms())
     return CheckResult(name, title, "ok", text, facts=facts, duration_ms=ms())

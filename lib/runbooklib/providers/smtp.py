@@ -1,8 +1,10 @@
 """SMTP connectivity check and test send (smtplib, with timeouts, a total deadline and a verifying TLS context).
 
 The check walks connect → EHLO → STARTTLS → EHLO → AUTH → NOOP and classifies the first failure:
-`unreachable` (refused, DNS, timeout, no greeting), `tls` (no STARTTLS, handshake or certificate
-failure), `auth_rejected` (535 and friends), `server_error` (any other SMTP reply or hang-up).
+`unreachable` (refused, DNS, timeout, no greeting), `deferred` (a 4xx reply at any stage: 421 too
+many connections, 451/454 try again later — the relay is limiting or overloaded, the credentials and
+certificate may be fine), `tls` (no STARTTLS, handshake or certificate failure), `auth_rejected` (535
+and friends), `server_error` (any other SMTP reply or hang-up).
 smtplib's exceptions all derive from OSError, so they are caught before OSError.
 
 smtplib's timeout bounds each socket operation; a server that trickles its greeting a byte at a
@@ -30,6 +32,12 @@ UNREACHABLE = "unreachable"
 TLS = "tls"
 AUTH_REJECTED = "auth_rejected"
 SERVER_ERROR = "server_error"
+DEFERRED = "deferred"
+INSECURE = "insecure"
+STATES: dict[str, dict[str, tuple[str, ...]]] = {"check_smtp": {
+    UNREACHABLE: ("fail",), DEFERRED: ("fail",), TLS: ("fail",), AUTH_REJECTED: ("fail",), SERVER_ERROR: ("fail",),
+    INSECURE: ("warn",)}}
+"""Every state the check reports that is not OK (classification → statuses); `config` is could-not-check."""
 
 
 def tls_context(endpoint: SmtpEndpoint) -> ssl.SSLContext:
@@ -64,6 +72,9 @@ class _Failure(Exception):
 
 def classify(exc: BaseException, stage: str) -> tuple[str, str]:
     """Map an smtplib/socket/ssl exception raised at `stage` to (classification, detail)."""
+    code = getattr(exc, "smtp_code", None)
+    if isinstance(exc, smtplib.SMTPResponseException) and isinstance(code, int) and 400 <= code < 500:
+        return DEFERRED, f"{code} {_text(exc.smtp_error)} (at {stage}: the server defers, try again later)"
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return AUTH_REJECTED, f"{exc.smtp_code} {_text(exc.smtp_error)}"
     if isinstance(exc, smtplib.SMTPNotSupportedError):
@@ -224,7 +235,8 @@ def check_smtp(name: str, endpoint: SmtpEndpoint | None, *, timeout: float, labe
         summary += "; connection is NOT encrypted"
     if not endpoint.verify_tls:
         summary += "; certificate NOT verified (verify_tls: false)"
-    return CheckResult(name, title, status, summary, facts=facts, steps=steps, duration_ms=ms())
+    return CheckResult(name, title, status, summary, facts=facts, steps=steps, duration_ms=ms(),
+                       classification=INSECURE if status == "warn" else None)
 
 
 def send_email(endpoint: SmtpEndpoint, *, to: str, subject: str, body: str, timeout: float,

@@ -18,6 +18,8 @@ from runbooklib.results import CheckResult, timed
 
 DEGRADED = ("degraded_performance", "partial_outage", "major_outage")
 OUTAGE = ("partial_outage", "major_outage")
+STATES: dict[str, dict[str, tuple[str, ...]]] = {"check_status_page": {"outage": ("fail",), "degraded": ("warn",)}}
+"""Every state the page reports that is not OK (classification → statuses); `unreachable` is could-not-check."""
 
 
 def check_status_page(base_url: str, *, component_pattern: str, timeout: float, name: str = "status_page",

@@ -32,6 +32,11 @@ from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, s
 AUTH_CODES = (20003, 20005, 20006, 20008)
 """What Twilio's Account resource says of `status`; anything else is an answer we cannot read."""
 NUMBERS_PAGE = 50
+STATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "check_account": {"auth_failed": ("fail",), "account_suspended": ("fail",)},
+    "check_numbers": {"auth_failed": ("fail",), "sender_inactive": ("fail",)},
+}
+"""Every state each Twilio check reports that is not OK (classification → statuses); the rest is could-not-check."""
 
 
 class RedirectingHttpClient(TwilioHttpClient):  # type: ignore[misc]

@@ -21,11 +21,12 @@ import httpx
 
 from runbooklib.deadline import Dependency
 from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
-from runbooklib.errorcodes import TRANSIENT, classify_graph
+from runbooklib.errorcodes import GRAPH_CODES, TRANSIENT, classify_graph
 from runbooklib.errors import ConfigError, ProviderAuthError, ProviderError, ProviderResponseError, ProviderTimeout
 from runbooklib.redact import REDACTOR
 from runbooklib.results import CheckResult, timed
 from runbooklib.settings import DEFAULT_CONNECT_TIMEOUT, DEFAULT_READ_TIMEOUT, secret
+from runbooklib.thresholds import TOKEN_WARN_DAYS
 
 TEMPLATE_FIELDS = "id,name,status,category,language,rejected_reason,quality_score,components"
 PHONE_FIELDS = ("id,display_phone_number,verified_name,quality_rating,status,name_status,code_verification_status,"
@@ -33,7 +34,17 @@ PHONE_FIELDS = ("id,display_phone_number,verified_name,quality_rating,status,nam
 REQUIRED_SCOPES = ("whatsapp_business_messaging", "whatsapp_business_management")
 BAD_TEMPLATE = ("REJECTED", "PAUSED", "DISABLED")
 MAX_PAGES = 20
-TOKEN_WARN_DAYS = 7
+GRAPH_REFUSALS: dict[str, tuple[str, ...]] = {
+    **{i.cls: ("fail",) for i in GRAPH_CODES.values() if i.category != TRANSIENT}, "config": ("fail",)}
+"""A Graph error answered to a check is a state too: its code's class (`errorcodes.GRAPH_CODES`; 100 with subcode 33,
+an object that does not exist, is `config`), unless its category is transient (then the check could not check)."""
+STATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "check_templates": {**GRAPH_REFUSALS, "template_not_approved": ("fail",), "unused_not_approved": ("warn",)},
+    "check_phone_number": {**GRAPH_REFUSALS, "account_locked": ("fail",), "phone_not_registered": ("fail",),
+                           "quality": ("fail", "warn")},
+    "check_token": {**GRAPH_REFUSALS, "token": ("fail",), "auth": ("fail",), "token_expiring": ("warn",)},
+}
+"""Every state each Graph check reports that is not OK (classification → statuses)."""
 
 
 class GraphError(ProviderResponseError):
@@ -164,8 +175,10 @@ def _failed(name: str, title: str, exc: Exception, ms: float) -> CheckResult:
     if isinstance(exc, GraphError):
         info = classify_graph(exc.code)
         status = "error" if info.category == TRANSIENT else "fail"  # throttled or Meta's own trouble: no answer
+        # 100 with subcode 33: the object the profile names (the WABA, the phone number) does not exist for us
+        cls = "config" if str(exc.code) == "100" and str(exc.subcode) == "33" else info.cls
         return CheckResult(name, title, status, str(exc) if status == "fail" else f"could not check: {exc}",
-                           classification=info.cls, facts={"code": exc.code, "subcode": exc.subcode}, duration_ms=ms)
+                           classification=cls, facts={"code": exc.code, "subcode": exc.subcode}, duration_ms=ms)
     return CheckResult(name, title, "error", f"could not check: {exc}", classification="provider_error",
                        duration_ms=ms)
 
@@ -208,9 +221,11 @@ def check_templates(endpoint: WhatsAppEndpoint | None, *, timeout: float, used: 
         return CheckResult(name, title, "fail", summary, classification="template_not_approved",
                            facts={**facts, "worst": worst}, duration_ms=ms()), templates
     bad = sum(counts.get(s, 0) for s in BAD_TEMPLATE)
-    status = "warn" if bad else "ok"
-    return CheckResult(name, title, status, f"{len(templates)} templates: " + ", ".join(
-        f"{k} {v}" for k, v in sorted(counts.items())), facts=facts, duration_ms=ms()), templates
+    summary = f"{len(templates)} templates: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    if bad:
+        return CheckResult(name, title, "warn", summary + " (none of the not-approved ones is used by a failing message)",
+                           classification="unused_not_approved", facts=facts, duration_ms=ms()), templates
+    return CheckResult(name, title, "ok", summary, facts=facts, duration_ms=ms()), templates
 
 
 def check_phone_number(endpoint: WhatsAppEndpoint | None, *, timeout: float, name: str = "wa_phone",

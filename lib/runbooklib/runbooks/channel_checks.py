@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from runbooklib import charts, queries
 from runbooklib.actions.bases import MITIGATED_AT
 from runbooklib.context import RunContext
-from runbooklib.diagnosis import Match, Needed
+from runbooklib.diagnosis import Needed
 from runbooklib.errors import ConfigError, PlatformAPIError, QueryError
 from runbooklib.evidence import Key, NotYet
 from runbooklib.params import parse_duration
@@ -40,13 +40,30 @@ from runbooklib.runbooks.log_facts import (
     TenantSplit,
     WindowRate,
 )
-from runbooklib.runbooks.rules import DOMINANT_SHARE, MIN_FAILURES, class_share, elevated, incident_present, log_evidence, rate
+from runbooklib.runbooks.rules import rate
 from runbooklib.schema import FAILED_STATUSES, STATUSES
+from runbooklib.stats import CHANNEL, Comparison, compare, family_alpha
+from runbooklib.thresholds import (
+    MAX_TENANTS_NAMED,
+    MIN_BASELINE_MESSAGES,
+    MIN_TENANT_FAILURES,
+    QUEUE_DRAINED,
+    QUEUE_FAILED_WARN,
+    QUEUE_GROWTH_MIN,
+    QUEUE_WAITING_WARN,
+    RECEIPTS_LOW,
+    SENT_AWAITING_SHARE,
+    SIGNIFICANCE,
+)
 
 TOP_ERRORS = 10
 TOP_TENANTS = 15
 SAMPLE_ROWS = 20
 TOP_CODES = 15
+QUEUE_STATES: dict[str, dict[str, tuple[str, ...]]] = {"check_queue": {"paused": ("warn",), "backlog": ("warn",)}}
+"""The states of a channel's queue the metrics API shows that are not OK (classification → statuses)."""
+CLASS_ROWS = 500
+"""Distinct errors (or codes) read to classify the window's and the baseline's failures (the table shows the top)."""
 RECOVERY_WINDOW = timedelta(minutes=10)
 TOP_ERRORS_FRAME: Key[pd.DataFrame] = Key("top_errors_frame", "check_top_errors", "the window's top errors")
 ERROR_CODES_FRAME: Key[pd.DataFrame] = Key("error_codes_frame", "check_error_codes",
@@ -107,6 +124,15 @@ def bucket_seconds(ctx: RunContext) -> int:
     return max(60, int(ctx.params.window_delta.total_seconds() // 60) // 60 * 60)
 
 
+def _risen(classes: ErrorClasses) -> str:
+    """'; risen above their baseline: rate_limited (412 vs 3.1 expected), …' (empty when none rose)."""
+    risen = classes.risen()
+    if not risen:
+        return "; no error class above its baseline"
+    return "; risen above their baseline: " + ", ".join(
+        f"{c} ({classes.comparisons[c].failed:,} vs {classes.comparisons[c].expected:,.1f} expected)" for c in risen[:4])
+
+
 def db_error(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
     """A message_logs check that could not run (no database URL, database down, query failed): it establishes
     nothing, so it is `error`, never a pass."""
@@ -163,12 +189,13 @@ class ChannelChecks:
         failed = int(entry.get("failed", 0) or 0)
         ctx.facts["queue_waiting"] = waiting
         ctx.measure("queue_depth", waiting + int(entry.get("delayed", 0) or 0), scope=self.queue, basis="metrics API")
-        status = "warn" if waiting >= 1000 or failed >= 100 else "ok"
+        status = "warn" if waiting >= QUEUE_WAITING_WARN or failed >= QUEUE_FAILED_WARN else "ok"
         summary = f"{waiting:,} waiting, {int(entry.get('active', 0) or 0):,} active, {failed:,} failed"
         if entry.get("paused"):
-            summary += "; queue is PAUSED"
-            status = "warn"
-        return ctx.record(CheckResult(name, title, status, summary, facts=facts, duration_ms=ms()))
+            return ctx.record(CheckResult(name, title, "warn", summary + "; queue is PAUSED: nothing is being sent",
+                                          classification="paused", facts=facts, duration_ms=ms()))
+        return ctx.record(CheckResult(name, title, status, summary, facts=facts, duration_ms=ms(),
+                                      classification="backlog" if status == "warn" else None))
 
     def check_failure_rate(self, ctx: RunContext) -> CheckResult:
         """Failure rate in the window against the baseline window before it."""
@@ -184,23 +211,26 @@ class ChannelChecks:
         failed, total = int(window.get("failed") or 0), int(window.get("total") or 0)
         if total == 0:
             return ctx.record(self._no_messages(ctx, name, title, int(base.get("total") or 0), ms()))
-        present = elevated(now_rate, base_rate, failed)
+        test = compare(f"{self.label} failure rate", failed, total, int(base.get("failed") or 0), int(base.get("total") or 0))
+        present = test.elevated
         ctx.evidence.put(WINDOW_RATE, WindowRate(total, failed, now_rate, int(base.get("total") or 0), base_rate,
                                                  delivered=int(window.get("delivered") or 0),
-                                                 baseline_delivered=int(base.get("delivered") or 0), elevated=present))
+                                                 baseline_delivered=int(base.get("delivered") or 0), elevated=present,
+                                                 baseline_failed=int(base.get("failed") or 0), comparison=test))
         ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=f"last {ctx.params.window}",
                     at=ctx.until)
-        facts = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
+        facts: dict[str, Any] = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
                  "baseline_total": int(base.get("total") or 0), "baseline_failed": int(base.get("failed") or 0),
                  "baseline_rate": round(base_rate, 4), "bounced": int(window.get("bounced") or 0),
                  "failures_per_minute": round(failed / (ctx.params.window_delta.total_seconds() / 60), 2),
                  "retrying": int(window.get("retrying") or 0), "delivered": int(window.get("delivered") or 0)}
+        facts.update(p_value=test.to_json()["p_value"], expected=round(test.expected, 1), test=test.verdict)
         text = (f"{failed:,} of {total:,} failed in the last {ctx.params.window} ({now_rate:.1%}) vs "
-                f"{base_rate:.1%} in the {ctx.params.baseline} before")
+                f"{base_rate:.1%} in the {ctx.params.baseline} before ({test.expected:,.1f} expected; {test.verdict})")
         if present:
             return ctx.record(CheckResult(name, title, "fail", "elevated: " + text, classification="elevated",
                                           facts=facts, duration_ms=ms()))
-        status = "warn" if failed >= MIN_FAILURES and now_rate > base_rate + 0.02 else "ok"
+        status = "warn" if test.rose else "ok"
         return ctx.record(CheckResult(name, title, status, text, facts=facts, duration_ms=ms()))
 
     def _no_messages(self, ctx: RunContext, name: str, title: str, baseline_total: int, ms: float) -> CheckResult:
@@ -255,16 +285,21 @@ class ChannelChecks:
                                             title=f"{self.label} failures over the last {ctx.params.window} (UTC)")
 
     def check_top_errors(self, ctx: RunContext) -> CheckResult:
-        """The most common errors, each with its class."""
+        """The most common errors, each with its class; every class compared with its own count in the baseline."""
         name, title = "top_errors", f"Top {self.label.lower()} errors"
+        messages = ctx.evidence.get(WINDOW_RATE)  # the denominators: check_failure_rate runs first
         with timed() as ms:
             try:
                 frame = ctx.db.fetch(queries.top_errors(by_tenant=ctx.by_tenant),
-                                     ctx.window_params(channel=self.channel, limit=TOP_ERRORS))
+                                     ctx.window_params(channel=self.channel, limit=CLASS_ROWS))
+                base = ctx.db.fetch(queries.top_errors(by_tenant=ctx.by_tenant),
+                                    ctx.baseline_params(channel=self.channel, limit=CLASS_ROWS))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
+        baseline_counts = self._class_counts(base, "error")
         if frame.empty:
-            ctx.evidence.put(ERROR_CLASSES, ErrorClasses())
+            ctx.evidence.put(ERROR_CLASSES, ErrorClasses(baseline_counts=baseline_counts, messages=messages.total,
+                                                         baseline_messages=messages.baseline_total))
             return ctx.record(CheckResult(name, title, "ok", "no errors recorded in the window", table=frame,
                                           duration_ms=ms()))
         frame["class"] = [self.classify(e, c) for e, c in zip(frame["error"], frame["error_code"], strict=True)]
@@ -272,15 +307,30 @@ class ChannelChecks:
         total = int(frame["count"].sum())
         shares = {str(k): int(v) / total for k, v in by_class.items()}
         top_class = str(by_class.index[0])
-        ctx.evidence.put(ERROR_CLASSES, ErrorClasses(total, shares, top_class))
+        classes = ErrorClasses(total, shares, top_class, counts={str(k): int(v) for k, v in by_class.items()},
+                               baseline_counts=baseline_counts, messages=messages.total,
+                               baseline_messages=messages.baseline_total)
+        ctx.evidence.put(ERROR_CLASSES, classes)
         facts = {"classes": {str(k): int(v) for k, v in by_class.items()}, "dominant_class": top_class,
-                 "dominant_share": round(shares[top_class], 3)}
+                 "dominant_share": round(shares[top_class], 3), "risen": classes.risen(),
+                 "baseline_classes": baseline_counts}
         summary = (f"{total:,} errors; most common class {top_class} ({shares[top_class]:.0%}): "
-                   f"{REDACTOR.text(str(frame['error'].iloc[0]))}")
-        ctx.evidence.put(TOP_ERRORS_FRAME, frame)
-        return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary, facts=facts,
-                                      table=frame[["error", "error_code", "class", "count", "tenants", "last_seen"]],
+                   f"{REDACTOR.text(str(frame['error'].iloc[0]))}" + _risen(classes))
+        ctx.evidence.put(TOP_ERRORS_FRAME, frame.head(TOP_ERRORS))
+        return ctx.record(CheckResult(name, title, "warn" if classes.risen() else "ok", summary, facts=facts,
+                                      table=frame[["error", "error_code", "class", "count", "tenants",
+                                                   "last_seen"]].head(TOP_ERRORS),
                                       duration_ms=ms()))
+
+    def _class_counts(self, frame: pd.DataFrame, text: str) -> dict[str, int]:
+        """Error class → count, from a frame of errors (`text` column) and their codes."""
+        if frame.empty:
+            return {}
+        counts: dict[str, int] = {}
+        for error, code, n in zip(frame[text], frame["error_code"], frame["count"], strict=True):
+            cls = self.classify(error, code)
+            counts[cls] = counts.get(cls, 0) + int(n)
+        return counts
 
     def plot_top_errors(self, ctx: RunContext) -> Figure:
         """The top errors as bars."""
@@ -292,25 +342,39 @@ class ChannelChecks:
                                       title=title)
 
     def check_tenant_split(self, ctx: RunContext) -> CheckResult:
-        """Is it one tenant or all? Failures per tenant, most first."""
+        """Is it one tenant or all? Each tenant's failure rate against its own baseline (a thin one: the channel's),
+        however small its share of the volume; most failures first."""
         name, title = "tenant_split", "Failures by tenant"
         with timed() as ms:
             try:
-                frame = ctx.db.fetch(queries.tenant_split(), ctx.window_params(by_tenant=False, channel=self.channel,
-                                                                               limit=TOP_TENANTS))
+                frame = ctx.db.fetch(queries.tenant_rates(), ctx.window_params(
+                    by_tenant=False, channel=self.channel, baseline_since=ctx.baseline_since, limit=ctx.profile.row_cap))
                 counts = ctx.db.one(queries.tenant_count(), ctx.window_params(by_tenant=False, channel=self.channel))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
-        frame["rate"] = (frame["failed"] / frame["total"]).round(4) if not frame.empty else []
-        ctx.evidence.put(TENANT_FRAME, frame)
         tenants, failing = int(counts.get("tenants") or 0), int(counts.get("failing_tenants") or 0)
         total_failed, total = int(counts.get("failed") or 0), int(counts.get("total") or 0)
-        self.record_impact(ctx, frame, counts)
-        facts: dict[str, Any] = {"tenants": tenants, "failing_tenants": failing}
+        tests = self._tenant_tests(frame)
+        elevated = tuple(c.what.removeprefix("tenant ") for c in sorted(tests, key=lambda c: -c.excess) if c.elevated)
+        frame["rate"] = (frame["failed"] / frame["total"].where(frame["total"] > 0)).fillna(0).round(4) if not frame.empty else []
+        if not frame.empty:
+            by_tenant = {c.what.removeprefix("tenant "): c for c in tests}
+            frame["baseline_rate"] = [round(by_tenant[t].baseline_rate, 4) if t in by_tenant else None
+                                      for t in frame["tenant_id"]]
+            frame["p_value"] = [by_tenant[t].to_json()["p_value"] if t in by_tenant else None for t in frame["tenant_id"]]
+            frame["elevated"] = [t in elevated for t in frame["tenant_id"]]
+        ctx.evidence.put(TENANT_FRAME, frame)
+        shown = frame.head(TOP_TENANTS)
+        self.record_impact(ctx, shown, counts)
+        facts: dict[str, Any] = {"tenants": tenants, "failing_tenants": failing, "elevated_tenants": list(elevated)}
+        active = int((frame["total"] > 0).sum()) if not frame.empty else 0
+        rest = self._rest(frame, elevated) if elevated else None
+        top_errors = {t: self.tenant_top_error(ctx, t) for t in elevated[:MAX_TENANTS_NAMED]}
+        top_errors = {t: e for t, e in top_errors.items() if e}
         if frame.empty or total_failed == 0:
-            ctx.evidence.put(TENANT_SPLIT, TenantSplit(tenants, failing))
+            ctx.evidence.put(TENANT_SPLIT, TenantSplit(tenants, failing, comparisons=tuple(tests), active=active))
             return ctx.record(CheckResult(name, title, "ok", f"{tenants} tenants, none failing", facts=facts,
-                                          table=frame, duration_ms=ms()))
+                                          table=shown, duration_ms=ms()))
         top = frame.iloc[0]
         share = int(top["failed"]) / total_failed
         rest_total, rest_failed = total - int(top["total"]), total_failed - int(top["failed"])
@@ -318,10 +382,55 @@ class ChannelChecks:
         facts.update(top_tenant=str(top["tenant_id"]), top_tenant_share=round(share, 3),
                      top_tenant_rate=round(float(top["rate"]), 4), rest_rate=round(rest_rate, 4))
         ctx.evidence.put(TENANT_SPLIT, TenantSplit(tenants, failing, str(top["tenant_id"]), share, float(top["rate"]),
-                                                   rest_rate))
-        summary = (f"{failing} of {tenants} tenants have failures; {top['tenant_id']} has {share:.0%} of them "
-                   f"({float(top['rate']):.0%} of its {self.noun} fail; the rest {rest_rate:.1%})")
-        return ctx.record(CheckResult(name, title, "ok", summary, facts=facts, table=frame, duration_ms=ms()))
+                                                   rest_rate, comparisons=tuple(tests), elevated_tenants=elevated,
+                                                   active=active, rest=rest, top_errors=top_errors))
+        if elevated:
+            named = ", ".join(f"{t} ({by_tenant[t].rate:.0%} vs {by_tenant[t].baseline_rate:.1%})"
+                              for t in elevated[:MAX_TENANTS_NAMED])
+            more = f" and {len(elevated) - MAX_TENANTS_NAMED} more" if len(elevated) > MAX_TENANTS_NAMED else ""
+            summary = (f"{len(elevated)} of {active} tenants above their own baseline: {named}{more}; the others "
+                       + (f"{rest.rate:.1%} (baseline {rest.baseline_rate:.1%})" if rest is not None else "none"))
+            return ctx.record(CheckResult(name, title, "warn", summary, facts=facts, table=shown, duration_ms=ms(),
+                                          classification="tenants_elevated"))
+        summary = (f"{failing} of {tenants} tenants have failures, none above its own baseline; {top['tenant_id']} has "
+                   f"{share:.0%} of them ({float(top['rate']):.0%} of its {self.noun} fail; the rest {rest_rate:.1%})")
+        return ctx.record(CheckResult(name, title, "ok", summary, facts=facts, table=shown, duration_ms=ms()))
+
+    def _tenant_tests(self, frame: pd.DataFrame) -> list[Comparison]:
+        """Each tenant with messages in the window against its own baseline (or the channel's, when its own has
+        fewer than `MIN_BASELINE_MESSAGES`), at a significance shared across the tenants tested (Bonferroni)."""
+        if frame.empty:
+            return []
+        active = frame[frame["total"] > 0]
+        alpha = family_alpha(len(active), SIGNIFICANCE)
+        channel_failed, channel_total = int(frame["baseline_failed"].sum()), int(frame["baseline_total"].sum())
+        out = []
+        for row in active.itertuples(index=False):
+            own = int(row.baseline_total) >= MIN_BASELINE_MESSAGES
+            out.append(compare(f"tenant {row.tenant_id}", int(row.failed), int(row.total),
+                               int(row.baseline_failed) if own else channel_failed,
+                               int(row.baseline_total) if own else channel_total,
+                               min_failures=MIN_TENANT_FAILURES, alpha=alpha,
+                               baseline_source="own" if own else CHANNEL))
+        return out
+
+    @staticmethod
+    def _rest(frame: pd.DataFrame, elevated: tuple[str, ...]) -> Comparison:
+        """Every tenant but the elevated ones, together, against their baseline."""
+        others = frame[~frame["tenant_id"].isin(list(elevated))]
+        return compare("the other tenants", int(others["failed"].sum()), int(others["total"].sum()),
+                       int(others["baseline_failed"].sum()), int(others["baseline_total"].sum()))
+
+    def tenant_top_error(self, ctx: RunContext, tenant: str) -> str:
+        """One tenant's most common error in the window, with its class and share of the tenant's errors."""
+        frame = ctx.db.fetch(queries.top_errors(by_tenant=True),
+                             {**ctx.window_params(by_tenant=False, channel=self.channel, limit=5), "tenant_id": tenant})
+        if frame.empty:
+            return ""
+        top = frame.iloc[0]
+        share = int(top["count"]) / max(int(frame["count"].sum()), 1)
+        return (f"{REDACTOR.text(str(top['error']))[:160]} (class {self.classify(top['error'], top['error_code'])}, "
+                f"{share:.0%} of its errors)")
 
     def record_impact(self, ctx: RunContext, frame: pd.DataFrame, counts: dict[str, Any]) -> None:
         """The channel's messages failed and delayed in the window, per tenant (the busiest by failures, then
@@ -384,10 +493,10 @@ class ChannelChecks:
             return ctx.record(CheckResult(name, title, "warn", f"one sample only: {depths[0]:,} waiting", facts=facts,
                                           duration_ms=ms()))
         change = depths[-1] - depths[0]
-        if depths[-1] < 10 or change < 0:
+        if depths[-1] < QUEUE_DRAINED or change < 0:
             return ctx.record(CheckResult(name, title, "ok", f"backlog draining: {depths[0]:,} → {depths[-1]:,}",
                                           facts=facts, duration_ms=ms()))
-        status = "warn" if change == 0 else "fail"
+        status = "warn" if change <= max(QUEUE_GROWTH_MIN, depths[0] // 10) else "fail"
         return ctx.record(CheckResult(name, title, status, f"backlog not draining: {depths[0]:,} → {depths[-1]:,}",
                                       classification="backlog", facts=facts, duration_ms=ms()))
 
@@ -414,13 +523,15 @@ class ChannelChecks:
         window = ctx.evidence.find(WINDOW_RATE)
         now_rate, base = rate(row), window.baseline_rate if window else 0.0
         total, failed = int(row.get("total") or 0), int(row.get("failed") or 0)
+        test = compare(f"{self.label} failure rate {label}", failed, total,
+                       window.test.baseline_failed if window else 0, window.baseline_total if window else 0)
         facts = {"since": since.isoformat(timespec="seconds"), "total": total, "failed": failed,
                  "delivered": int(row.get("delivered") or 0), "rate": round(now_rate, 4), "baseline_rate": round(base, 4)}
         if total == 0:
             return ctx.record(CheckResult(name, title, "warn", f"no {self.noun} created {label} yet", facts=facts))
         ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=label.removeprefix("in the "))
         text = f"{failed:,} of {total:,} failed {label} ({now_rate:.1%}) vs baseline {base:.1%}"
-        if elevated(now_rate, base, failed) or (failed >= MIN_FAILURES and now_rate > base + 0.02):
+        if test.rose:
             return ctx.record(CheckResult(name, title, "fail", "not recovered: " + text,
                                           classification="not_recovered", facts=facts))
         return ctx.record(CheckResult(name, title, "ok", "back to normal: " + text, facts=facts))
@@ -448,16 +559,22 @@ class CodedChannelChecks(ChannelChecks):
     provider: str = ""
 
     def check_error_codes(self, ctx: RunContext) -> CheckResult:
-        """Every failure classified by its provider error code into a class and a retry category."""
+        """Every failure classified by its provider error code into a class and a retry category; every class
+        compared with its own count in the baseline."""
         name, title = "top_errors", f"{self.label} failures by {self.provider} error code"
+        messages = ctx.evidence.get(WINDOW_RATE)  # the denominators: check_failure_rate runs first
         with timed() as ms:
             try:
                 frame = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
-                                     ctx.window_params(channel=self.channel, limit=TOP_CODES))
+                                     ctx.window_params(channel=self.channel, limit=CLASS_ROWS))
+                base = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
+                                    ctx.baseline_params(channel=self.channel, limit=CLASS_ROWS))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
+        baseline_counts = self._class_counts(base, "sample_error")
         if frame.empty:
-            ctx.evidence.put(ERROR_CLASSES, ErrorClasses())
+            ctx.evidence.put(ERROR_CLASSES, ErrorClasses(baseline_counts=baseline_counts, messages=messages.total,
+                                                         baseline_messages=messages.baseline_total))
             return ctx.record(CheckResult(name, title, "ok", "no failures recorded in the window", table=frame,
                                           duration_ms=ms()))
         info = [self.code_info(c) for c in frame["error_code"]]
@@ -469,15 +586,31 @@ class CodedChannelChecks(ChannelChecks):
         by_category = {c: int(frame[frame["category"] == c]["count"].sum()) for c in CATEGORIES}
         shares = {str(k): int(v) / total for k, v in by_class.items()}
         top = str(by_class.index[0])
-        ctx.evidence.put(ERROR_CLASSES, ErrorClasses(total, shares, top, by_category))
-        ctx.evidence.put(ERROR_CODES_FRAME, frame)
+        classes = ErrorClasses(total, shares, top, by_category, counts={str(k): int(v) for k, v in by_class.items()},
+                               baseline_counts=baseline_counts, messages=messages.total,
+                               baseline_messages=messages.baseline_total)
+        ctx.evidence.put(ERROR_CLASSES, classes)
+        ctx.evidence.put(ERROR_CODES_FRAME, frame.head(TOP_CODES))
         summary = (f"{total:,} failures; most common class {top} ({shares[top]:.0%}); by retry category: "
-                   + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n))
-        return ctx.record(CheckResult(name, title, "warn" if total >= MIN_FAILURES else "ok", summary,
+                   + ", ".join(f"{c} {n:,}" for c, n in by_category.items() if n) + _risen(classes))
+        return ctx.record(CheckResult(name, title, "warn" if classes.risen() else "ok", summary,
                                       facts={"classes": {str(k): int(v) for k, v in by_class.items()},
-                                             "categories": by_category, "dominant_class": top},
-                                      table=frame[["error_code", "class", "category", "meaning", "count", "tenants"]],
+                                             "categories": by_category, "dominant_class": top,
+                                             "risen": classes.risen(), "baseline_classes": baseline_counts},
+                                      table=frame[["error_code", "class", "category", "meaning", "count",
+                                                   "tenants"]].head(TOP_CODES),
                                       duration_ms=ms()))
+
+    def tenant_top_error(self, ctx: RunContext, tenant: str) -> str:
+        """One tenant's most common error code in the window, with its meaning, class and share."""
+        frame = ctx.db.fetch(queries.error_code_counts(by_tenant=True),
+                             {**ctx.window_params(by_tenant=False, channel=self.channel, limit=5), "tenant_id": tenant})
+        if frame.empty:
+            return ""
+        top = frame.iloc[0]
+        info = self.code_info(top["error_code"])
+        share = int(top["count"]) / max(int(frame["count"].sum()), 1)
+        return f"{top['error_code'] or '(no code)'} {info.title} (class {info.cls}, {share:.0%} of its errors)"
 
     def plot_failures_by_category(self, ctx: RunContext) -> Figure:
         """Failures per time bucket, coloured by retry category."""
@@ -509,16 +642,6 @@ class CodedChannelChecks(ChannelChecks):
                                                                       strict=True)], "count": frame["count"]})
         return charts.plot_top_errors(labelled.head(10), title=title)
 
-    def from_classes(self, ctx: RunContext, classes: tuple[str, ...], explanation: str) -> Match | None:
-        """Holds when failures are elevated and these error classes together carry most of them."""
-        if not incident_present(ctx):
-            return None
-        share = sum(class_share(ctx, c) for c in classes)
-        if share < DOMINANT_SHARE:
-            return None
-        return Match(f"{share:.0%} of the window's failures are {' / '.join(classes)} errors — {explanation}",
-                     log_evidence(ctx))
-
     def write_recipient_review(self, ctx: RunContext, *, name: str, title: str, codes: list[str],
                                filename: str) -> CheckResult:
         """A review list of recipients whose messages failed with `codes` (masked), written to the run bundle."""
@@ -547,7 +670,9 @@ class CodedChannelChecks(ChannelChecks):
                                       table=frame[["tenant_id", "recipient", "error_code", "meaning", "count"]].head(20)))
 
     def check_delivery_receipts(self, ctx: RunContext) -> CheckResult:
-        """DELIVERED receipts per minute recently against the baseline: are receipts arriving again?"""
+        """The share of recent messages with a DELIVERED receipt against the baseline's: are receipts arriving
+        again? Messages still SENT (accepted by the provider, no receipt yet) are told apart from failures, so
+        receipts that come back late are a lag, not a failure."""
         name, title = "delivery_receipts", "Delivery receipts (DELIVERED) vs baseline"
         since = ctx.evidence.find(MITIGATED_AT) or ctx.until - min(ctx.params.window_delta, timedelta(minutes=15))
         try:
@@ -555,14 +680,24 @@ class CodedChannelChecks(ChannelChecks):
                              ctx.window_params(channel=self.channel, since=since, until=datetime.now(UTC)))
         except (QueryError, ConfigError) as exc:
             return db_error(ctx, name, title, exc)
-        minutes = max((datetime.now(UTC) - since).total_seconds() / 60, 1.0)
-        recent = int(row.get("delivered") or 0) / minutes
+        total, delivered = int(row.get("total") or 0), int(row.get("delivered") or 0)
+        sent, failed = int(row.get("sent") or 0), int(row.get("failed") or 0)
         window = ctx.evidence.find(WINDOW_RATE)
-        base = (window.baseline_delivered if window else 0) / max(ctx.params.baseline_delta.total_seconds() / 60, 1.0)
-        facts = {"since": since.isoformat(timespec="seconds"), "delivered_per_minute": round(recent, 2),
-                 "baseline_delivered_per_minute": round(base, 2)}
-        text = f"{recent:,.1f} delivered per minute since {since:%H:%M} UTC vs {base:,.1f} at baseline"
-        if base and recent < 0.5 * base:
-            return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text,
-                                          classification="not_recovered", facts=facts))
-        return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
+        base = (window.baseline_delivered / window.baseline_total) if window and window.baseline_total else 0.0
+        share = delivered / total if total else 0.0
+        facts = {"since": since.isoformat(timespec="seconds"), "messages": total, "delivered": delivered, "sent": sent,
+                 "failed": failed, "delivered_share": round(share, 4), "baseline_delivered_share": round(base, 4)}
+        if total == 0:
+            return ctx.record(CheckResult(name, title, "warn", f"no {self.noun} created since {since:%H:%M} UTC",
+                                          facts=facts))
+        text = (f"{share:.0%} of the {total:,} {self.noun} since {since:%H:%M} UTC delivered vs {base:.0%} at baseline "
+                f"({sent:,} sent, awaiting a receipt; {failed:,} failed)")
+        if not base or share >= RECEIPTS_LOW * base:
+            return ctx.record(CheckResult(name, title, "ok", "receipts arriving: " + text, facts=facts))
+        failing = compare("recent failures", failed, total, window.test.baseline_failed if window else 0,
+                          window.baseline_total if window else 0)
+        if sent / total >= SENT_AWAITING_SHARE and not failing.rose:
+            return ctx.record(CheckResult(name, title, "warn", "receipts lag: accepted, not yet confirmed — " + text,
+                                          classification="receipts_lagging", facts=facts))
+        return ctx.record(CheckResult(name, title, "fail", "receipts not back: " + text,
+                                      classification="not_recovered", facts=facts))

@@ -28,16 +28,7 @@ from runbooklib.providers import smtp as smtp_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
 from runbooklib.runbooks.log_facts import PEAK
-from runbooklib.runbooks.rules import (
-    DOMINANT_SHARE,
-    class_share,
-    finding,
-    from_check,
-    from_logs,
-    incident_present,
-    log_evidence,
-    tenant_rule,
-)
+from runbooklib.runbooks.rules import Conclusions, State, figures, finding, incident_present, log_evidence, tenant_rule
 
 SLUG = "email_provider_failure"
 TITLE = "Email Provider Failure"
@@ -57,15 +48,32 @@ CAUSES = {
     "ses_rate_throttled": "Sends exceed SES's maximum send rate (Throttling: Maximum sending rate exceeded).",
     "ses_sending_disabled": "Sending is paused for the SES account (by us or by AWS enforcement).",
     "ses_permission_denied": "SES calls are denied: the IAM identity lacks permission or its keys are invalid.",
-    "tenant_specific": "One tenant's email is failing while the others are fine.",
+    "smtp_throttled": "The SMTP relay defers our mail with 4xx replies (421 too many connections or messages, 451/454 "
+                      "try again later): a rate or connection limit, or an overloaded relay.",
+    "smtp_server_error": "The SMTP server refuses service with other replies (e.g. 554 at the greeting).",
+    "ses_account_restricted": "The SES account is in the sandbox (verified recipients only) or on probation, and "
+                              "sends are failing.",
+    "ses_reputation_risk": "Bounce or complaint rates are at the level where AWS pauses the account.",
+    "messages_rejected": "The provider rejects our messages (MessageRejected, 550/553/554): an unverified sender "
+                         "identity or domain, or content refused.",
+    "recipients_bouncing": "Mail bounces at the recipients' servers (user unknown, mailbox full): a bad recipient list.",
+    "queue_paused": "The email queue is paused: messages wait and nothing is sent.",
+    "tenant_specific": "One tenant's email is failing (or a few tenants') while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
 SWITCHED_TO: Key[str] = Key("email_switched_to", "switch_email_provider (applied)",
                              "the provider the switch moved tenants to in this run")
 """The test email goes through it."""
 SES_CLIENTS: Key[tuple[Any, Any]] = Key("ses_clients", "an SES check", "the SES clients (v1, v2)")
-SWITCHABLE = {"smtp_unreachable", "smtp_tls_failure", "smtp_auth_failure", "ses_daily_quota_exceeded",
-              "ses_rate_throttled", "ses_sending_disabled", "ses_permission_denied"}
+IMPLICATED = {"smtp_unreachable": "smtp", "smtp_tls_failure": "smtp", "smtp_auth_failure": "smtp",
+              "smtp_server_error": "smtp", "smtp_throttled": "smtp", "ses_daily_quota_exceeded": "ses",
+              "ses_rate_throttled": "ses", "ses_sending_disabled": "ses", "ses_permission_denied": "ses",
+              "ses_account_restricted": "ses"}
+"""The causes a switch to the backup can fix, each with the profile section of the provider that cannot send: only
+tenants whose email goes through that provider are switched."""
+SWITCHABLE = set(IMPLICATED)
+MITIGATES = {"switch_email_provider": SWITCHABLE}
+"""Action → the causes it can fix (docs/cause-codes.md says why each pairing holds and others do not)."""
 MAX_TENANTS_PER_SWITCH = 25
 
 
@@ -268,44 +276,80 @@ def _route(ctx: RunContext, provider: str) -> _SmtpRoute | _SesRoute | None:
 
 # -- Diagnosis --------------------------------------------------------------------------------------
 SES_CHECKS = ("ses_quota", "ses_account", "ses_reputation")
+_SES_DENIED = [State(c, k, "ses_permission_denied") for c in SES_CHECKS for k in ("permission_denied", "credentials_invalid")]
+_BACKUP = "the backup relay: a switch to it would fail until it answers; not why mail fails now"
+CONCLUSIONS = Conclusions(
+    classes={"ses_daily_quota": "ses_daily_quota_exceeded", "ses_rate": "ses_rate_throttled",
+             "ses_permission": "ses_permission_denied", "ses_sending_paused": "ses_sending_disabled",
+             "smtp_deferred": "smtp_throttled", "smtp_tls": "smtp_tls_failure", "smtp_auth": "smtp_auth_failure",
+             "smtp_connect": "smtp_unreachable", "rejected": "messages_rejected", "bounce": "recipients_bouncing"},
+    states=(
+        State("smtp_primary", "unreachable", "smtp_unreachable"),
+        State("smtp_primary", "tls", "smtp_tls_failure"),
+        State("smtp_primary", "auth_rejected", "smtp_auth_failure"),
+        State("smtp_primary", "server_error", "smtp_server_error"),
+        State("smtp_primary", "deferred", "smtp_throttled", needs_failures=True, blocking=False),
+        State("smtp_primary", "insecure", None, ("warn",), why="configured without TLS or without verifying it"),
+        *(State("smtp_backup", k, None, why=_BACKUP) for k in ("unreachable", "tls", "auth_rejected", "server_error",
+                                                              "deferred")),
+        State("smtp_backup", "insecure", None, ("warn",), why="configured without TLS or without verifying it"),
+        *_SES_DENIED,
+        *(State(c, "sending_disabled", "ses_sending_disabled") for c in SES_CHECKS),
+        State("ses_quota", "quota_exhausted", "ses_daily_quota_exceeded"),
+        State("ses_quota", "quota_high", None, ("warn",), why="most of the 24-hour quota is used, not all of it"),
+        State("ses_account", "account_review", "ses_account_restricted", ("warn",), needs_failures=True, blocking=False,
+              explains=("rejected",)),
+        State("ses_reputation", "reputation", "ses_reputation_risk", blocking=False),
+        State("ses_reputation", "reputation", None, ("warn",), why="above the level AWS reviews, below the one it "
+                                                                  "pauses at"),
+        State("email_queue", "paused", "queue_paused", ("warn",)),
+        State("email_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and the "
+                                                            "providers say why"),
+    ),
+    sources={"smtp_primary": "runbooklib.providers.smtp:check_smtp", "smtp_backup": "runbooklib.providers.smtp:check_smtp",
+             "ses_quota": "runbooklib.providers.ses:check_quota", "ses_account": "runbooklib.providers.ses:check_account",
+             "ses_reputation": "runbooklib.providers.ses:check_reputation",
+             "email_queue": "runbooklib.runbooks.channel_checks:check_queue"})
 
 
 def _ses_rate(ctx: RunContext) -> Match | None:
-    if not incident_present(ctx) or class_share(ctx, "ses_rate") < DOMINANT_SHARE:
+    found = CONCLUSIONS.logged(ctx, "ses_rate_throttled", "sends exceed the SES maximum send rate")
+    if found is None:
         return None
-    evidence = log_evidence(ctx)
     quota = finding(ctx, "ses_quota")
     busiest = ctx.evidence.find(PEAK)
     peak = busiest.failures_per_minute if busiest else 0.0
     if quota is not None and quota.facts.get("max_send_rate"):
-        evidence.append(f"SES max send rate is {quota.facts['max_send_rate']:g}/s")
+        found.evidence.append(f"SES max send rate is {quota.facts['max_send_rate']:g}/s")
     if peak:
-        evidence.append(f"peak failures {peak:,.0f}/min")
-    return Match("sends exceed the SES maximum send rate: most failures are 'Maximum sending rate exceeded'", evidence)
+        found.evidence.append(f"peak failures {peak:,.0f}/min")
+    return found
 
 
 def diagnose_email(ctx: RunContext) -> Diagnosis:
-    """Name one cause from the findings (rules in priority order; others that hold are listed)."""
+    """Name one cause from the findings (rules ranked as `diagnosis.diagnose` says; others that hold are listed)."""
+    c = CONCLUSIONS
     rules = [
-        Rule("ses_permission_denied", lambda: (
-            from_check(ctx, SES_CHECKS, ("permission_denied", "credentials_invalid"), "SES refuses our calls")
-            or from_logs(ctx, "ses_permission", "most failures in message_logs are SES AccessDenied errors"))),
-        Rule("ses_sending_disabled", lambda: (
-            from_check(ctx, ("ses_account",), ("sending_disabled",), "SES sending is paused for the account")
-            or from_logs(ctx, "ses_sending_paused", "most failures in message_logs say SES sending is paused"))),
-        Rule("ses_daily_quota_exceeded", lambda: (
-            from_check(ctx, ("ses_quota",), ("quota_exhausted",), "the SES 24-hour quota is used up")
-            or from_logs(ctx, "ses_daily_quota", "most failures in message_logs are 'Daily message quota exceeded'"))),
-        Rule("smtp_unreachable", lambda: from_check(ctx, ("smtp_primary",), ("unreachable",),
-                                                      "the primary SMTP server cannot be reached")),
-        Rule("smtp_tls_failure", lambda: from_check(ctx, ("smtp_primary",), ("tls",), "the primary SMTP server fails TLS")),
-        Rule("smtp_auth_failure", lambda: from_check(ctx, ("smtp_primary",), ("auth_rejected",),
-                                                       "the primary SMTP server rejects our credentials")),
-        Rule("ses_rate_throttled", lambda: _ses_rate(ctx)),
+        c.rule(ctx, "ses_permission_denied", "SES refuses our calls"),
+        c.rule(ctx, "ses_sending_disabled", "SES sending is paused for the account"),
+        c.rule(ctx, "ses_daily_quota_exceeded", "the SES 24-hour quota is used up"),
+        c.rule(ctx, "smtp_unreachable", "the primary SMTP server cannot be reached"),
+        c.rule(ctx, "smtp_tls_failure", "the primary SMTP server fails TLS"),
+        c.rule(ctx, "smtp_auth_failure", "the primary SMTP server rejects our credentials"),
+        c.rule(ctx, "smtp_server_error", "the primary SMTP server refuses service"),
+        c.rule(ctx, "queue_paused", "the email queue is paused"),
         Rule("tenant_specific", lambda: tenant_rule(ctx, "mail")),
+        c.rule(ctx, "smtp_throttled", "the SMTP relay defers our mail (4xx: try again later)"),
+        Rule("ses_rate_throttled", lambda: _ses_rate(ctx)),
+        c.rule(ctx, "ses_account_restricted", "the SES account is restricted while sends fail"),
+        c.rule(ctx, "messages_rejected", "the provider rejects our messages",
+               "the sender identity or domain is not verified, or the content is refused"),
+        c.rule(ctx, "recipients_bouncing", "mail bounces at the recipients' servers", "a bad recipient list"),
+        c.rule(ctx, "ses_reputation_risk", "SES bounce or complaint rates are at the level where AWS pauses sending"),
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
-                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
+                      figures=figures(ctx), notes=c.notes(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -329,10 +373,15 @@ class SwitchEmailProvider(TenantChannelChange):
         if d is None:
             return False, "no diagnosis yet: run the Diagnosis cell first"
         if d.cause not in SWITCHABLE:
-            return False, f"diagnosis is {d.cause}: switching provider would not help"
-        return True, f"diagnosis {d.cause}: the primary provider cannot send"
+            return False, f"diagnosis is {d.cause}: switching provider would not help ({_why_not(d.cause)})"
+        return True, f"diagnosis {d.cause}: the {IMPLICATED[d.cause]} provider cannot send"
 
     def target(self, current: Any) -> Any:
+        """The backup for a tenant on the provider that cannot send; any other tenant keeps what it has."""
+        d = self.ctx.diagnosis
+        implicated = IMPLICATED.get(d.cause) if d is not None else None
+        if implicated is not None and self.ctx.profile.provider_kind(str(current)) not in (implicated, None):
+            return current
         return self.backup
 
     def describe(self, count: int) -> str:
@@ -361,6 +410,15 @@ class SwitchEmailProvider(TenantChannelChange):
         out = super().undo(plan, result)
         self.ctx.evidence.drop(SWITCHED_TO)
         return out
+
+
+def _why_not(cause: str) -> str:
+    return {"tenant_specific": "one tenant's own setup fails, the provider works for the others",
+            "messages_rejected": "the backup would be sending the same unverified or refused mail",
+            "recipients_bouncing": "moving a bad list to the backup only spoils its reputation too",
+            "ses_reputation_risk": "moving traffic away does not clean the list AWS is judging",
+            "queue_paused": "nothing is being sent at all: the queue is paused, not the provider failing",
+            "healthy": "nothing is failing"}.get(cause, "the provider is not what fails")
 
 
 def switch_to_backup(ctx: RunContext) -> SwitchEmailProvider:

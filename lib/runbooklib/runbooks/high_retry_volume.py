@@ -20,20 +20,37 @@ from runbooklib.catalog import Runbook
 from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.errorcodes import CONSENT, PERMANENT, TRANSIENT, category_of
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, parse_duration
 from runbooklib.queues import DLQ, QUEUES, SOURCE_QUEUES, QueueAdmin, check_redis
+from runbooklib.redact import REDACTOR
 from runbooklib.results import CheckResult, timed
 from runbooklib.runbooks.channel_checks import db_error, guard_checks, not_run
-from runbooklib.runbooks.rules import MIN_FAILURES, elevated, finding, passed
+from runbooklib.runbooks.rules import finding, holding, passed
 from runbooklib.schema import STATUSES
+from runbooklib.stats import Comparison, compare
+from runbooklib.thresholds import (
+    AMPLIFICATION_GROWTH,
+    AMPLIFICATION_RATIO,
+    AMPLIFIED_MESSAGES,
+    MIN_CLASS_FAILURES,
+    MULTIPLE_ERRORS,
+    MULTIPLE_SHARE,
+    POISON_MAX_MESSAGES,
+    POISON_MAX_SHARE,
+    POISON_RETRIES,
+    QUEUE_FAILED_WARN,
+    SYSTEMIC_SHARE,
+)
 
 SLUG = "high_retry_volume"
 TITLE = "High Retry Volume"
 DEFAULT_SCENARIO = "systemic_provider_failure"
 DEMO_PARAMETERS = {"recovery_interval": "1s"}
-ACTIONS = ("pause_queue", "reduce_retry_attempts", "move_poison_to_dlq", "replay_dlq", "clean_failed_jobs")
+ACTIONS = ("pause_queue", "reduce_retry_attempts", "move_poison_to_dlq", "replay_dlq", "clean_failed_jobs",
+           "resume_queue")
 DEPENDENCIES = ("database", "platform_api", "redis")
 CAUSES = {
     "healthy": "Queues drain, retries at their usual level, the DLQ is not growing.",
@@ -43,16 +60,23 @@ CAUSES = {
     "systemic_provider_failure": "One error dominates across every retry: a provider problem (see the channel's runbook).",
     "retry_amplification": "Retries grow faster than new sends: the retry loop amplifies the problem.",
     "multiple_root_causes": "Failures spread over several different errors: more than one cause.",
+    "queue_paused": "A queue is paused: its jobs wait and nothing is sent.",
     "unknown": "Retries are elevated but no known pattern matched the evidence.",
 }
+PROVIDER_SIDE = {"systemic_provider_failure", "retry_amplification", "queue_stalled", "dlq_growing", "queue_paused"}
+"""Causes whose failed messages become deliverable again once the provider, the workers or the queue are back:
+they must be re-driven, never deleted."""
+MITIGATES = {"pause_queue": {"systemic_provider_failure", "retry_amplification"},
+             "reduce_retry_attempts": {"systemic_provider_failure", "retry_amplification"},
+             "move_poison_to_dlq": {"poison_messages"}, "replay_dlq": {"healthy"}, "resume_queue": {"queue_paused"}}
+"""Action → the causes it can fix (docs/cause-codes.md says why); `clean_failed_jobs` removes only jobs whose failure
+is permanent, and never while a provider-side cause holds."""
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "runbook": SLUG,
     "message_logs": {"channel": "SMS", "provider": "twilio", "baseline": {"per_hour": 240, "bounce_rate": 0.0},
                      "window": {"per_minute": 20}},
     "bullmq": {"enabled": True},
 }
-POISON_RETRIES = 5
-SYSTEMIC_SHARE = 0.6
 FAILED_SAMPLE = 500
 REVIEW_FILE = "failed_jobs_review.csv"
 
@@ -89,39 +113,101 @@ class Params(CommonParams):
 
 @dataclass(frozen=True)
 class BullState:
-    """What check_queues read from BullMQ: where failures are, and the DLQ."""
+    """What check_queues read from BullMQ: where failures are, the DLQ, and which queues are paused."""
 
     busiest_failed_queue: str
     dlq_size: int
     failed_jobs: int
+    paused: tuple[str, ...] = ()
 
     def to_facts(self) -> dict[str, Any]:
         return {"busiest_failed_queue": self.busiest_failed_queue, "dlq_size": self.dlq_size,
-                "failed_jobs": self.failed_jobs}
+                "failed_jobs": self.failed_jobs, "paused_queues": list(self.paused)}
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    """The window's failing and retrying messages of one error on one channel, per message: how many, at how many
+    retry levels, how many retried again and again, and against the same error's count in the baseline."""
+
+    channel: str
+    error: str
+    messages: int
+    retry_levels: int
+    repeat: int
+    """Messages with this error retried `POISON_RETRIES` times or more."""
+    max_retry: int
+    retries: int
+    """Retries these messages took (the sum of their retry_count)."""
+    comparison: Comparison
+
+    def poison(self, poison_max: float) -> bool:
+        """A few specific messages failing every attempt: most of this error's messages were retried again and
+        again, and there are few of them (the rest of the traffic behaves differently)."""
+        return (self.repeat > 0 and self.repeat >= 0.5 * self.messages and self.messages <= poison_max
+                and self.max_retry >= POISON_RETRIES)
+
+    def describe(self) -> str:
+        return (f"{self.messages:,} {self.channel} message(s) with {REDACTOR.text(self.error)[:120]!r} "
+                f"({self.repeat:,} retried {POISON_RETRIES}+ times, up to {self.max_retry})")
 
 
 @dataclass(frozen=True)
 class RetryPatterns:
-    """What check_retry_patterns found in message_logs: retries per first attempt against the baseline, how
-    failures spread over errors and retry levels, and the messages retried again and again."""
+    """What check_retry_patterns found in message_logs, per message and per error: retries per first attempt against
+    the baseline, each error's messages against its own baseline, and the few messages retried again and again."""
 
     retry_ratio: float = 0.0
+    """Retries per first attempt in the window, poison messages left out."""
     baseline_retry_ratio: float = 0.0
-    problems_elevated: bool = False
-    problem_rate: float = 0.0
-    baseline_problem_rate: float = 0.0
-    problem_messages: int = 0
-    top_error: str = ""
-    top_error_channel: str = ""
-    top_error_share: float = 0.0
-    top_error_retry_levels: int = 0
-    significant_errors: int = 0
-    """Distinct errors each carrying 10%+ of the failing messages."""
-    repeat_offenders: int = 0
-    """Messages retried POISON_RETRIES+ times."""
+    problems: Comparison | None = None
+    """Failing, bounced and retrying messages in the window against the baseline."""
+    groups: tuple[ErrorGroup, ...] = ()
+    retried_messages: int = 0
+    """Messages retried at least once, poison messages left out."""
+    messages: int = 0
+
+    @property
+    def problems_elevated(self) -> bool:
+        return self.problems is not None and self.problems.elevated
+
+    @property
+    def poison_max(self) -> float:
+        """How many messages 'a few' can be in this window (`POISON_MAX_MESSAGES`, `POISON_MAX_SHARE`)."""
+        return min(POISON_MAX_MESSAGES, max(POISON_MAX_SHARE * self.messages, 3))
+
+    @property
+    def poison_groups(self) -> list[ErrorGroup]:
+        return [g for g in self.groups if g.poison(self.poison_max)]
+
+    @property
+    def sweeping(self) -> list[ErrorGroup]:
+        """The errors that are not poison, most failures above baseline first."""
+        return sorted((g for g in self.groups if not g.poison(self.poison_max)),
+                      key=lambda g: (-g.comparison.excess, g.channel, g.error))
+
+    @property
+    def total_excess(self) -> float:
+        return sum(g.comparison.excess for g in self.sweeping)
+
+    def share(self, group: ErrorGroup) -> float:
+        total = self.total_excess
+        return group.comparison.excess / total if total else 0.0
+
+    @property
+    def top(self) -> ErrorGroup | None:
+        found = self.sweeping
+        return found[0] if found else None
 
     def to_facts(self) -> dict[str, Any]:
-        return dict(vars(self))
+        top = self.top
+        return {"retry_ratio": self.retry_ratio, "baseline_retry_ratio": self.baseline_retry_ratio,
+                "problems_elevated": self.problems_elevated, "retried_messages": self.retried_messages,
+                "top_error": REDACTOR.text(top.error) if top else "", "top_error_channel": top.channel if top else "",
+                "top_error_share": round(self.share(top), 4) if top else 0.0,
+                "top_error_retry_levels": top.retry_levels if top else 0,
+                "poison_messages": sum(g.messages for g in self.poison_groups),
+                "errors_risen": sum(1 for g in self.sweeping if g.comparison.rose)}
 
 
 BULL_STATE: Key[BullState] = Key("bull_state", "check_queues", "the BullMQ queue counts")
@@ -233,13 +319,15 @@ def check_queues(ctx: RunContext) -> CheckResult:
     _measure_queues(ctx, bull, basis="BullMQ")
     source = frame[frame["queue"] != DLQ]
     busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
-    ctx.evidence.put(BULL_STATE, BullState(busiest, int(bull[DLQ]["backlog"]), int(source["failed"].sum())))
     paused = [q for q in QUEUES if bull[q]["paused"]]
+    ctx.evidence.put(BULL_STATE, BullState(busiest, int(bull[DLQ]["backlog"]), int(source["failed"].sum()),
+                                           tuple(q for q in paused if q != DLQ)))
     summary = (f"{int(source['waiting'].sum()):,} waiting, {int(source['active'].sum()):,} active, "
                f"{int(source['failed'].sum()):,} failed; DLQ {bull[DLQ]['backlog']:,}"
                + (f"; PAUSED: {', '.join(paused)}" if paused else "") + (f"; metrics API: {api_error}" if api_error else ""))
-    status = "warn" if paused or int(source["failed"].sum()) >= 100 or api_error else "ok"
+    status = "warn" if paused or int(source["failed"].sum()) >= QUEUE_FAILED_WARN or api_error else "ok"
     return ctx.record(CheckResult(name, title, status, summary, table=frame, duration_ms=ms(),
+                                  classification="paused" if paused else None,
                                   facts={"dlq": bull[DLQ]["backlog"], "paused": paused}))
 
 
@@ -296,15 +384,16 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
         return _no_queues(ctx, name, title, exc)
     ctx.evidence.put(GROWTH_SAMPLES, samples)
     first, last = samples[0], samples[-1]
+    # stalled: the backlog grows and nothing completes (no worker, or workers that hang on their jobs)
     stalled = [q for q in SOURCE_QUEUES if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
-               and all(s[q]["active"] == 0 for s in samples)]
+               and last[q]["completed"] <= first[q]["completed"]]
     dlq_growth = last[DLQ]["backlog"] - first[DLQ]["backlog"]
     ctx.facts.update(stalled_queues=",".join(stalled), dlq_growth=dlq_growth)
     facts = {"samples": len(samples), "interval_seconds": interval, "stalled": stalled, "dlq_growth": dlq_growth,
              "backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}
     if stalled:
         moves = ", ".join(f"{q} {first[q]['backlog']} → {last[q]['backlog']}" for q in stalled)
-        return ctx.record(CheckResult(name, title, "fail", f"backlog growing and nothing active: {moves}",
+        return ctx.record(CheckResult(name, title, "fail", f"backlog growing and nothing completing: {moves}",
                                       classification="stalled", facts=facts))
     if dlq_growth > 0:
         return ctx.record(CheckResult(name, title, "fail", f"DLQ grew by {dlq_growth:,} in {len(samples)} samples",
@@ -354,15 +443,18 @@ def check_failed_jobs(ctx: RunContext) -> CheckResult:
 
 # -- Checks: message_logs ---------------------------------------------------------------------------
 def check_retry_patterns(ctx: RunContext) -> CheckResult:
-    """The spec's query (status × retry_count), one error across retries vs many, retries vs new sends."""
+    """The spec's query (status × retry_count); per error, its messages against its own baseline and how often they
+    were retried; retries per first attempt against the baseline."""
     name, title = "retry_patterns", "Retry patterns in message_logs"
+    window = {"since": ctx.since, "until": ctx.until}
+    before = {"since": ctx.baseline_since, "until": ctx.since}
     try:
-        dist = ctx.db.fetch(queries.retry_distribution(), {"since": ctx.since, "until": ctx.until})
-        errors = ctx.db.fetch(queries.errors_by_retry(), {"since": ctx.since, "until": ctx.until})
-        now = ctx.db.one(queries.retry_volume(), {"since": ctx.since, "until": ctx.until})
-        base = ctx.db.one(queries.retry_volume(), {"since": ctx.baseline_since, "until": ctx.since})
-        offenders = ctx.db.fetch(queries.repeat_offenders(POISON_RETRIES),
-                                 {"since": ctx.since, "until": ctx.until, "limit": 50})
+        dist = ctx.db.fetch(queries.retry_distribution(), window)
+        errors = ctx.db.fetch(queries.errors_by_retry(), window)
+        base_errors = ctx.db.fetch(queries.errors_by_retry(), before)
+        now = ctx.db.one(queries.retry_volume(), window)
+        base = ctx.db.one(queries.retry_volume(), before)
+        offenders = ctx.db.fetch(queries.repeat_offenders(POISON_RETRIES), {**window, "limit": 50})
     except (QueryError, ConfigError) as exc:
         return db_error(ctx, name, title, exc)
     ctx.evidence.put(RETRY_DISTRIBUTION, dist)
@@ -372,32 +464,54 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
                                       f"{', '.join(map(repr, strange))[:300]}; retries and failures are counted by "
                                       f"{', '.join(STATUSES)}, so the pattern cannot be trusted",
                                       classification="unknown_status", table=dist))
-    ratio_now = int(now.get("retries") or 0) / max(int(now.get("first_attempts") or 0), 1)
+    messages, base_messages = int(now.get("messages") or 0), int(base.get("messages") or 0)
+    groups = _groups(errors, base_errors, messages, base_messages)
+    draft = RetryPatterns(groups=groups, messages=messages)
+    poison = draft.poison_groups
+    poison_retries = sum(g.retries for g in poison)
+    poison_messages = sum(g.messages for g in poison)
+    retried = int(dist[dist["retry_count"] > 0]["count"].sum()) if not dist.empty else 0
+    first = int(now.get("first_attempts") or 0)
+    ratio_now = max(int(now.get("retries") or 0) - poison_retries, 0) / max(first, 1)
     ratio_base = int(base.get("retries") or 0) / max(int(base.get("first_attempts") or 0), 1)
-    total_problem = int(errors["count"].sum()) if not errors.empty else 0
-    by_error = errors.groupby(["channel", "error"])["count"].sum().sort_values(ascending=False) if total_problem else None
-    top_share = float(by_error.iloc[0]) / total_problem if by_error is not None else 0.0
-    top_channel, top_error = (by_error.index[0] if by_error is not None else ("", ""))
-    retry_levels = int(errors[errors["error"] == top_error]["retry_count"].nunique()) if total_problem else 0
-    significant = int((by_error / total_problem >= 0.1).sum()) if by_error is not None else 0
-    problem_rate = int(now.get("problems") or 0) / max(int(now.get("messages") or 0), 1)
-    base_problem_rate = int(base.get("problems") or 0) / max(int(base.get("messages") or 0), 1)
-    ctx.evidence.put(RETRY_PATTERNS, RetryPatterns(
-        retry_ratio=ratio_now, baseline_retry_ratio=ratio_base,
-        problems_elevated=elevated(problem_rate, base_problem_rate, int(now.get("problems") or 0)),
-        problem_rate=problem_rate, baseline_problem_rate=base_problem_rate, problem_messages=total_problem,
-        top_error=str(top_error), top_error_channel=str(top_channel), top_error_share=top_share,
-        top_error_retry_levels=retry_levels, significant_errors=significant, repeat_offenders=len(offenders)))
+    problems = compare("failing or retrying messages (every channel)", int(now.get("problems") or 0), messages,
+                       int(base.get("problems") or 0), base_messages)
+    patterns = RetryPatterns(retry_ratio=ratio_now, baseline_retry_ratio=ratio_base, problems=problems, groups=groups,
+                             retried_messages=max(retried - poison_messages, 0), messages=messages)
+    ctx.evidence.put(RETRY_PATTERNS, patterns)
     ctx.evidence.put(REPEAT_OFFENDERS, offenders)
     ctx.measure("retry_ratio", ratio_now, scope="all channels", basis=f"last {ctx.params.window}", at=ctx.until)
+    top = patterns.top
     facts = {"retries_per_first_attempt": round(ratio_now, 3), "baseline": round(ratio_base, 3),
-             "failing_share": round(problem_rate, 4), "baseline_failing_share": round(base_problem_rate, 4),
-             "failing_or_retrying": total_problem, "top_error_share": round(top_share, 3),
-             "distinct_errors_over_10pct": significant, "messages_retried_5_plus": len(offenders)}
-    summary = (f"{ratio_now:.2f} retries per first attempt (baseline {ratio_base:.2f}); {total_problem:,} failing or "
-               f"retrying; top error {top_share:.0%}: {top_error}")
-    status = "warn" if ratio_now > max(2 * ratio_base, 0.1) or len(offenders) else "ok"
+             "failing_share": round(problems.rate, 4), "baseline_failing_share": round(problems.baseline_rate, 4),
+             "failing_or_retrying": problems.failed, "problems_test": problems.verdict,
+             "top_error_share": round(patterns.share(top), 3) if top else 0.0,
+             "errors_risen": sum(1 for g in patterns.sweeping if g.comparison.rose),
+             "poison_messages": poison_messages, "messages_retried_5_plus": len(offenders)}
+    summary = (f"{ratio_now:.2f} retries per first attempt (baseline {ratio_base:.2f}); {problems.failed:,} failing or "
+               f"retrying ({problems.verdict})" + (f"; top error {patterns.share(top):.0%} of the rise: "
+                                                   f"{REDACTOR.text(top.error)[:120]}" if top and top.comparison.rose else "")
+               + (f"; poison: {'; '.join(g.describe() for g in poison)}" if poison else ""))
+    status = "warn" if ratio_now > max(2 * ratio_base, 0.1) or poison or problems.elevated else "ok"
     return ctx.record(CheckResult(name, title, status, summary, facts=facts, table=dist))
+
+
+def _groups(errors: pd.DataFrame, base_errors: pd.DataFrame, messages: int, base_messages: int) -> tuple[ErrorGroup, ...]:
+    """Per (channel, error): the window's messages by retry level, against the same error in the baseline."""
+    if errors.empty:
+        return ()
+    base = base_errors.groupby(["channel", "error"])["count"].sum() if not base_errors.empty else pd.Series(dtype=int)
+    out = []
+    for (channel, error), frame in errors.groupby(["channel", "error"]):
+        count = int(frame["count"].sum())
+        repeat = int(frame[frame["retry_count"] >= POISON_RETRIES]["count"].sum())
+        retries = int((frame["retry_count"] * frame["count"]).sum())
+        before = int(base.get((channel, error), 0))
+        out.append(ErrorGroup(str(channel), str(error), count, int(frame["retry_count"].nunique()), repeat,
+                              int(frame["retry_count"].max()), retries,
+                              compare(f"{channel} error {str(error)[:80]}", count, messages, before, base_messages,
+                                      min_failures=MIN_CLASS_FAILURES)))
+    return tuple(sorted(out, key=lambda g: (-g.messages, g.channel, g.error)))
 
 
 def plot_retry_heatmap(ctx: RunContext) -> Figure:
@@ -435,56 +549,86 @@ def _evidence(ctx: RunContext, *names: str) -> list[str]:
 
 
 def _poison(ctx: RunContext) -> Match | None:
-    p = _patterns(ctx)
-    offenders = p.repeat_offenders
-    # a few messages retried again and again, not one error sweeping through many messages
-    few_failures = p.problem_messages < 3 * MIN_FAILURES
-    no_dominant_error = p.top_error_share < SYSTEMIC_SHARE
-    if offenders and (few_failures or no_dominant_error):
-        return Match(f"{offenders} messages were retried {POISON_RETRIES}+ times and fail at every attempt while the "
-                     "rest go through", _evidence(ctx, "retry_patterns", "failed_jobs"))
-    return None
+    """A few specific messages fail at every attempt while the rest of the traffic behaves differently (per message:
+    an error's messages are few, and most of them were retried again and again)."""
+    groups = _patterns(ctx).poison_groups
+    if not groups:
+        return None
+    count = sum(g.messages for g in groups)
+    return Match(f"{count} message(s) fail at every attempt while the rest go through: "
+                 + "; ".join(g.describe() for g in groups), _evidence(ctx, "retry_patterns", "failed_jobs"))
 
 
 def _systemic(ctx: RunContext) -> Match | None:
+    """One error carries most of the failures above baseline, at every retry level."""
     p = _patterns(ctx)
-    if p.problems_elevated and p.top_error_share >= SYSTEMIC_SHARE and p.top_error_retry_levels >= 2:
-        return Match(f"one error carries {p.top_error_share:.0%} of failing messages at every retry "
-                     f"level ({p.top_error}) — run the {_channel_runbook(p.top_error_channel)} runbook",
-                     _evidence(ctx, "retry_patterns", "failed_jobs"))
+    top = p.top
+    if top is None or not p.problems_elevated or not top.comparison.rose:
+        return None
+    share = p.share(top)
+    if share >= SYSTEMIC_SHARE and top.retry_levels >= 2:
+        return Match(f"one error carries {share:.0%} of the failures above baseline at {top.retry_levels} retry levels "
+                     f"({REDACTOR.text(top.error)[:120]}) — run the {_channel_runbook(top.channel)} runbook",
+                     [top.comparison.line(), *_evidence(ctx, "retry_patterns", "failed_jobs")])
     return None
 
 
 def _amplification(ctx: RunContext) -> Match | None:
-    now, base = _patterns(ctx).retry_ratio, _patterns(ctx).baseline_retry_ratio
-    if now >= max(2 * base, 1.0):  # retries outnumber new sends
-        return Match(f"{now:.2f} retries per first attempt against {base:.2f} at baseline", _evidence(ctx, "retry_patterns"))
+    """Retries outnumber new sends, well above the baseline, across many messages (not a handful of poison ones)."""
+    p = _patterns(ctx)
+    now, base = p.retry_ratio, p.baseline_retry_ratio
+    if now >= max(AMPLIFICATION_GROWTH * base, AMPLIFICATION_RATIO) and p.retried_messages >= AMPLIFIED_MESSAGES:
+        return Match(f"{now:.2f} retries per first attempt against {base:.2f} at baseline, across "
+                     f"{p.retried_messages:,} retried messages", _evidence(ctx, "retry_patterns"))
     return None
 
 
 def _multiple(ctx: RunContext) -> Match | None:
+    """Several different errors rose above their baseline, each a real share of the failures above baseline."""
     p = _patterns(ctx)
-    if p.significant_errors >= 3 and p.problems_elevated:
-        return Match(f"{p.significant_errors} different errors each carry 10%+ of the failures",
-                     _evidence(ctx, "retry_patterns", "failed_jobs"))
+    risen = [g for g in p.sweeping if g.comparison.rose and p.share(g) >= MULTIPLE_SHARE]
+    if len(risen) >= MULTIPLE_ERRORS and p.problems_elevated:
+        return Match(f"{len(risen)} different errors each carry {MULTIPLE_SHARE:.0%}+ of the failures above baseline: "
+                     + "; ".join(f"{REDACTOR.text(g.error)[:60]} ({g.channel}, {p.share(g):.0%})" for g in risen[:5]),
+                     [g.comparison.line() for g in risen[:5]] + _evidence(ctx, "failed_jobs"))
     return None
 
 
+def _paused(ctx: RunContext) -> Match | None:
+    bull = ctx.evidence.find(BULL_STATE)
+    if bull is None or not bull.paused:
+        return None
+    return Match(f"{', '.join(bull.paused)} {'is' if len(bull.paused) == 1 else 'are'} paused: their jobs wait and "
+                 "nothing is sent", _evidence(ctx, "queues", "queue_growth"))
+
+
+def _figures(ctx: RunContext) -> list[dict[str, Any]]:
+    p = ctx.evidence.find(RETRY_PATTERNS)
+    if p is None:
+        return []
+    out = [p.problems.to_json()] if p.problems is not None else []
+    return out + [g.comparison.to_json() | {"what": f"{g.channel}: {REDACTOR.text(g.error)[:80]}"}
+                  for g in p.sweeping[:5] if g.comparison.rose]
+
+
 def diagnose_retries(ctx: RunContext) -> Diagnosis:
-    """Name the pattern; others that also hold are listed."""
+    """Name the pattern; others that also hold are listed (a few poison messages inside a systemic failure too)."""
     rules = [
         Rule("queue_stalled", lambda: _growth_rule(ctx, "stalled", "a queue is stalled")),
-        Rule("dlq_growing", lambda: _growth_rule(ctx, "dlq_growing", "the DLQ keeps growing")),
-        Rule("poison_messages", lambda: _poison(ctx)),
         Rule("systemic_provider_failure", lambda: _systemic(ctx)),
-        Rule("retry_amplification", lambda: _amplification(ctx)),
         Rule("multiple_root_causes", lambda: _multiple(ctx)),
+        Rule("retry_amplification", lambda: _amplification(ctx)),
+        Rule("queue_paused", lambda: _paused(ctx)),
+        Rule("poison_messages", lambda: _poison(ctx)),
+        Rule("dlq_growing", lambda: _growth_rule(ctx, "dlq_growing", "the DLQ keeps growing")),
     ]
-    p, bull = _patterns(ctx), ctx.evidence.find(BULL_STATE)
-    present = p.retry_ratio > max(2 * p.baseline_retry_ratio, 0.3) or (bull is not None and bull.failed_jobs >= 100)
+    p = _patterns(ctx)
+    growth = finding(ctx, "queue_growth")
+    present = (p.problems_elevated or _amplification(ctx) is not None or bool(p.poison_groups)
+               or (growth is not None and growth.status == "fail"))
     result = diagnose(SLUG, rules, CAUSES, incident_present=present,
                       incident_evidence=_evidence(ctx, "retry_patterns", "queues"), needed=needed(ctx),
-                      findings=ctx.findings)
+                      findings=ctx.findings, figures=_figures(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result
@@ -492,8 +636,15 @@ def diagnose_retries(ctx: RunContext) -> Diagnosis:
 
 # -- Mitigation -------------------------------------------------------------------------------------
 def _target_queue(ctx: RunContext) -> str:
+    """The queue to act on: the one given, else the channel of the error the retries are about, else the one with
+    the most failed jobs."""
+    if _params(ctx).queue:
+        return _params(ctx).queue
+    top = _patterns(ctx).top
+    if top is not None and top.comparison.rose and top.channel.lower() in SOURCE_QUEUES:
+        return top.channel.lower()
     bull = ctx.evidence.find(BULL_STATE)
-    return _params(ctx).queue or (bull.busiest_failed_queue if bull else "sms")
+    return bull.busiest_failed_queue if bull else "sms"
 
 
 class PauseQueue(Action):
@@ -508,9 +659,9 @@ class PauseQueue(Action):
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis
-        if d is None or d.cause not in ("systemic_provider_failure", "retry_amplification"):
+        if d is None or d.cause not in MITIGATES[self.name]:
             return False, f"diagnosis is {d.cause if d else 'not made'}: the retry loop is not amplifying a problem"
-        return True, "stop the retry loop until the root cause is fixed"
+        return True, f"{d.cause}: stop the retry loop on {self.queue} until the root cause is fixed"
 
     def plan(self) -> Plan:
         if _admin(self.ctx).is_paused(self.queue):
@@ -603,15 +754,18 @@ def reduce_retry_attempts(ctx: RunContext) -> ReduceRetryAttempts:
 
 
 def _poison_jobs(ctx: RunContext) -> dict[str, list[str]]:
-    """Failed jobs that exhausted their attempts, by queue: those of the repeat-offender messages when
-    the jobs carry message ids that match, else every exhausted job (the plan lists them all)."""
+    """The failed jobs of the poison messages, by queue: jobs whose message is one of the messages retried again and
+    again, or whose failure reason is a poison error. Never any other failed job."""
+    poison = _patterns(ctx).poison_groups
     offenders = ctx.evidence.find(REPEAT_OFFENDERS)
-    messages = set(map(str, offenders["id"])) if offenders is not None and not offenders.empty else set()
-    exhausted = [j for j in ctx.evidence.find(FAILED_JOBS) or [] if j["exhausted"]]
-    linked = [j for j in exhausted if j["message_id"] in messages]
+    errors = {g.error for g in poison}
+    messages = ({str(m) for m, e in zip(offenders["id"], offenders["error"], strict=True) if e in errors}
+                if offenders is not None and not offenders.empty else set())
     out: dict[str, list[str]] = {}
-    for job in linked or exhausted:
-        out.setdefault(job["queue"], []).append(job["id"])
+    for job in ctx.evidence.find(FAILED_JOBS) or []:
+        reason = str(job.get("failedReason") or "")
+        if job["message_id"] in messages or any(e and (e in reason or reason in e) for e in errors if reason):
+            out.setdefault(job["queue"], []).append(job["id"])
     return out
 
 
@@ -626,14 +780,15 @@ class MovePoisonToDlq(Action):
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis
-        if d is None or d.cause != "poison_messages":
+        if not holding(self.ctx, MITIGATES[self.name]):
             return False, f"diagnosis is {d.cause if d else 'not made'}: no poison messages to set aside"
         return True, "poison jobs fail at every attempt and keep the retry loop busy"
 
     def plan(self) -> Plan:
         jobs = _poison_jobs(self.ctx)
         if not jobs:
-            return Plan(self.name, self.title, blocked="no failed job of the repeated messages was found")
+            return Plan(self.name, self.title, blocked="no failed job of the poison messages was found (by message id "
+                                                       "or failure reason)")
         steps = [{"bullmq": "move_to_dlq", "queue": q, "jobs": len(ids), "job_ids": sorted(ids)} for q, ids in jobs.items()]
         return Plan(self.name, f"move {sum(len(v) for v in jobs.values())} poison jobs to {DLQ}", steps=steps)
 
@@ -695,16 +850,26 @@ class ReplayDlq(Action):
         return set(map(str, frame["id"])) if not frame.empty else set()
 
     def plan(self) -> Plan:
+        """Every DLQ job whose failure was transient (a provider or carrier hiccup, a rate limit: gone now that the
+        system is healthy) is replayed; a job whose failure was permanent, or that names no known provider error (a
+        poison payload), stays in the DLQ for review."""
         jobs = _admin(self.ctx).dlq_jobs()
         delivered = self._delivered(jobs)
         p = _params(self.ctx)
         skip = sorted(j["id"] for j in jobs if _message_id(j) in delivered)
-        replay = [j["id"] for j in jobs if j["id"] not in set(skip)]
+        review = sorted(j["id"] for j in jobs if j["id"] not in set(skip) and not _replayable(j))
+        replay = [j["id"] for j in jobs if j["id"] not in set(skip) | set(review)]
         by_id = {j["id"]: j for j in jobs}
+        if not replay and not skip:
+            return Plan(self.name, "nothing to replay", details={"left_for_review": review},
+                        blocked=(f"every DLQ job ({len(review):,}) failed for a reason a replay does not fix (permanent, "
+                                 "or no known provider error): review them by hand"))
         targets = sorted({str((by_id[i]["data"] or {}).get("sourceQueue")) for i in replay})
         payloads = hashlib.sha256(canonical([[i, by_id[i]["name"], by_id[i]["data"]] for i in replay + skip]).encode())
         return Plan(self.name, f"replay {len(replay):,} DLQ jobs (listed by id) in batches {', '.join(p.replay_batches)}; "
-                               f"remove {len(skip):,} whose message is already delivered",
+                               f"remove {len(skip):,} whose message is already delivered"
+                               + (f"; leave {len(review):,} for review (permanent or unknown failures)" if review else ""),
+                    details={"left_for_review": review},
                     steps=[{"bullmq": "replay", "dlq": DLQ, "job_ids": replay, "jobs": len(replay), "to_queues": targets,
                             "payloads_sha256": payloads.hexdigest(),  # names, data and source of every listed job
                             "remove_delivered_ids": skip, "batches": list(p.replay_batches),
@@ -733,6 +898,14 @@ class ReplayDlq(Action):
         if result.get("stopped"):
             return False, str(result["stopped"])
         return True, f"replayed {result['replayed']:,}, skipped {result['skipped_delivered']:,} delivered"
+
+
+def _replayable(dlq_job: dict[str, Any]) -> bool:
+    """Whether a DLQ job failed for a transient, known reason (its provider's code or the email patterns say so)."""
+    found = dlq_job.get("data")
+    data: dict[str, Any] = found if isinstance(found, dict) else {}
+    cls, category = category_of(str(data.get("failedReason") or ""), str(data.get("sourceQueue") or ""))
+    return category == TRANSIENT and cls != "other"
 
 
 def replay_dlq(ctx: RunContext) -> ReplayDlq:
@@ -769,24 +942,40 @@ class CleanFailedJobs(Action):
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 
+    def _permanent(self) -> list[dict[str, Any]]:
+        """The reviewed failed jobs that exhausted their attempts with a permanent or consent failure (an invalid
+        number, an unsubscribed recipient, a refused message): no retry, now or later, can deliver them."""
+        return [j for j in self.ctx.evidence.get(FAILED_JOBS)
+                if j["exhausted"] and category_of(str(j.get("failedReason") or ""), j["queue"])[1] in (PERMANENT, CONSENT)]
+
     def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None:
+            return False, "no diagnosis yet: run the Diagnosis cell first"
+        if d.cause in PROVIDER_SIDE:
+            return False, (f"diagnosis is {d.cause}: failed jobs will be deliverable once it is fixed — re-drive them "
+                           "then (the DLQ replay), never delete them")
         exhausted = [j for j in self.ctx.evidence.get(FAILED_JOBS) if j["exhausted"]]
-        if not exhausted:
-            return False, "no permanently failed jobs"
-        return True, f"{len(exhausted):,} failed jobs exhausted their attempts"
+        permanent = self._permanent()
+        if not permanent:
+            return False, (f"no failed job with a permanent failure ({len(exhausted):,} exhausted ones failed for "
+                           "transient or unknown reasons: move or replay them instead)" if exhausted
+                           else "no permanently failed jobs")
+        return True, f"{len(permanent):,} failed jobs exhausted their attempts with a permanent failure"
 
     def plan(self) -> Plan:
         if not self.ctx.evidence.has(REVIEW_WRITTEN):
             return Plan(self.name, self.title, blocked="write the review list first (review_failed_jobs)")
         by_queue: dict[str, list[str]] = {}
-        for j in self.ctx.evidence.find(FAILED_JOBS) or []:
-            if j["exhausted"]:
-                by_queue.setdefault(j["queue"], []).append(j["id"])
+        for j in self._permanent():
+            by_queue.setdefault(j["queue"], []).append(j["id"])
         if not by_queue:
-            return Plan(self.name, self.title, blocked="no job in the review list exhausted its attempts")
+            return Plan(self.name, self.title, blocked="no job in the review list exhausted its attempts with a "
+                                                       "permanent failure")
         total = sum(len(ids) for ids in by_queue.values())
-        return Plan(self.name, f"remove exactly {total:,} reviewed failed jobs (by id) from {', '.join(by_queue)}; "
-                               f"failed jobs not in the review list {REVIEW_FILE} are left alone",
+        return Plan(self.name, f"remove exactly {total:,} reviewed failed jobs with a permanent failure (by id) from "
+                               f"{', '.join(by_queue)}; failed jobs not in the review list {REVIEW_FILE}, and those "
+                               "that failed for a transient or unknown reason, are left alone",
                     steps=[{"bullmq": "remove_failed", "queue": q, "job_ids": sorted(ids), "jobs": len(ids)}
                            for q, ids in sorted(by_queue.items())])
 
@@ -814,6 +1003,63 @@ def clean_failed_jobs(ctx: RunContext) -> CleanFailedJobs:
     return CleanFailedJobs(ctx)
 
 
+class ResumeQueue(Action):
+    """Resume the paused queues (BullMQ meta flag); undo pauses them again. Only when a paused queue is the cause:
+    never while the failure that it was paused for still shows."""
+
+    name = "resume_queue"
+    title = "Resume the paused queue"
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        bull = ctx.evidence.find(BULL_STATE)
+        self.queues = [_params(ctx).queue] if _params(ctx).queue else list(bull.paused if bull else ())
+
+    def needed(self) -> tuple[bool, str]:
+        d = self.ctx.diagnosis
+        if d is None or d.cause not in MITIGATES[self.name]:
+            return False, f"diagnosis is {d.cause if d else 'not made'}: no paused queue holds the messages back"
+        return True, f"{', '.join(self.queues)} paused: messages wait and nothing is sent"
+
+    def plan(self) -> Plan:
+        paused = [q for q in self.queues if _admin(self.ctx).is_paused(q)]
+        if not paused:
+            return Plan(self.name, "resume", blocked=f"{', '.join(self.queues) or 'no queue'} is not paused")
+        counts = {q: _admin(self.ctx).counts(q)["backlog"] for q in paused}
+        return Plan(self.name, "resume " + ", ".join(f"{q} ({n:,} waiting jobs go out)" for q, n in counts.items()),
+                    steps=[{"bullmq": "resume", "queue": q, "from": "paused", "to": "running"} for q in paused],
+                    details={"note": "find out why it was paused before resuming: a provider outage or a deploy"})
+
+    def resources(self, plan: Plan) -> list[str]:
+        return [f"queue:{s['queue']}" for s in plan.steps]
+
+    def verify_by_hand(self, plan: Plan) -> str:
+        return "whether " + ", ".join(s["queue"] for s in plan.steps) + " are paused (bull:<queue>:meta, field paused)"
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        for step in plan.steps:
+            _admin(self.ctx).resume(step["queue"])
+        self.ctx.evidence.put(MITIGATED_AT, datetime.now(UTC))
+        return {"resumed": [s["queue"] for s in plan.steps]}
+
+    def verify(self, plan: Plan, result: dict[str, Any]) -> tuple[bool, str]:
+        still = [s["queue"] for s in plan.steps if _admin(self.ctx).is_paused(s["queue"])]
+        return not still, (f"still paused: {', '.join(still)}" if still else f"{', '.join(result['resumed'])} running")
+
+    @property
+    def can_undo(self) -> bool:
+        return True
+
+    def undo(self, plan: Plan, result: dict[str, Any]) -> dict[str, Any]:
+        for step in plan.steps:
+            _admin(self.ctx).pause(step["queue"])
+        return {"paused": [s["queue"] for s in plan.steps]}
+
+
+def resume_queue(ctx: RunContext) -> ResumeQueue:
+    return ResumeQueue(ctx)
+
+
 # -- Recovery confirmation --------------------------------------------------------------------------
 def check_recovery(ctx: RunContext) -> CheckResult:
     """Sampled again after mitigation: backlog stabilising, DLQ not growing, retries back to normal."""
@@ -837,7 +1083,8 @@ def post_incident(ctx: RunContext) -> Checklist:
     bull = ctx.evidence.find(BULL_STATE)
     size = bull.dlq_size if bull else 0
     review = ctx.extra.get("failed_jobs_review")
-    share = _patterns(ctx).top_error_share
+    patterns = _patterns(ctx)
+    share = patterns.share(patterns.top) if patterns.top else 0.0
     if ctx.diagnosis is not None and ctx.diagnosis.cause == "systemic_provider_failure":
         advice = ("one provider error dominated every retry: retries only added load — cap attempts lower and use "
                   "exponential backoff with a longer first delay; pause the queue when the provider is down")

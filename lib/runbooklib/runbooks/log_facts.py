@@ -3,14 +3,20 @@ these instead of reading string keys off a blackboard.
 
 Each is produced by one check of `runbooks.channel_checks` and kept under its `Key` in `ctx.evidence`; each
 also says what it adds to `summary.json`'s facts (`to_facts`, under the names the record has always used).
+Every rate in them is compared with its own baseline by `stats.compare`, and the comparisons travel with them
+so that a diagnosis can show the figures it decided on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from runbooklib.evidence import Key
+from runbooklib.stats import Comparison, compare
+from runbooklib.thresholds import MIN_CLASS_FAILURES
 
 
 @dataclass(frozen=True)
@@ -25,7 +31,19 @@ class WindowRate:
     delivered: int = 0
     baseline_delivered: int = 0
     elevated: bool = False
-    """Failures are elevated above the baseline (`rules.elevated`): the incident is present."""
+    """Failures are elevated above the baseline (`stats.Comparison.elevated`): the incident is present."""
+    baseline_failed: int | None = None
+    comparison: Comparison | None = None
+    """The test behind `elevated`, with its figures."""
+
+    @property
+    def test(self) -> Comparison:
+        """The comparison behind this rate (made from the figures when none was kept)."""
+        if self.comparison is not None:
+            return self.comparison
+        base_failed = self.baseline_failed if self.baseline_failed is not None else round(
+            self.baseline_rate * self.baseline_total)
+        return compare("failure rate", self.failed, self.total, base_failed, self.baseline_total)
 
     def to_facts(self) -> dict[str, Any]:
         return {"window_total": self.total, "window_failed": self.failed, "failure_rate": self.rate,
@@ -37,7 +55,8 @@ class WindowRate:
 @dataclass(frozen=True)
 class ErrorClasses:
     """What the window's failures are, by error class (`check_top_errors`, or `check_error_codes` for a channel
-    whose provider reports codes, which also counts them by retry category)."""
+    whose provider reports codes, which also counts them by retry category), each class compared with its own
+    count in the baseline."""
 
     total: int = 0
     shares: dict[str, float] = field(default_factory=dict)
@@ -45,9 +64,43 @@ class ErrorClasses:
     dominant: str | None = None
     categories: dict[str, int] = field(default_factory=dict)
     """Retry category (transient, permanent, consent, config) → failures (coded channels only)."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Error class → failing, bounced and retrying messages in the window."""
+    baseline_counts: dict[str, int] = field(default_factory=dict)
+    """Error class → the same in the baseline."""
+    messages: int = 0
+    """Messages in the window (every status), the denominator of each class's rate."""
+    baseline_messages: int = 0
 
     def share(self, cls: str) -> float:
         return float(self.shares.get(cls, 0.0))
+
+    def comparison(self, classes: Iterable[str], what: str = "") -> Comparison:
+        """The classes together, in the window against the baseline."""
+        wanted = list(classes)
+        return compare(what or " / ".join(wanted), sum(self.counts.get(c, 0) for c in wanted), self.messages,
+                       sum(self.baseline_counts.get(c, 0) for c in wanted), self.baseline_messages,
+                       min_failures=MIN_CLASS_FAILURES)
+
+    @cached_property
+    def comparisons(self) -> dict[str, Comparison]:
+        """Every class seen in the window, compared with its baseline."""
+        return {c: self.comparison([c], f"class {c}") for c in self.counts}
+
+    @cached_property
+    def total_excess(self) -> float:
+        """Failures above what each class's baseline explains, summed over the classes."""
+        return sum(c.excess for c in self.comparisons.values())
+
+    def excess_share(self, classes: Iterable[str]) -> float:
+        """The share of all the failures above baseline that these classes carry."""
+        total = self.total_excess
+        return sum(self.comparisons[c].excess for c in set(classes) if c in self.comparisons) / total if total else 0.0
+
+    def risen(self) -> list[str]:
+        """The classes that rose above their baseline, most excess first."""
+        found = [(c, cmp.excess) for c, cmp in self.comparisons.items() if cmp.rose]
+        return [c for c, _ in sorted(found, key=lambda x: (-x[1], x[0]))]
 
     def to_facts(self) -> dict[str, Any]:
         out: dict[str, Any] = {"dominant_error_class": self.dominant, "error_class_shares": self.shares,
@@ -56,12 +109,15 @@ class ErrorClasses:
             out["dominant_error_share"] = self.shares[self.dominant]
         if self.categories:
             out["category_counts"] = self.categories
+        if self.counts:
+            out["error_classes_risen"] = self.risen()
         return out
 
 
 @dataclass(frozen=True)
 class TenantSplit:
-    """How the window's failures fall across tenants (`check_tenant_split`)."""
+    """How the window's failures fall across tenants (`check_tenant_split`), each tenant compared with its own
+    baseline."""
 
     tenants: int
     failing: int
@@ -72,9 +128,28 @@ class TenantSplit:
     """The share of the top tenant's own messages that failed."""
     rest_rate: float = 0.0
     """The failure rate of every other tenant together."""
+    comparisons: tuple[Comparison, ...] = ()
+    """Every tenant with failures in the window, against its own baseline (most failures first)."""
+    elevated_tenants: tuple[str, ...] = ()
+    """The tenants whose failure rate is elevated above their own baseline."""
+    active: int = 0
+    """Tenants with messages in the window."""
+    rest: Comparison | None = None
+    """Every tenant but the elevated ones, together, against their baseline."""
+    top_errors: dict[str, str] = field(default_factory=dict)
+    """Elevated tenant → its most common error (with its class and share)."""
+
+    def comparison(self, tenant: str) -> Comparison | None:
+        return next((c for c in self.comparisons if c.what == f"tenant {tenant}"), None)
+
+    @property
+    def excess(self) -> float:
+        """Failures above baseline in the elevated tenants."""
+        return sum(c.excess for c in self.comparisons if c.what.removeprefix("tenant ") in self.elevated_tenants)
 
     def to_facts(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"tenants": self.tenants, "failing_tenants": self.failing}
+        out: dict[str, Any] = {"tenants": self.tenants, "failing_tenants": self.failing,
+                               "elevated_tenants": list(self.elevated_tenants)}
         if self.top_tenant is not None:
             out.update(top_tenant=self.top_tenant, top_tenant_share=self.top_share, top_tenant_rate=self.top_rate,
                        rest_rate=self.rest_rate)

@@ -30,8 +30,19 @@ from runbooklib.providers import statuspage
 from runbooklib.providers import twilio as twilio_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ERROR_CODES_FRAME, CodedChannelChecks, guard_checks, sampling_needs
-from runbooklib.runbooks.log_facts import ERROR_CLASSES
-from runbooklib.runbooks.rules import class_share, finding, from_check, incident_present, log_evidence, passed, tenant_rule
+from runbooklib.runbooks.rules import (
+    Conclusions,
+    State,
+    channel_elevated,
+    class_match,
+    figures,
+    finding,
+    holding,
+    incident_present,
+    log_evidence,
+    passed,
+    tenant_rule,
+)
 
 SLUG = "sms_delivery_failure"
 TITLE = "SMS Delivery Failure"
@@ -51,17 +62,49 @@ CAUSES = {
     "recipients_unsubscribed": "Most failures are recipients who replied STOP (21610).",
     "carrier_filtering": "Carriers or Twilio filter the messages (30007): content or sender registration.",
     "rate_limited": "Sends exceed Twilio or carrier rate limits (20429, 14107, 30022) or queue limits (30001).",
-    "tenant_specific": "One tenant's SMS is failing while the others are fine.",
+    "twilio_api_errors": "Twilio's API answers with server errors (20500, 20503) while its status page reports no outage.",
+    "carrier_delivery_errors": "Carriers fail to deliver across many recipients (30003 unreachable handset, 30008 "
+                               "unknown carrier error): a carrier-side problem.",
+    "sender_not_registered": "The sending number is not registered for A2P 10DLC or toll-free verification (30032, "
+                             "30034): carriers block its traffic.",
+    "twilio_configuration": "Twilio refuses our requests for account setup reasons: a region not enabled (21408), "
+                            "trial-account limits (21608), a resource not found (20404).",
+    "queue_paused": "The SMS queue is paused: messages wait and nothing is sent.",
+    "tenant_specific": "One tenant's SMS is failing (or a few tenants') while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
-LOG_CAUSES = {  # cause ← error class in message_logs, tried by share (largest first)
-    "invalid_numbers": ("invalid_number",),
-    "recipients_unsubscribed": ("opted_out",),
-    "carrier_filtering": ("carrier_filtered", "carrier_blocked"),
-    "rate_limited": ("rate_limited", "queue_overflow"),
-}
-FIX_FIRST = {"twilio_outage", "twilio_auth_failure", "twilio_account_suspended", "sender_number_inactive"}
+PROVIDER_SIDE = ("provider_error", "carrier_unknown", "carrier_transient", "queue_overflow")
+"""Error classes an outage at Twilio or the carriers shows as."""
+CONCLUSIONS = Conclusions(
+    classes={"auth": "twilio_auth_failure", "config": "twilio_configuration", "rate_limited": "rate_limited",
+             "queue_overflow": "rate_limited", "provider_error": "twilio_api_errors", "invalid_number": "invalid_numbers",
+             "opted_out": "recipients_unsubscribed", "sender": "sender_number_inactive",
+             "sender_registration": "sender_not_registered", "account_suspended": "twilio_account_suspended",
+             "carrier_transient": "carrier_delivery_errors", "carrier_unknown": "carrier_delivery_errors",
+             "carrier_blocked": "carrier_filtering", "carrier_filtered": "carrier_filtering"},
+    states=(
+        State("twilio_account", "auth_failed", "twilio_auth_failure"),
+        State("twilio_numbers", "auth_failed", "twilio_auth_failure"),
+        State("twilio_account", "account_suspended", "twilio_account_suspended"),
+        State("twilio_numbers", "sender_inactive", "sender_number_inactive"),
+        State("status_page", "outage", "twilio_outage", needs_failures=True),
+        State("status_page", "degraded", "twilio_outage", ("warn",), needs_failures=True, blocking=False),
+        State("sms_queue", "paused", "queue_paused", ("warn",)),
+        State("sms_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and Twilio "
+                                                          "say why"),
+    ),
+    sources={"twilio_account": "runbooklib.providers.twilio:check_account",
+             "twilio_numbers": "runbooklib.providers.twilio:check_numbers",
+             "status_page": "runbooklib.providers.statuspage:check_status_page",
+             "sms_queue": "runbooklib.runbooks.channel_checks:check_queue"})
+RETRY_CAUSES = {"rate_limited", "carrier_delivery_errors", "twilio_api_errors"}
+"""Causes whose failed messages can go through once the cause abates: a retry re-drives exactly those."""
+FIX_FIRST = {"twilio_outage", "twilio_auth_failure", "twilio_account_suspended", "sender_number_inactive",
+             "sender_not_registered", "twilio_configuration", "queue_paused"}
 """Causes a retry cannot beat: retrying before they are fixed only fails again."""
+MITIGATES = {"retry_failed_sms": RETRY_CAUSES, "mark_do_not_contact": {"recipients_unsubscribed"},
+             "route_urgent_to_whatsapp": {"twilio_outage", "twilio_account_suspended", "twilio_api_errors"}}
+"""Action → the causes it can fix (docs/cause-codes.md says why each pairing holds and others do not)."""
 SCENARIO_DEFAULTS: dict[str, Any] = {
     "runbook": SLUG,
     "message_logs": {"channel": CHANNEL, "provider": "twilio", "baseline": {"per_hour": 240, "bounce_rate": 0.0},
@@ -153,37 +196,51 @@ def check_sender_numbers(ctx: RunContext) -> CheckResult:
 
 # -- Diagnosis --------------------------------------------------------------------------------------
 def _outage(ctx: RunContext) -> Match | None:
+    """Twilio's page reports an outage (or a degradation) of SMS, our SMS failures are elevated channel-wide, and
+    they are of the kinds an outage shows as (server errors, unknown carrier errors, queue overflow)."""
     page = finding(ctx, "status_page")
-    if page is None or page.classification != "outage" or not incident_present(ctx):
+    if page is None or page.classification not in ("outage", "degraded") or not channel_elevated(ctx):
         return None
-    return Match(f"Twilio reports an outage and our SMS failures are elevated: {page.summary}",
-                 [f"{page.title}: {page.summary}", *log_evidence(ctx)])
-
-
-def _from_sms_logs(ctx: RunContext, cause: str) -> Match | None:
-    return CHECKS.from_classes(ctx, LOG_CAUSES[cause], CAUSES[cause][0].lower() + CAUSES[cause][1:])
+    if not (page.facts.get("degraded_components") or page.facts.get("unresolved_incidents")):
+        return None  # the overall indicator alone (e.g. Voice degraded) says nothing about SMS
+    provider_side = class_match(ctx, PROVIDER_SIDE, "errors an outage at Twilio or the carriers shows as")
+    if provider_side is None:
+        return None
+    evidence = [f"{page.title}: {page.summary}", *provider_side.evidence]
+    explanation = f"Twilio reports {'an outage' if page.classification == 'outage' else 'a degradation'} and our SMS " \
+                  f"failures are elevated: {page.summary}"
+    if page.classification == "outage":
+        return Match(explanation, evidence)
+    return Match(explanation, evidence, tier=provider_side.tier, weight=provider_side.weight)
 
 
 def diagnose_sms(ctx: RunContext) -> Diagnosis:
-    """Name the dominant cause from the findings; others that also hold are listed."""
-    by_share = sorted(LOG_CAUSES, key=lambda c: -sum(class_share(ctx, k) for k in LOG_CAUSES[c]))
+    """Name the best-supported cause from the findings; others that also hold are listed."""
+    c = CONCLUSIONS
     rules = [
-        Rule("twilio_auth_failure", lambda: from_check(ctx, ("twilio_account", "twilio_numbers"), ("auth_failed",),
-                                                       "Twilio rejects our credentials")),
-        Rule("twilio_account_suspended", lambda: from_check(ctx, ("twilio_account",), ("account_suspended",),
-                                                            "the Twilio account cannot send")),
+        c.rule(ctx, "twilio_auth_failure", "Twilio rejects our credentials"),
+        c.rule(ctx, "twilio_account_suspended", "the Twilio account cannot send"),
         Rule("twilio_outage", lambda: _outage(ctx)),
-        Rule("sender_number_inactive", lambda: from_check(ctx, ("twilio_numbers",), ("sender_inactive",),
-                                                          "a sending number cannot send SMS")),
-        # one tenant carrying the failures says more than the error class they share
+        c.rule(ctx, "sender_number_inactive", "a sending number cannot send SMS"),
+        c.rule(ctx, "sender_not_registered", "the sending number is not registered (10DLC / toll-free)"),
+        c.rule(ctx, "twilio_configuration", "Twilio refuses our requests for account setup reasons"),
+        c.rule(ctx, "queue_paused", "the SMS queue is paused"),
+        # a few tenants carrying the failures say more than the error class they share
         Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
-        *[Rule(cause, lambda cause=cause: _from_sms_logs(ctx, cause)) for cause in by_share],  # type: ignore[misc]
+        *[c.rule(ctx, cause, _lead(cause)) for cause in ("invalid_numbers", "recipients_unsubscribed",
+                                                          "carrier_filtering", "rate_limited", "twilio_api_errors",
+                                                          "carrier_delivery_errors")],
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
-                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
+                      figures=figures(ctx), notes=c.notes(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result
+
+
+def _lead(cause: str) -> str:
+    return CAUSES[cause][0].lower() + CAUSES[cause][1:].rstrip(".")
 
 
 # -- Mitigation -------------------------------------------------------------------------------------
@@ -204,27 +261,31 @@ def _codes(category: str | tuple[str, ...]) -> list[str]:
 
 
 class RetryFailedSms(Action):
-    """Re-queue failed SMS through the platform; permanent and consent failures are excluded."""
+    """Re-queue the incident's failed SMS through the platform: the window's FAILED messages whose error codes belong
+    to a cause a retry can fix (rate limits, carrier hiccups, Twilio server errors), listed by id."""
 
     name = "retry_failed_sms"
-    title = "Retry failed SMS (transient failures only)"
+    title = "Retry the incident's failed SMS (transient causes only)"
 
     def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
 
     def _failed_by_category(self) -> dict[str, int]:
-        """FAILED SMS per retry category since the baseline began: what retry-failed would pick up.
-
-        The endpoint is not scoped by time or tenant; it re-queues every FAILED SMS the platform
-        keeps, so the plan counts over the whole baseline + window, not just the window.
-        """
-        frame = self.ctx.db.fetch(queries.error_code_counts(by_tenant=False, statuses=("FAILED",)),
-                                  self.ctx.window_params(by_tenant=False, channel=CHANNEL, limit=1000,
-                                                         since=self.ctx.baseline_since))
+        """FAILED SMS of the window per retry category (the incident's: never the whole baseline)."""
+        frame = self.ctx.db.fetch(queries.error_code_counts(by_tenant=self.ctx.by_tenant, statuses=("FAILED",)),
+                                  self.ctx.window_params(channel=CHANNEL, limit=1000))
         counts = dict.fromkeys(SMS_CATEGORIES, 0)
         for code, n in zip(frame["error_code"], frame["count"], strict=True):
             counts[classify_twilio(code).category] += int(n)
         return counts
+
+    def _causes(self) -> list[str]:
+        return holding(self.ctx, RETRY_CAUSES)
+
+    def _retry_codes(self) -> list[str]:
+        """The transient codes of the error classes of the causes a retry can fix that the diagnosis names."""
+        classes = {cls for cause in self._causes() for cls in CONCLUSIONS.classes_of(cause)}
+        return sorted(str(c) for c, info in TWILIO_CODES.items() if info.cls in classes and info.category == TRANSIENT)
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis
@@ -232,16 +293,16 @@ class RetryFailedSms(Action):
             return False, "no diagnosis yet: run the Diagnosis cell first"
         if d.cause in FIX_FIRST:
             return False, f"diagnosis is {d.cause}: a retry now would fail again — fix that first"
-        classes = self.ctx.evidence.find(ERROR_CLASSES)
-        transient = classes.categories.get(TRANSIENT, 0) if classes else 0
-        if not transient:
-            return False, "no transient failures in the window to retry"
-        return True, f"{transient:,} transient failures can be retried"
+        causes = self._causes()
+        if not causes:
+            return False, (f"diagnosis is {d.cause}: a retry cannot fix it (only {', '.join(sorted(RETRY_CAUSES))} "
+                           "leave messages that go through later)")
+        return True, f"{', '.join(causes)}: the window's failures with those codes can go through once it abates"
 
     def _retryable(self) -> list[dict[str, Any]]:
-        """The FAILED SMS with a transient error code, at any age (what retry-failed would pick up), by id."""
+        """The window's FAILED SMS with one of the retry codes, by id."""
         frame = self.ctx.db.fetch(queries.failed_message_ids(by_tenant=self.ctx.by_tenant),
-                                  self.ctx.window_params(channel=CHANNEL, codes=_codes(TRANSIENT),
+                                  self.ctx.window_params(channel=CHANNEL, codes=self._retry_codes(),
                                                          limit=MAX_RETRY_PER_RUN + 1))
         return [{"id": str(i), "created_at": c} for i, c in zip(frame["id"], frame["created_at"], strict=True)]
 
@@ -249,31 +310,32 @@ class RetryFailedSms(Action):
         counts = self._failed_by_category()
         never = counts[PERMANENT] + counts[CONSENT] + counts[CONFIG]
         exclude = _codes((PERMANENT, CONSENT, CONFIG))
+        codes = self._retry_codes()
         rows = self._retryable()
         details: dict[str, Any] = {
-            "not_retryable": never, "failed_by_category": counts,
+            "not_retryable": never, "failed_by_category": counts, "causes": self._causes(),
+            "window": {"since": self.ctx.since.isoformat(timespec="seconds"),
+                       "until": self.ctx.until.isoformat(timespec="seconds")},
             "note": ("POST /api/v1/communication/retry-failed is bounded to exactly these message ids, created before "
-                     "the cut-off, at most this many (assumed parameters, docs/assumed-endpoints.md); permanent, "
-                     "consent and config codes are excluded as well. Failures that arrive after this plan are not in "
-                     "it: a later run plans them.")}
+                     "the cut-off, at most this many (assumed parameters, docs/assumed-endpoints.md): the incident "
+                     "window's FAILED messages with the error codes of the causes a retry can fix. Permanent, consent "
+                     "and config codes are excluded as well. Failures that arrive after this plan are not in it: a "
+                     "later run plans them.")}
         if len(rows) > MAX_RETRY_PER_RUN:
-            return Plan(self.name, f"more than {MAX_RETRY_PER_RUN:,} transient SMS failures", details=details,
-                        blocked=(f"more than {MAX_RETRY_PER_RUN:,} transient failures: retry per tenant (tenant_id), so "
-                                 "that each approval names a list a responder can review"))
+            return Plan(self.name, f"more than {MAX_RETRY_PER_RUN:,} SMS failures to retry", details=details,
+                        blocked=(f"more than {MAX_RETRY_PER_RUN:,} failures: retry per tenant (tenant_id) or with a "
+                                 "shorter window, so that each approval names a list a responder can review"))
         if not rows:
-            return Plan(self.name, "no transient SMS failure to retry", details=details,
-                        blocked="no FAILED SMS with a transient error code is left to retry")
-        if never > len(rows):
-            return Plan(self.name, f"retry {len(rows):,} transient failures", details=details,
-                        blocked=(f"refused while non-retryable failures dominate: {never:,} permanent/consent/config vs "
-                                 f"{len(rows):,} transient — fix the data or setup first (see the review list)"))
+            return Plan(self.name, "no SMS failure to retry", details=details,
+                        blocked=f"no FAILED SMS in the window has one of the codes {', '.join(codes) or '(none)'}")
         ids = [r["id"] for r in rows]
         latest = max(_utc(r["created_at"]) for r in rows)
         cut_off = (latest + timedelta(milliseconds=1)).isoformat(timespec="milliseconds")
         details["created_before"] = cut_off  # from the planned ids (the newest + 1 ms): the ids pin it, not the digest
-        return Plan(self.name, f"re-queue {len(ids):,} transient SMS failures by id ({never:,} others excluded)",
+        return Plan(self.name, f"re-queue {len(ids):,} SMS of the incident window failed with {', '.join(codes)} by id "
+                               f"({never:,} permanent, consent or config failures left alone)",
                     steps=[{"call": "POST /api/v1/communication/retry-failed", "channel": CHANNEL,
-                            "message_ids": ids, "count": len(ids), "max": len(ids),
+                            "message_ids": ids, "count": len(ids), "max": len(ids), "error_codes": codes,
                             "exclude_error_codes": ",".join(exclude)}], details=details)
 
     def resources(self, plan: Plan) -> list[str]:
@@ -304,7 +366,7 @@ class RetryFailedSms(Action):
             return False, f"could not read message_logs back: {exc}"
         planned = int(plan.steps[0]["count"])
         still = self.ctx.db.fetch(queries.failed_message_ids(by_tenant=self.ctx.by_tenant),
-                                  self.ctx.window_params(channel=CHANNEL, codes=_codes(TRANSIENT),
+                                  self.ctx.window_params(channel=CHANNEL, codes=list(plan.steps[0]["error_codes"]),
                                                          limit=MAX_RETRY_PER_RUN + 1))
         left = len(set(map(str, still["id"])) & set(plan.steps[0]["message_ids"]))
         if left <= planned // 10:
@@ -335,8 +397,10 @@ class MarkDoNotContact(Action):
         self.ctx = ctx
 
     def needed(self) -> tuple[bool, str]:
-        if not class_share(self.ctx, "opted_out"):
-            return False, "no unsubscribed-recipient failures (21610) in the window"
+        if not holding(self.ctx, MITIGATES[self.name]):
+            d = self.ctx.diagnosis
+            return False, (f"diagnosis is {d.cause if d else 'not made'}: unsubscribed recipients (21610) are not among "
+                           "its causes")
         return True, "recipients who replied STOP are still being sent to"
 
     def plan(self) -> Plan:
@@ -412,9 +476,10 @@ class RouteUrgentToWhatsApp(TenantChannelChange):
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis
-        if d is None or d.cause != "twilio_outage":
-            return False, f"diagnosis is {d.cause if d else 'not made'}: only a Twilio outage calls for the fallback"
-        return True, "Twilio is down: urgent messages should still reach people"
+        if d is None or d.cause not in MITIGATES[self.name]:
+            return False, (f"diagnosis is {d.cause if d else 'not made'}: only Twilio being unable to send "
+                           f"({', '.join(sorted(MITIGATES[self.name]))}) calls for the fallback")
+        return True, f"{d.cause}: Twilio cannot send, and urgent messages should still reach people"
 
     def target(self, current: Any) -> Any:
         return FALLBACK

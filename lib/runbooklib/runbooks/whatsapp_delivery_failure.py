@@ -18,16 +18,16 @@ from runbooklib.catalog import Runbook
 from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.deadline import Dependency
-from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
+from runbooklib.diagnosis import Diagnosis, Needed, Rule, diagnose
 from runbooklib.endpoints.whatsapp import WhatsAppEndpoint
-from runbooklib.errorcodes import GRAPH_CODES, classify_graph
+from runbooklib.errorcodes import GRAPH_CODES, TRANSIENT, classify_graph
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, ProviderError, QueryError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import CodedChannelChecks, db_error, guard_checks, not_run, sampling_needs
-from runbooklib.runbooks.rules import finding, from_check, incident_present, log_evidence, tenant_rule
+from runbooklib.runbooks.rules import Conclusions, State, figures, finding, holding, incident_present, log_evidence, tenant_rule
 
 SLUG = "whatsapp_delivery_failure"
 TITLE = "WhatsApp Delivery Failure"
@@ -40,16 +40,69 @@ ACTIONS = ("use_fallback_template", "submit_corrected_template", "use_template_o
 DEPENDENCIES = ("database", "platform_api", "whatsapp")
 CAUSES = {
     "healthy": "Failure rate at baseline; templates, phone number and token are fine.",
-    "token_expired": "The access token is expired or invalid (190), or lacks the WhatsApp scopes.",
+    "token_expired": "The access token is expired or invalid (190).",
+    "app_permission_denied": "The app or system user lacks a permission or capability (10, 200-299, 3, 0), or the "
+                             "token lacks the WhatsApp scopes.",
+    "billing_issue": "The business has a payment problem (131042): Meta sends nothing until billing is fixed.",
+    "whatsapp_configuration": "Meta does not find the phone number or account the profile names (803): wrong ids, "
+                              "or the object was removed.",
     "account_restricted": "The business account or number is restricted or locked (368, 131031, 130497).",
     "phone_not_registered": "The phone number is not registered on the Cloud API (133010).",
     "template_rejected": "Templates that messages use are rejected, paused or disabled (132001, 132015, 132016).",
     "phone_number_quality": "The number's quality rating is low or it is flagged (131048 spam limit).",
     "window_expired": "Free-form messages sent outside the 24-hour customer service window (131047).",
     "rate_limited": "Throughput or rate limits are hit (130429, 131056, 80007, 4).",
-    "tenant_specific": "One tenant's WhatsApp is failing while the others are fine.",
+    "recipients_opted_out": "Recipients stopped marketing messages from us (131050).",
+    "marketing_limited": "Meta holds back marketing messages to keep engagement healthy (131049): per-user limits.",
+    "recipients_undeliverable": "Messages are undeliverable to many recipients (131026): not on WhatsApp, an old app, "
+                                "or Meta's terms not accepted.",
+    "invalid_requests": "Our requests are malformed (100 invalid parameter, 131051 unsupported message type): a code "
+                        "or payload bug.",
+    "template_parameters": "Messages do not fit their templates (132000 parameter count, 132012 parameter format, "
+                           "132005 too long, 132007 format policy): a code or content bug.",
+    "meta_service_errors": "Meta's Cloud API answers with service errors (131000, 131016): trouble on Meta's side.",
+    "token_expiring": "The access token is valid but expires within days: refresh it before every send fails.",
+    "queue_paused": "The WhatsApp queue is paused: messages wait and nothing is sent.",
+    "tenant_specific": "One tenant's WhatsApp is failing (or a few tenants') while the others are fine.",
     "unknown": "Failures are elevated but no known cause matched the evidence.",
 }
+CLASS_CAUSES = {"token": "token_expired", "auth": "app_permission_denied", "rate_limited": "rate_limited",
+                "quality": "phone_number_quality", "marketing_limit": "marketing_limited",
+                "opted_out": "recipients_opted_out", "window_closed": "window_expired",
+                "undeliverable": "recipients_undeliverable", "bad_request": "invalid_requests",
+                "provider_transient": "meta_service_errors", "account": "billing_issue",
+                "account_locked": "account_restricted", "template": "template_rejected",
+                "template_params": "template_parameters", "phone_not_registered": "phone_not_registered",
+                "config": "whatsapp_configuration"}
+BLOCKING_CLASSES = {"token", "auth", "account", "account_locked", "phone_not_registered", "config"}
+"""Graph error classes under which nothing can be sent: a check that gets one establishes its cause outright."""
+GRAPH_CHECKS = ("wa_templates", "wa_phone", "wa_token")
+CONCLUSIONS = Conclusions(
+    classes=CLASS_CAUSES,
+    states=(
+        # a Graph error answered to a check (a transient one means "could not check", not a state)
+        *(State(check, cls, CLASS_CAUSES[cls], needs_failures=cls not in BLOCKING_CLASSES,
+                blocking=cls in BLOCKING_CLASSES)
+          for check in GRAPH_CHECKS
+          for cls in sorted({i.cls for i in GRAPH_CODES.values() if i.category != TRANSIENT})),
+        State("wa_templates", "template_not_approved", "template_rejected", needs_failures=True, blocking=False),
+        State("wa_templates", "unused_not_approved", None, ("warn",),
+              why="templates are rejected or paused, but no failing message uses them"),
+        State("wa_phone", "quality", "phone_number_quality", blocking=False),
+        State("wa_phone", "quality", None, ("warn",), why="quality YELLOW or rate-limited: worth watching, still sending"),
+        State("wa_token", "token_expiring", "token_expiring", ("warn",), blocking=False),
+        State("whatsapp_queue", "paused", "queue_paused", ("warn",)),
+        State("whatsapp_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and Meta "
+                                                               "say why"),
+    ),
+    sources={"wa_templates": "runbooklib.providers.whatsapp:check_templates",
+             "wa_phone": "runbooklib.providers.whatsapp:check_phone_number",
+             "wa_token": "runbooklib.providers.whatsapp:check_token",
+             "whatsapp_queue": "runbooklib.runbooks.channel_checks:check_queue"})
+MITIGATES = {"use_fallback_template": {"template_rejected"}, "submit_corrected_template": {"template_rejected"},
+             "use_template_outside_window": {"window_expired"}, "refresh_access_token": {"token_expiring"}}
+"""Action → the causes it can fix (docs/cause-codes.md says why). Not `token_expired`: Meta exchanges a token only
+while it is still valid, so an expired one needs a new system-user token made by a person."""
 FAILING_TEMPLATES: Key[dict[str, int]] = Key("failing_templates", "check_templates",
                                             "the templates failing messages used, with their failures")
 TEMPLATES: Key[list[dict[str, Any]]] = Key("templates", "check_templates", "the templates on the WABA")
@@ -199,37 +252,46 @@ def check_access_token(ctx: RunContext) -> CheckResult:
 
 
 # -- Diagnosis --------------------------------------------------------------------------------------
-def _template_rule(ctx: RunContext) -> Match | None:
-    f = finding(ctx, "wa_templates")
-    if f is not None and f.classification == "template_not_approved" and incident_present(ctx):
-        return Match(f"templates in use are not approved: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
-    return CHECKS.from_classes(ctx, ("template",), "template errors (not approved, paused or disabled)")
-
-
 def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
-    """Name the dominant cause from the findings; others that also hold are listed."""
-    checks = ("wa_token", "wa_templates", "wa_phone")
+    """Name the best-supported cause from the findings; others that also hold are listed."""
+    c = CONCLUSIONS
     rules = [
-        Rule("token_expired", lambda: from_check(ctx, checks, ("token", "auth"), "the access token cannot be used")
-             or CHECKS.from_classes(ctx, ("token",), "the access token expired (190)")),
-        Rule("account_restricted", lambda: from_check(ctx, ("wa_phone",), ("account_locked",), "the account is restricted")
-             or CHECKS.from_classes(ctx, ("account_locked",), "the business account is locked or restricted")),
-        Rule("phone_not_registered", lambda: from_check(ctx, ("wa_phone",), ("phone_not_registered",),
-                                                        "the number is not on the Cloud API")
-             or CHECKS.from_classes(ctx, ("phone_not_registered",), "the number is not registered (133010)")),
-        Rule("template_rejected", lambda: _template_rule(ctx)),
-        Rule("phone_number_quality", lambda: from_check(ctx, ("wa_phone",), ("quality",), "the number's quality is low")
-             or CHECKS.from_classes(ctx, ("quality",), "messages are blocked as spam (131048)")),
+        c.rule(ctx, "token_expired", "the access token cannot be used"),
+        c.rule(ctx, "app_permission_denied", "the app lacks a permission Meta requires"),
+        c.rule(ctx, "billing_issue", "the business has a payment problem"),
+        c.rule(ctx, "account_restricted", "the account is restricted"),
+        c.rule(ctx, "phone_not_registered", "the number is not on the Cloud API"),
+        c.rule(ctx, "whatsapp_configuration", "Meta does not find the number or account the profile names"),
+        c.rule(ctx, "queue_paused", "the WhatsApp queue is paused"),
+        c.rule(ctx, "template_rejected", "templates in use are not approved",
+               "template errors (not approved, paused or disabled)"),
+        c.rule(ctx, "phone_number_quality", "the number's quality is low", "messages are blocked as spam (131048)"),
         Rule("tenant_specific", lambda: tenant_rule(ctx, "messages")),
-        Rule("window_expired", lambda: CHECKS.from_classes(
-            ctx, ("window_closed",), "free-form messages sent more than 24 h after the customer last replied")),
-        Rule("rate_limited", lambda: CHECKS.from_classes(ctx, ("rate_limited",), "throughput or rate limits")),
+        c.rule(ctx, "window_expired", "free-form messages sent outside the 24-hour window",
+               "free-form messages sent more than 24 h after the customer last replied"),
+        c.rule(ctx, "rate_limited", "throughput or rate limits"),
+        c.rule(ctx, "recipients_opted_out", "recipients stopped our marketing messages"),
+        c.rule(ctx, "marketing_limited", "Meta holds back our marketing messages"),
+        c.rule(ctx, "recipients_undeliverable", "messages are undeliverable to many recipients"),
+        c.rule(ctx, "invalid_requests", "our requests are malformed"),
+        c.rule(ctx, "template_parameters", "messages do not fit their templates"),
+        c.rule(ctx, "meta_service_errors", "Meta's Cloud API answers with service errors"),
+        c.rule(ctx, "token_expiring", "the access token expires soon"),
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
-                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings)
+                      incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
+                      figures=figures(ctx), notes=c.notes(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result
+
+
+def _not_called_for(ctx: RunContext, action: str, what: str) -> tuple[bool, str] | None:
+    """None when the diagnosis names a cause `action` can fix, else (False, why not)."""
+    if holding(ctx, MITIGATES[action]):
+        return None
+    d = ctx.diagnosis
+    return False, f"diagnosis is {d.cause if d else 'not made'}: {what}"
 
 
 # -- Mitigation -------------------------------------------------------------------------------------
@@ -263,10 +325,8 @@ class UseFallbackTemplate(TenantChannelChange):
     key = "template_fallbacks"
 
     def needed(self) -> tuple[bool, str]:
-        d = self.ctx.diagnosis
-        if d is None or d.cause != "template_rejected":
-            return False, f"diagnosis is {d.cause if d else 'not made'}: no rejected template to replace"
-        return True, f"templates not approved: {', '.join(_bad_templates(self.ctx)) or 'see the templates check'}"
+        return _not_called_for(self.ctx, self.name, "no rejected template to replace") or (
+            True, f"templates not approved: {', '.join(_bad_templates(self.ctx)) or 'see the templates check'}")
 
     def preflight(self) -> tuple[bool, str]:
         return _fallback_preflight(self.ctx)
@@ -294,10 +354,8 @@ class SubmitCorrectedTemplate(Action):
         self.ctx = ctx
 
     def needed(self) -> tuple[bool, str]:
-        d = self.ctx.diagnosis
-        if d is None or d.cause != "template_rejected":
-            return False, f"diagnosis is {d.cause if d else 'not made'}: no template to correct"
-        return True, "a rejected template needs a corrected version approved"
+        return _not_called_for(self.ctx, self.name, "no template to correct") or (
+            True, "a rejected template needs a corrected version approved")
 
     def _draft(self) -> dict[str, Any]:
         bad = _bad_templates(self.ctx)
@@ -379,10 +437,8 @@ class UseTemplateOutsideWindow(TenantChannelChange):
     key = "outside_window_template"
 
     def needed(self) -> tuple[bool, str]:
-        d = self.ctx.diagnosis
-        if d is None or d.cause != "window_expired":
-            return False, f"diagnosis is {d.cause if d else 'not made'}: the 24-hour window is not the problem"
-        return True, "free-form messages are being sent to conversations whose 24-hour window has closed"
+        return _not_called_for(self.ctx, self.name, "the 24-hour window is not the problem") or (
+            True, "free-form messages are being sent to conversations whose 24-hour window has closed")
 
     def preflight(self) -> tuple[bool, str]:
         return _fallback_preflight(self.ctx)
@@ -411,13 +467,13 @@ class RefreshAccessToken(Action):
         self.ctx = ctx
 
     def needed(self) -> tuple[bool, str]:
-        token = finding(self.ctx, "wa_token")
         d = self.ctx.diagnosis
-        if d is not None and d.cause == "token_expired":
-            return True, "the access token is expired or invalid"
-        if token is not None and token.classification == "token_expiring":
-            return True, f"the access token {token.summary}"
-        return False, "the access token is valid and not close to expiry"
+        if d is not None and "token_expired" in holding(self.ctx, {"token_expired"}):
+            return False, ("the access token has expired: Meta exchanges only a token that is still valid — make a new "
+                           "system-user token in Business Manager and put it in the platform's config")
+        token = finding(self.ctx, "wa_token")
+        return _not_called_for(self.ctx, self.name, "the access token is valid and not close to expiry") or (
+            True, f"the access token {token.summary if token is not None else 'expires soon'}")
 
     def plan(self) -> Plan:
         endpoint = _wa_endpoint(self.ctx)
