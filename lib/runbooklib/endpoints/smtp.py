@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from runbooklib.sandbox import Site, Started
 
 SECURITY = ("starttls", "ssl", "none")
-MODES = ("ok", "down", "bad_tls", "auth_reject")
+MODES = ("ok", "down", "bad_tls", "auth_reject", "throttled", "refusing")
+THROTTLE_CODES = (421, 450, 451, 452, 454)
+"""What a throttling relay answers: 421 closes the connection, 45x says try again later (454 at AUTH)."""
 """What a sandbox SMTP server does: answer, refuse connections, present an untrusted certificate, refuse AUTH."""
 
 
@@ -63,7 +65,7 @@ def _standin(site: Site) -> Started:
     for server, role, prefix in (("smtp_primary", "primary", "smtp"), ("smtp_backup", "backup", "smtp_backup")):
         running = started.add(server, SmtpServer(section[role], username=site.secrets[f"{prefix}_username"],
                                                  password=site.secrets[f"{prefix}_password"], certs=site.certs(),
-                                                 echo=echo).start())
+                                                 echo=echo, throttle=section["throttle"]).start())
         started.profile[prefix] = {"host": "127.0.0.1", "port": running.port, "security": "starttls",
                                    "verify_tls": True, "ca_file": ca, "username_env": site.env(f"{prefix}_username"),
                                    "password_env": site.env(f"{prefix}_password"), "from_address": "runbook@lineup.app"}
@@ -79,8 +81,10 @@ PROVIDER = Provider(
     missing=_missing,
     secrets=_secrets,
     email_endpoint=True,
-    scenario={"smtp": {"primary": "ok", "backup": "ok"}},
-    choices={"smtp.primary": MODES, "smtp.backup": MODES},
+    scenario={"smtp": {"primary": "ok", "backup": "ok",
+                       "throttle": {"after": 0, "per_seconds": 60, "code": 421,
+                                    "message": "4.7.0 Too many connections from your host, slow down"}}},
+    choices={"smtp.primary": MODES, "smtp.backup": MODES, "smtp.throttle.code": THROTTLE_CODES},
     demo_secrets={"smtp_username": "RUNBOOK_DEMO_SMTP_USERNAME", "smtp_password": "RUNBOOK_DEMO_SMTP_PASSWORD",
                   "smtp_backup_username": "RUNBOOK_DEMO_SMTP_BACKUP_USERNAME",
                   "smtp_backup_password": "RUNBOOK_DEMO_SMTP_BACKUP_PASSWORD"},

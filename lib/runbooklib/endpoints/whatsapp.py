@@ -93,6 +93,7 @@ PROVIDER = Provider(
         "token_expires_in_days": 45,
         "scopes": ["whatsapp_business_messaging", "whatsapp_business_management"],
         "access_denied": False,
+        "unknown_ids": False,
         "send_error": None,
         "phone": {
             "display_phone_number": "+1 555-010-0200", "verified_name": "Lineup", "quality_rating": "GREEN",

@@ -172,6 +172,7 @@ class Sandbox:
             tenants=list(logs["tenants"]), queue=self.scenario.channel.lower(), on_change=self._on_change,
             live_queues=self.bull.platform_metrics if self.bull else None,
             attempts=self.scenario.section("bullmq")["attempts"],
+            tenant_providers={t.name: t.provider for t in seed.tenants_of(logs) if t.provider},
         )
         site.echoing(self.platform).start()
         names = secret_env()
@@ -185,8 +186,10 @@ class Sandbox:
         platform = self.scenario.section("platform")
         if kind == "channel" and channel == "email":
             provider = body["after"]["provider"]
-            if provider != body["before"]["provider"] and provider != platform["providers"].get("email"):
-                # the tenant moved off the failing provider: its new mail is delivered
+            original = (self.platform.initial.get(tenant, {}).get("email", {}).get("provider")
+                        if self.platform is not None else platform["providers"].get("email"))
+            if provider != body["before"]["provider"] and provider != original:
+                # the tenant moved off the provider it started on (the failing one): its new mail is delivered
                 seed.add_delivered(self._writer, tenant=tenant, count=int(platform["recovered_per_switch"]),
                                    provider=provider)
         if kind == "retry":

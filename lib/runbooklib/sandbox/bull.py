@@ -9,6 +9,8 @@ from runbooklib.queues import PREFIX, client, run
 
 FAIL = "_fail"
 """Job data key: the error the sandbox worker raises for this job (absent: the job completes)."""
+FAIL_TIMES = "_fail_times"
+"""Job data key: raise `FAIL` only at the first this-many attempts, then complete (a transient failure)."""
 
 
 async def close_worker(worker: Any, grace: float = 5.0) -> None:
@@ -31,9 +33,17 @@ async def close_worker(worker: Any, grace: float = 5.0) -> None:
 
 
 async def _process(job: Any, token: str) -> Any:
-    reason = (job.data or {}).get(FAIL)
-    if reason:
+    data = job.data or {}
+    reason = data.get(FAIL)
+    times = data.get(FAIL_TIMES)
+    if reason and (times is None or int(job.attemptsMade or 0) < int(times)):
         raise RuntimeError(reason)
+    return {"ok": True}
+
+
+async def _hang(job: Any, token: str) -> Any:
+    """A worker that takes a job and never finishes it (a hung connection, a deadlock): the job stays active."""
+    await asyncio.sleep(24 * 3600)
     return {"ok": True}
 
 
@@ -71,14 +81,15 @@ def seed_jobs(url: str, queue: str, jobs: list[dict[str, Any]], *, attempts: int
     return run(seed(), timeout=timeout + 30)
 
 
-def start_worker(url: str, queue: str, *, prefix: str = PREFIX) -> Any:
-    """A worker on the queues' loop thread (for replays in the sandbox); stop it with `stop_worker`."""
+def start_worker(url: str, queue: str, *, prefix: str = PREFIX, hung: bool = False) -> Any:
+    """A worker on the queues' loop thread (for replays in the sandbox); stop it with `stop_worker`. A `hung` worker
+    takes jobs and never finishes them."""
     async def start() -> Any:
         from bullmq import Worker
 
-        return Worker(queue, _process, {"connection": url, "concurrency": 20, "prefix": prefix})
+        return Worker(queue, _hang if hung else _process, {"connection": url, "concurrency": 20, "prefix": prefix})
     return run(start())
 
 
-def stop_worker(worker: Any) -> None:
-    run(close_worker(worker))
+def stop_worker(worker: Any, grace: float = 5.0) -> None:
+    run(close_worker(worker, grace))

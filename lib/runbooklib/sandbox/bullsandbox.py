@@ -5,6 +5,7 @@ scenario asks for it (a stalled queue, a growing DLQ)."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,11 +13,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from runbooklib.queues import DLQ, SOURCE_QUEUES, QueueAdmin, client, run
-from runbooklib.sandbox.bull import FAIL, seed_jobs, start_worker, stop_worker
+from runbooklib.sandbox.bull import FAIL, FAIL_TIMES, seed_jobs, start_worker, stop_worker
 from runbooklib.sandbox.redis_server import RedisServer
 from runbooklib.schema import message_logs
 
 GROWTH_PERIOD = 0.5
+HUNG_CONCURRENCY = 20
+"""Jobs a sandbox worker takes at once (`bull.start_worker`)."""
 
 
 class BullSandbox:
@@ -48,8 +51,12 @@ class BullSandbox:
                       work=group.get("work", True))
         for group in self.spec["dlq"]:
             self._seed_dlq(group)
-        stalled = self.spec["stalled_queue"]
-        self.workers = [start_worker(self.url, q) for q in SOURCE_QUEUES if q != stalled]
+        for queue in self.spec["paused"]:
+            self.admin.pause(queue)
+        stalled, hung = self.spec["stalled_queue"], self.spec["hung_queue"]
+        self.workers = [start_worker(self.url, q, hung=q == hung) for q in SOURCE_QUEUES if q != stalled]
+        if hung:
+            self._saturate(hung)
         if self.spec["dlq_growth_per_sample"] or self.spec["stalled_growth_per_sample"]:
             self._thread = threading.Thread(target=self._grow, daemon=True, name="sandbox-bull-growth")
             self._thread.start()
@@ -62,6 +69,9 @@ class BullSandbox:
             data: dict[str, Any] = {"message_id": f"{prefix}-{i}", "tenant_id": "acme"}
             if group.get("fail"):
                 data[FAIL] = group["fail"]
+            if group.get("fail_times"):
+                data[FAIL] = group.get("fail") or "Temporary failure, try again"
+                data[FAIL_TIMES] = int(group["fail_times"])
             out.append({"name": f"send-{group['queue']}", "data": data})
         return out
 
@@ -87,9 +97,19 @@ class BullSandbox:
                     "recipient": None, "template": None, "created_at": now, "updated_at": now, "retry_count": 1,
                     "metadata": {"note": "re-sent by hand after the DLQ move"}} for mid in delivered])
 
+    def _saturate(self, queue: str) -> None:
+        """Give a hung queue's workers as many jobs as they take at once, and a few more that wait: from the start,
+        its jobs stay active, nothing completes, and new jobs pile up behind them."""
+        assert self.admin is not None
+        for _ in range(HUNG_CONCURRENCY + 5):
+            self.admin.add(queue, f"send-{queue}", {"message_id": uuid.uuid4().hex})
+        deadline = time.monotonic() + 10
+        while self.admin.counts(queue)["active"] < HUNG_CONCURRENCY and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _grow(self) -> None:
         assert self.admin is not None
-        stalled = self.spec["stalled_queue"]
+        stalled = self.spec["stalled_queue"] or self.spec["hung_queue"]
         per_tick_dlq = max(1, int(self.spec["dlq_growth_per_sample"])) if self.spec["dlq_growth_per_sample"] else 0
         per_tick_stalled = int(self.spec["stalled_growth_per_sample"])
         while not self._stop.wait(GROWTH_PERIOD):
@@ -120,7 +140,7 @@ class BullSandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
         for worker in self.workers:
-            stop_worker(worker)
+            stop_worker(worker, 0.5 if worker.name == self.spec["hung_queue"] else 5.0)
         self.workers = []
         if self.admin is not None:
             self.admin.close()

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from runbooklib import endpoints
-from runbooklib.channels import CHANNELS
+from runbooklib.channels import CHANNELS, LOG_NAMES
 from runbooklib.errors import ConfigError
 from runbooklib.yamlfiles import load_yaml
 
-CORE_FREE_FORM = {"tenants", "queues", "errors", "providers", "jobs", "dlq", "attempts"}
+CORE_FREE_FORM = {"tenants", "queues", "errors", "providers", "jobs", "dlq", "attempts", "channels", "incidents",
+                  "bursts", "paused"}
 """Mappings and lists whose keys are the scenario's own (tenant names, queue names, ...); each provider adds its own."""
 FIRST = CHANNELS[0]
 
@@ -27,6 +28,9 @@ CORE: dict[str, Any] = {
     "runbook": "",
     "description": "",
     "expect": "healthy",
+    "expect_also": [],
+    "expect_tenants": [],
+    "forbid": [],
     "message_logs": {
         "seed": 1,
         "channel": FIRST.log_name,
@@ -34,8 +38,14 @@ CORE: dict[str, Any] = {
         "tenants": {"acme": 4, "globex": 3, "initech": 2, "umbrella": 1},
         "baseline": {"hours": 24, "per_hour": 300, "failure_rate": 0.01, "bounce_rate": 0.005},
         "window": {"minutes": 60, "per_minute": 30},
-        "incident": {"started_minutes_ago": 0, "failure_rate": 0.0, "tenants": [], "errors": []},
+        "incident": {"started_minutes_ago": 0, "ended_minutes_ago": None, "failure_rate": 0.0, "tenants": [],
+                     "providers": [], "channels": [], "errors": []},
+        "incidents": [],
         "baseline_errors": [],
+        "channels": {},
+        "volume": {"diurnal": 0.0, "bursts": []},
+        "without_template": 0.0,
+        "receipts_delay_minutes": 1,
     },
     "platform": {
         "providers": {c.name: c.default_provider for c in CHANNELS},
@@ -57,6 +67,8 @@ CORE: dict[str, Any] = {
         "dlq_growth_per_sample": 0,
         "stalled_queue": None,
         "stalled_growth_per_sample": 0,
+        "hung_queue": None,
+        "paused": [],
         "attempts": {"email": 3, "sms": 3, "whatsapp": 3},
     },
     "echo": {
@@ -110,6 +122,137 @@ def _merge(base: dict[str, Any], override: dict[str, Any], where: str, free_form
     return out
 
 
+INCIDENT_KEYS = ("started_minutes_ago", "ended_minutes_ago", "failure_rate", "tenants", "providers", "channels",
+                 "errors")
+ERROR_KEYS = ("error", "error_code", "weight", "template", "retry_count", "status")
+ERROR_STATUSES = ("FAILED", "RETRYING", "BOUNCED")
+TENANT_KEYS = ("weight", "provider", "failure_rate")
+JOB_KEYS = ("queue", "count", "fail", "fail_times", "work", "delivered")
+
+
+def _number(value: Any, where: str, *, low: float | None = None, high: float | None = None,
+            low_open: bool = False) -> float:
+    """`value` as a number within bounds, or a ConfigError naming where and what is allowed."""
+    allowed = (f"a number{' above ' if low_open else ' from '}{low:g}" if low is not None else "a number") + (
+        f"{' to ' if low is not None else ' up to '}{high:g}" if high is not None else "")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"scenario {where}: {value!r}; allowed: {allowed}")
+    if (low is not None and (value <= low if low_open else value < low)) or (high is not None and value > high):
+        raise ConfigError(f"scenario {where}: {value!r}; allowed: {allowed}")
+    return float(value)
+
+
+def _keys(value: Any, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"scenario {where}: expected a mapping with some of {', '.join(allowed)}")
+    unknown = [k for k in value if k not in allowed]
+    if unknown:
+        raise ConfigError(f"scenario {where}: unknown key {unknown[0]!r}; allowed: {', '.join(allowed)}")
+    return value
+
+
+def _check_errors(errors: Any, where: str) -> None:
+    if not isinstance(errors, list):
+        raise ConfigError(f"scenario {where}: expected a list of {{error, error_code, weight, ...}}")
+    for i, err in enumerate(errors):
+        if not isinstance(err, dict) or "error" not in err:
+            raise ConfigError(f"scenario {where}[{i}]: needs 'error' (and optional {', '.join(ERROR_KEYS[1:])})")
+        _keys(err, ERROR_KEYS, f"{where}[{i}]")
+        if "weight" in err:
+            _number(err["weight"], f"{where}[{i}].weight", low=0, low_open=True)
+        if "retry_count" in err:
+            _number(err["retry_count"], f"{where}[{i}].retry_count", low=0, high=100)
+        if err.get("status") is not None and err["status"] not in ERROR_STATUSES:
+            raise ConfigError(f"scenario {where}[{i}].status: {err['status']!r}; allowed: {', '.join(ERROR_STATUSES)}")
+
+
+def _check_incident(incident: Any, where: str, tenants: set[str]) -> None:
+    _keys(incident, INCIDENT_KEYS, where)
+    rate = _number(incident.get("failure_rate", 0), f"{where}.failure_rate", low=0, high=1)
+    if rate and not incident.get("errors"):
+        raise ConfigError(f"scenario {where}: a failure_rate needs errors to record")
+    _check_errors(incident.get("errors", []), f"{where}.errors")
+    start = _number(incident.get("started_minutes_ago", 0), f"{where}.started_minutes_ago", low=0)
+    if incident.get("ended_minutes_ago") is not None:
+        end = _number(incident["ended_minutes_ago"], f"{where}.ended_minutes_ago", low=0)
+        if end >= start:
+            raise ConfigError(f"scenario {where}.ended_minutes_ago: {end:g}; allowed: less than started_minutes_ago "
+                              f"({start:g}): an incident ends after it starts")
+    unknown = [t for t in incident.get("tenants") or [] if str(t) not in tenants]
+    if unknown:
+        raise ConfigError(f"scenario {where}.tenants: {unknown[0]!r} is not a tenant; allowed: {', '.join(sorted(tenants))}")
+    channels = [c for c in incident.get("channels") or [] if str(c).upper() not in LOG_NAMES]
+    if channels:
+        raise ConfigError(f"scenario {where}.channels: {channels[0]!r}; allowed: {', '.join(LOG_NAMES)}")
+
+
+def _check_logs(logs: dict[str, Any], where: str) -> None:
+    """The message_logs section: tenants, incidents, volume, channels and receipts, each with what is allowed."""
+    if not isinstance(logs["tenants"], dict) or not logs["tenants"]:
+        raise ConfigError(f"scenario {where}.tenants: expected a mapping of tenant: weight (or {{weight, provider, "
+                          "failure_rate}})")
+    for tenant, spec in logs["tenants"].items():
+        if isinstance(spec, dict):
+            _keys(spec, TENANT_KEYS, f"{where}.tenants.{tenant}")
+            _number(spec.get("weight", 1), f"{where}.tenants.{tenant}.weight", low=0, low_open=True)
+            if spec.get("failure_rate") is not None:
+                _number(spec["failure_rate"], f"{where}.tenants.{tenant}.failure_rate", low=0, high=1)
+        else:
+            _number(spec, f"{where}.tenants.{tenant}", low=0, low_open=True)
+    tenants = {str(t) for t in logs["tenants"]}
+    _check_incident(logs["incident"], f"{where}.incident", tenants)
+    if not isinstance(logs["incidents"], list):
+        raise ConfigError(f"scenario {where}.incidents: expected a list of incidents (each like incident)")
+    for i, incident in enumerate(logs["incidents"]):
+        _check_incident(incident, f"{where}.incidents[{i}]", tenants)
+    _check_errors(logs["baseline_errors"], f"{where}.baseline_errors")
+    for key in ("failure_rate", "bounce_rate"):
+        _number(logs["baseline"][key], f"{where}.baseline.{key}", low=0, high=1)
+    _number(logs["window"]["minutes"], f"{where}.window.minutes", low=0, low_open=True)
+    volume = _keys(logs["volume"], ("diurnal", "bursts"), f"{where}.volume")
+    _number(volume["diurnal"], f"{where}.volume.diurnal", low=0, high=0.95)
+    if not isinstance(volume["bursts"], list):
+        raise ConfigError(f"scenario {where}.volume.bursts: expected a list of {{from_minutes_ago, to_minutes_ago, "
+                          "factor}}")
+    for i, burst in enumerate(volume["bursts"]):
+        _keys(burst, ("from_minutes_ago", "to_minutes_ago", "factor"), f"{where}.volume.bursts[{i}]")
+        start = _number(burst.get("from_minutes_ago"), f"{where}.volume.bursts[{i}].from_minutes_ago", low=0)
+        end = _number(burst.get("to_minutes_ago", 0), f"{where}.volume.bursts[{i}].to_minutes_ago", low=0)
+        _number(burst.get("factor"), f"{where}.volume.bursts[{i}].factor", low=0, high=20, low_open=True)
+        if end >= start:
+            raise ConfigError(f"scenario {where}.volume.bursts[{i}].to_minutes_ago: {end:g}; allowed: less than "
+                              f"from_minutes_ago ({start:g})")
+    if not isinstance(logs["channels"], dict):
+        raise ConfigError(f"scenario {where}.channels: expected a mapping of channel: weight")
+    for channel, weight in logs["channels"].items():
+        if str(channel).upper() not in LOG_NAMES:
+            raise ConfigError(f"scenario {where}.channels: {channel!r}; allowed: {', '.join(LOG_NAMES)}")
+        _number(weight, f"{where}.channels.{channel}", low=0, low_open=True)
+    _number(logs["without_template"], f"{where}.without_template", low=0, high=1)
+    _number(logs["receipts_delay_minutes"], f"{where}.receipts_delay_minutes", low=0, high=24 * 60)
+
+
+def _check_bullmq(bull: dict[str, Any], where: str) -> None:
+    queues = tuple(c.name for c in CHANNELS)
+    for key in ("jobs", "dlq"):
+        if not isinstance(bull[key], list):
+            raise ConfigError(f"scenario {where}.{key}: expected a list of {{queue, count, ...}}")
+        for i, group in enumerate(bull[key]):
+            _keys(group, JOB_KEYS, f"{where}.{key}[{i}]")
+            if group.get("queue") not in queues:
+                raise ConfigError(f"scenario {where}.{key}[{i}].queue: {group.get('queue')!r}; allowed: "
+                                  f"{', '.join(queues)}")
+            _number(group.get("count"), f"{where}.{key}[{i}].count", low=0, high=100_000)
+            if "fail_times" in group:
+                _number(group["fail_times"], f"{where}.{key}[{i}].fail_times", low=1, high=50)
+    for key in ("stalled_queue", "hung_queue"):
+        if bull[key] is not None and bull[key] not in queues:
+            raise ConfigError(f"scenario {where}.{key}: {bull[key]!r}; allowed: {', '.join(queues)} (or null)")
+    paused = bull["paused"]
+    if not isinstance(paused, list) or any(q not in queues for q in paused):
+        raise ConfigError(f"scenario {where}.paused: {paused!r}; allowed: a list of {', '.join(queues)}")
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A loaded, validated scenario (the merged mapping plus where it came from)."""
@@ -141,22 +284,18 @@ class Scenario:
         merged = _merge(_merge(base, defaults or {}, "runbook defaults", free_form), data, name, free_form)
         merged["name"] = merged["name"] or name
         for key, allowed in choices.items():
-            section, _, field = key.partition(".")
-            if merged[section][field] not in allowed:
-                raise ConfigError(f"scenario {name}.{key}: {merged[section][field]!r}; "
-                                  f"allowed: {', '.join(map(str, allowed))}")
+            value: Any = merged
+            for part in key.split("."):
+                value = value[part]
+            if value not in allowed:
+                raise ConfigError(f"scenario {name}.{key}: {value!r}; allowed: {', '.join(map(str, allowed))}")
         if not isinstance(merged["echo"]["recipients"], bool):
             raise ConfigError(f"scenario {name}.echo.recipients: expected true or false")
-        incident = merged["message_logs"]["incident"]
-        if incident["failure_rate"] and not incident["errors"]:
-            raise ConfigError(f"scenario {name}.message_logs.incident: a failure_rate needs errors to record")
-        for i, err in enumerate(incident["errors"]):
-            if not isinstance(err, dict) or "error" not in err:
-                raise ConfigError(f"scenario {name}.message_logs.incident.errors[{i}]: needs 'error' "
-                                  "(and optional 'error_code', 'weight')")
-        for key in ("failure_rate",):
-            if not 0 <= float(incident[key]) <= 1:
-                raise ConfigError(f"scenario {name}.message_logs.incident.{key}: must be between 0 and 1")
+        _check_logs(merged["message_logs"], f"{name}.message_logs")
+        _check_bullmq(merged["bullmq"], f"{name}.bullmq")
+        for key in ("expect_also", "expect_tenants", "forbid"):
+            if not isinstance(merged[key], list) or not all(isinstance(v, str) for v in merged[key]):
+                raise ConfigError(f"scenario {name}.{key}: expected a list of names, e.g. [{key}_1]")
         return cls(name=str(merged["name"]), data=merged, path=path)
 
     @classmethod

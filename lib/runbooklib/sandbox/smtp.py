@@ -1,7 +1,10 @@
 """Local SMTP servers (aiosmtpd) with STARTTLS and AUTH, in the modes a scenario asks for.
 
 Modes: `ok` (trusted certificate, credentials accepted), `down` (nothing listens on the port),
-`bad_tls` (a certificate the client does not trust), `auth_reject` (every login gets 535).
+`bad_tls` (a certificate the client does not trust), `auth_reject` (every login gets 535),
+`throttled` (after `throttle.after` connections within `throttle.per_seconds`, EHLO — or, for code
+454, AUTH — gets the throttle's 4xx reply: the relay limiting us), `refusing` (EHLO gets 554: the
+server refuses service).
 Certificates are made at start-up with `cryptography`; the trusted one is the client's CA file.
 """
 
@@ -11,6 +14,7 @@ import datetime as dt
 import ipaddress
 import logging
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +54,19 @@ def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 class _Recorder:
-    def __init__(self) -> None:
+    def __init__(self, ehlo: Any = None) -> None:
         self.messages: list[dict[str, Any]] = []
+        self.ehlo = ehlo
+        """`ehlo(session)` → a reply that replaces EHLO's, or None (the server's throttle or refusal)."""
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope, hostname: str,  # noqa: N802
+                          responses: list[str]) -> list[str]:
+        refused = self.ehlo(session) if self.ehlo is not None else None
+        if refused:
+            session.host_name = None
+            return [refused]
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802 - aiosmtpd hook
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
@@ -75,13 +90,15 @@ class SmtpServer:
     """One sandbox SMTP server on 127.0.0.1."""
 
     def __init__(self, mode: str, *, username: str, password: str, certs: dict[str, tuple[Path, Path]],
-                 echo: str = "off") -> None:
+                 echo: str = "off", throttle: dict[str, Any] | None = None) -> None:
         self.mode = mode
         self.echo = echo
         """`errors` / `always` (scenario `echo.credentials`): a refused login's 535 echoes the AUTH exchange."""
         self.username, self.password = username, password
+        self.throttle = dict(throttle or {"after": 0, "per_seconds": 60, "code": 421, "message": "4.7.0 Slow down"})
+        self._connections: list[float] = []
         self.port = free_port()
-        self.recorder = _Recorder()
+        self.recorder = _Recorder(self._ehlo)
         self.controller: Controller | None = None
         self.certs = certs
 
@@ -89,8 +106,27 @@ class SmtpServer:
     def messages(self) -> list[dict[str, Any]]:
         return self.recorder.messages
 
+    def _throttled(self, session: Session) -> bool:
+        """Whether this connection is over the throttle's rate (each connection counted once, at its first EHLO)."""
+        now = time.monotonic()
+        if not getattr(session, "counted", False):
+            session.counted = True  # type: ignore[attr-defined]
+            self._connections.append(now)
+        window = float(self.throttle["per_seconds"])
+        recent = [t for t in self._connections if now - t < window]
+        return len(recent) > int(self.throttle["after"])
+
+    def _ehlo(self, session: Session) -> str | None:
+        if self.mode == "refusing":
+            return "554 5.7.1 Service unavailable; client host refused"
+        if self.mode == "throttled" and int(self.throttle["code"]) != 454 and self._throttled(session):
+            return f"{int(self.throttle['code'])} {self.throttle['message']}"
+        return None
+
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                       auth_data: Any) -> AuthResult:
+        if self.mode == "throttled" and int(self.throttle["code"]) == 454 and self._throttled(session):
+            return AuthResult(success=False, handled=False, message=f"454 {self.throttle['message']}")
         ok = (self.mode != "auth_reject" and isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == self.username and auth_data.password.decode() == self.password)
         if self.echo == "always" or (self.echo == "errors" and not ok):

@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -125,14 +126,16 @@ class PlatformStandIn(StandIn):
     def __init__(self, *, token: str, scenario: dict[str, Any], tenants: list[str], queue: str,
                  on_change: Callable[[str, str, str, Any], int] | None = None,
                  live_queues: Callable[[], list[dict[str, Any]]] | None = None,
-                 attempts: dict[str, int] | None = None) -> None:
+                 attempts: dict[str, int] | None = None, tenant_providers: dict[str, str] | None = None) -> None:
         super().__init__()
         self.live_queues = live_queues
         self.attempts = dict(attempts or {})
         self.token = token
         self.queue = queue
         self.queues = {name: dict(counts) for name, counts in scenario["queues"].items()}
-        self.channels = {t: {ch: {"channel": ch, "tenant_id": t, "provider": provider, "fallback": None,
+        own = tenant_providers or {}
+        self.channels = {t: {ch: {"channel": ch, "tenant_id": t,
+                                  "provider": own.get(t, provider) if ch == queue else provider, "fallback": None,
                                   **({"template_fallbacks": {}, "outside_window_template": None,
                                       "access_token_updated_at": None} if ch == "whatsapp" else {})}
                              for ch, provider in scenario["providers"].items()} for t in tenants}
@@ -347,6 +350,16 @@ class TwilioStandIn(StandIn):
         self.sid, self.token = sid, token
         self.state = scenario
         self.sent: list[dict[str, Any]] = []
+        self._calls: list[float] = []
+
+    def _throttled(self) -> bool:
+        """Over the scenario's rate (`throttle.after` requests within `throttle.per_seconds`): answer 429 / 20429."""
+        throttle = self.state.get("throttle") or {}
+        if throttle.get("after") is None:
+            return False
+        now = time.monotonic()
+        self._calls = [t for t in self._calls if now - t < float(throttle.get("per_seconds", 60))] + [now]
+        return len(self._calls) > int(throttle["after"])
 
     @staticmethod
     def _date(when: datetime | None = None) -> str:
@@ -363,6 +376,8 @@ class TwilioStandIn(StandIn):
         expected = "Basic " + base64.b64encode(f"{self.sid}:{self.token}".encode()).decode()
         if self.state["auth"] == "reject" or headers.get("Authorization") != expected:
             return self._error(401, 20003, "Authenticate")
+        if self._throttled():
+            return self._error(429, 20429, "Too Many Requests")
         base = f"/2010-04-01/Accounts/{self.sid}"
         if path == f"{base}.json" and method == "GET":
             return _json(200, {"sid": self.sid, "friendly_name": "Lineup (sandbox)", "status": self.state["account_status"],
@@ -489,6 +504,10 @@ class GraphStandIn(StandIn):
             return denied
         if self.state["access_denied"]:
             return self._error(403, 10, "Application does not have permission for this action")
+        if self.state["unknown_ids"] and rest[0] in (self.waba_id, self.phone_id):
+            return self._error(400, 100, f"Unsupported {method} request. Object with ID '{rest[0]}' does not exist, "
+                                         "cannot be loaded due to missing permissions, or does not support this "
+                                         "operation", subcode=33, kind="GraphMethodException")
         if rest == [self.waba_id, "message_templates"]:
             return self._templates(method, query, body)
         if rest == [self.phone_id] and method == "GET":
