@@ -2,8 +2,8 @@
 
 `run_cells` executes the notebook's code cells in order (the parameters cell, then the values a
 runner would inject, then every cell), stopping at the first cell that raises, as papermill does.
-No kernel and no papermill: a fault matrix of dozens of runs stays fast, while every check,
-the verdict, the gate and `ctx.finish()` run exactly as the notebook calls them.
+No kernel and no papermill: a fault matrix or a triage of dozens of runs stays fast, while every
+check, the verdict, the gate and `ctx.finish()` run exactly as the notebook calls them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import nbformat
 
 from runbooklib import catalog
+from runbooklib.bundle import SUMMARY
 from runbooklib.results import CheckResult
 from runbooklib.runs import EXIT_BY_OUTCOME, EXIT_FAILED, FINISH_SECONDS, STARTUP_SECONDS, budget_for
 
@@ -65,7 +66,7 @@ def run_cells(slug: str, description: dict[str, Any], run_dir: Path, **parameter
     kernel_part = budget.seconds - STARTUP_SECONDS - FINISH_SECONDS
     values["deadline"] = (datetime.now(UTC) + timedelta(seconds=kernel_part)).isoformat()
     nb = nbformat.read(spec.notebook, as_version=4)  # type: ignore[no-untyped-call]
-    namespace: dict[str, Any] = {"__name__": f"fault_drive_{slug}"}
+    namespace: dict[str, Any] = {"__name__": f"cells_{slug}"}
     crash = None
     started = time.monotonic()
     cells = [c for c in nb.cells if c.cell_type == "code"]
@@ -73,7 +74,7 @@ def run_cells(slug: str, description: dict[str, Any], run_dir: Path, **parameter
         for index, cell in enumerate(cells):
             try:
                 exec(compile(cell.source, f"<{slug} cell {index}>", "exec"), namespace)  # noqa: S102
-            except Exception as exc:  # recorded: a crash is what the matrix must never see
+            except Exception as exc:  # recorded: a crash is what a run must never show
                 crash = f"cell {index}: {exc.__class__.__name__}: {exc}"
                 break
             if "parameters" in cell.metadata.get("tags", []):
@@ -83,7 +84,7 @@ def run_cells(slug: str, description: dict[str, Any], run_dir: Path, **parameter
         ctx = namespace.get("ctx")
         if ctx is not None:
             ctx.close()
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     return Outcome(slug, seconds, kernel_part, crash, summary, dict(getattr(ctx, "findings", {}) or {}),
                    run_dir if summary_path.exists() else None)

@@ -1,7 +1,7 @@
 """The fault matrix, driven at the library level: every fault × every runbook it applies to.
 
 Each case breaks one dependency of a healthy sandbox on loopback and runs the runbook's notebook
-cells in this process (`drive.run_cells`: a real run context, real sockets, the production clients).
+cells in this process (`runbooklib.cells.run_cells`: a real run context, real sockets, the production clients).
 It must finish within the run's own time budget, write its bundle, name the fault in a finding,
 end with the expected verdict (never `healthy`) and the documented exit code, and never crash.
 Each case's result is kept in `test-artifacts/fault-matrix/` for the README's reliability table
@@ -21,7 +21,7 @@ import pytest
 from runbooklib import catalog
 from runbooklib.runs import EXIT_BY_OUTCOME, EXIT_DIAGNOSED, EXIT_HEALTHY
 from runbooklib.sandbox import Sandbox
-from tests.faults.drive import Outcome, run_cells
+from runbooklib.cells import Outcome, run_cells
 from tests.faults.matrix import ALL, Fault, World, apply_env, cases, names_fault, restore_env
 
 pytestmark = pytest.mark.faults
