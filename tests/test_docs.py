@@ -61,3 +61,22 @@ def test_every_document_the_readme_and_docs_point_to_is_in_the_repository() -> N
     spec = (ROOT / "docs" / "runbooks.md").read_text(encoding="utf-8")
     for runbook in catalog.all_runbooks():  # each runbook's `number` is its section of the spec
         assert f"### {runbook.number}. {runbook.title}" in spec
+
+
+def test_the_cause_code_tables_are_what_the_code_declares() -> None:
+    """Thresholds, error class → cause, provider state → cause and action → causes in docs/cause-codes.md are written
+    from the code (`python -m tests.docs_tables --write`); a change to either without the other fails here."""
+    from tests.docs_tables import PAGE, sections, written
+
+    assert written(PAGE.read_text(encoding="utf-8")) == sections()
+
+
+def test_the_scenario_format_page_names_every_key_a_scenario_may_set() -> None:
+    from runbooklib.sandbox.scenario import DEFAULTS
+
+    text = (ROOT / "docs" / "scenarios.md").read_text()
+    for section, keys in DEFAULTS.items():
+        if isinstance(keys, dict):
+            for key in keys:
+                assert f"{key}:" in text or f"{key}" in text, f"{section}.{key} is not in docs/scenarios.md"
+        assert f"{section}" in text, section

@@ -152,7 +152,7 @@ class Summary:
     not_configured: list[dict[str, str]] = field(default_factory=list)
     deadline: str | None = None
     diagnosis: dict[str, Any] | None = None
-    """`Diagnosis.to_json()`: cause, outcome, explanation, evidence, others, unchecked, at."""
+    """`Diagnosis.to_json()`: cause, outcome, explanation, evidence, others, unchecked, figures, notes, at."""
     actions: list[dict[str, Any]] = field(default_factory=list)
     """Each gate outcome: action, decision, message, plan (with its digest)."""
     measurements: list[dict[str, Any]] = field(default_factory=list)

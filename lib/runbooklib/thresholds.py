@@ -47,7 +47,7 @@ QUEUE_DRAINED = 10
 QUEUE_GROWTH_MIN = 20
 """A backlog grows only when it rises by more than this many jobs over the samples (and by more than 10%)."""
 RECEIPTS_LOW = 0.5
-"""Delivery receipts below this share of the baseline's pace: not back yet."""
+"""A share of recent messages with a DELIVERED receipt below this share of the baseline's: receipts are not back."""
 SENT_AWAITING_SHARE = 0.3
 """Recent messages still `SENT` (accepted, no receipt yet) above this share: receipts are lagging, not missing."""
 
@@ -55,9 +55,13 @@ SENT_AWAITING_SHARE = 0.3
 POISON_RETRIES = 5
 """A message retried this many times or more is a repeat offender."""
 POISON_MAX_MESSAGES = 50
-"""Poison is a few specific messages: an error carried by more messages than this (or than `POISON_MAX_SHARE` of
-the window's messages, whichever is larger) is sweeping through the traffic, not poison."""
-POISON_MAX_SHARE = 0.02
+"""Poison is a few specific messages: an error carried by more messages than this is sweeping through the traffic,
+not poison ..."""
+POISON_MAX_SHARE = 0.1
+"""... nor is one carried by more than this share of the window's messages (three messages always count as few)."""
+POISON_TRAFFIC = 10
+"""A few failed jobs are poison when their queue completed at least this many times as many jobs: the rest goes
+through."""
 AMPLIFICATION_RATIO = 1.0
 """Retry amplification: retries per first attempt at least this (retries outnumber new sends) ..."""
 AMPLIFICATION_GROWTH = 2.0

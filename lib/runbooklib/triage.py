@@ -53,6 +53,8 @@ class Triage:
     crash: str | None = None
     seconds: float = 0.0
     summary: dict[str, Any] = field(default_factory=dict)
+    changes: list[str] = field(default_factory=list)
+    """What the run asked the stand-ins to change or send (a dry run: nothing)."""
 
     @property
     def correct(self) -> bool:
@@ -113,6 +115,7 @@ def triage(slug: str, scenario: str | Path, *, workdir: Path | None = None, redi
             with contextlib.redirect_stdout(io.StringIO()):  # what the cells print is in the record
                 outcome = run_cells(slug, description, folder / "run", incident="TRIAGE-1", scenario=loaded.name,
                                     **{**dict(spec.demo_parameters), "recovery_samples": 2, **parameters})
+            changes = box.changes()
     finally:
         seconds = time.monotonic() - started
         REDACTOR.restore(registered)
@@ -122,7 +125,7 @@ def triage(slug: str, scenario: str | Path, *, workdir: Path | None = None, redi
     decisions = _last_decisions(outcome.summary)
     others = [str(o.get("cause")) for o in outcome.diagnosis.get("others", []) if isinstance(o, dict)]
     return Triage(slug, loaded.name, loaded.expect, outcome.cause, others, _proposed(outcome.summary), decisions,
-                  forbidden, missing, outcome.crash, seconds, outcome.summary)
+                  forbidden, missing, outcome.crash, seconds, outcome.summary, changes)
 
 
 def _last_decisions(summary: Mapping[str, Any]) -> dict[str, str]:

@@ -250,7 +250,7 @@ FAULTS: list[Fault] = [
           lambda w: _smtp(w, w.serve(srv.Trickle(srv.SMTP_TRICKLE, every=TRICKLE_EVERY, read_first=False)).port),
           r"no complete answer within", {EMAIL: "smtp_unreachable"}),
     Fault("smtp_554", "SMTP", "554 greeting", (EMAIL,), lambda w: _smtp(w, w.serve(srv.SmtpFault("greeting_554")).port),
-          r"554", {EMAIL: "unknown"}),
+          r"554", {EMAIL: "smtp_server_error"}),
     Fault("smtp_bad_starttls", "SMTP", "STARTTLS agreed, then not TLS", (EMAIL,),
           lambda w: _smtp(w, w.serve(srv.SmtpFault("broken_starttls")).port), r"STARTTLS", {EMAIL: "smtp_tls_failure"}),
     Fault("smtp_username_unset", "SMTP", "username variable not set", (EMAIL,),

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from runbooklib import catalog
+from runbooklib.cells import Outcome, run_cells
 from runbooklib.runs import EXIT_BY_OUTCOME, EXIT_DIAGNOSED, EXIT_HEALTHY
 from runbooklib.sandbox import Sandbox
-from runbooklib.cells import Outcome, run_cells
 from tests.faults.matrix import ALL, Fault, World, apply_env, cases, names_fault, restore_env
 
 pytestmark = pytest.mark.faults

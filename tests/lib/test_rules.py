@@ -552,3 +552,21 @@ def test_the_dlq_is_replayed_only_once_the_system_is_healthy(tmp_path: Path, dlq
                                                   ("TypeError: Cannot read properties of undefined", False)])
 def test_a_replay_leaves_poison_and_permanent_failures_in_the_dlq_for_review(reason: str, replayed: bool) -> None:
     assert hrv._replayable({"data": {"sourceQueue": "sms", "failedReason": reason}}) is replayed
+
+
+def test_poison_seen_only_in_bullmq_is_still_poison_but_a_provider_error_is_not(tmp_path: Path) -> None:
+    """Jobs exhausted by a crash on their payload, a few, while their queue completes many: poison — even when
+    message_logs shows them retried no more than anything else. A provider's error on a few jobs is not poison."""
+    ctx = _ctx(hrv.SLUG, tmp_path)
+    ctx.evidence.put(hrv.RETRY_PATTERNS, patterns())
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 200, "email": 0, "whatsapp": 0}))
+    ctx.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "SyntaxError: Unexpected token u in JSON", True)] * 5,
+                                            ("sms", "Twilio 21211: Invalid 'To' Phone Number", True)))
+    d = hrv.diagnose_retries(ctx)
+    assert d.cause == "poison_messages" and "5 sms job(s)" in d.explanation
+    assert hrv._poison_jobs(ctx) == {"sms": ["0", "1", "2", "3", "4"]}
+    busy = _ctx(hrv.SLUG, tmp_path / "b")
+    busy.evidence.put(hrv.RETRY_PATTERNS, patterns())
+    busy.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 20}))  # the rest does not go through
+    busy.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "SyntaxError: Unexpected token u in JSON", True)] * 5))
+    assert hrv.diagnose_retries(busy).cause != "poison_messages"

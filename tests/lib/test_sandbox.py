@@ -75,3 +75,84 @@ def test_sandbox_puts_secrets_in_the_environment_only_while_running(tmp_path: Pa
         description = str(box.describe())
         assert box.secrets["api_token"] not in description and box.secrets["smtp_password"] not in description
     assert SECRET_ENV["api_token"] not in os.environ
+
+
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+
+
+def _rows(data: dict[str, object]) -> list[dict[str, object]]:
+    return generate_rows(Scenario.from_mapping(data, name="drill"), NOW)
+
+
+def _minutes_ago(row: dict[str, object]) -> float:
+    return (NOW - row["created_at"]).total_seconds() / 60  # type: ignore[operator]
+
+
+def test_overlapping_incidents_have_a_start_an_end_and_cover_only_what_they_name() -> None:
+    rows = _rows({"message_logs": {
+        "tenants": {"acme": 3, "globex": {"weight": 2, "provider": "smtp"}, "initech": 1},
+        "incidents": [
+            {"started_minutes_ago": 50, "ended_minutes_ago": 20, "failure_rate": 1.0, "tenants": ["acme"],
+             "errors": [{"error": "first"}]},
+            {"started_minutes_ago": 30, "failure_rate": 1.0, "providers": ["smtp"],
+             "errors": [{"error": "second", "status": "BOUNCED"}]}]}})
+    first = [r for r in rows if r["metadata"].get("error") == "first"]  # type: ignore[union-attr]
+    second = [r for r in rows if r["metadata"].get("error") == "second"]  # type: ignore[union-attr]
+    assert first and all(r["tenant_id"] == "acme" and 20 < _minutes_ago(r) <= 50 for r in first)
+    assert second and all(r["tenant_id"] == "globex" and r["provider"] == "smtp" and r["status"] == "BOUNCED"
+                          and _minutes_ago(r) <= 30 for r in second)
+    assert not [r for r in rows if r["tenant_id"] == "acme" and 20 < _minutes_ago(r) <= 50
+                and not r["metadata"].get("error")]  # type: ignore[union-attr]
+
+
+def test_a_tenant_keeps_its_own_background_failure_rate() -> None:
+    rows = _rows({"message_logs": {"tenants": {"acme": 1, "wonka": {"weight": 1, "failure_rate": 0.3}},
+                                   "baseline": {"failure_rate": 0.0, "bounce_rate": 0.0}}})
+    rate = {t: sum(r["status"] == "FAILED" for r in rows if r["tenant_id"] == t) / sum(r["tenant_id"] == t for r in rows)
+            for t in ("acme", "wonka")}
+    assert rate["acme"] == 0 and 0.25 < rate["wonka"] < 0.35
+
+
+def test_bursts_and_a_daily_cycle_shape_the_volume() -> None:
+    flat = _rows({})
+    burst = _rows({"message_logs": {"volume": {"bursts": [{"from_minutes_ago": 30, "to_minutes_ago": 10, "factor": 3}]}}})
+    inside = [r for r in burst if 10 <= _minutes_ago(r) < 30]
+    before = [r for r in flat if 10 <= _minutes_ago(r) < 30]
+    assert 2.5 < len(inside) / len(before) < 3.5
+    cycle = _rows({"message_logs": {"volume": {"diurnal": 0.8}}})
+    by_hour = {h: sum(1 for r in cycle if r["created_at"].hour == h) for h in (2, 14)}  # type: ignore[union-attr]
+    assert by_hour[14] > 3 * by_hour[2]  # the afternoon peak against the night
+
+
+def test_late_receipts_leave_recent_messages_sent_and_templateless_messages_have_no_template() -> None:
+    rows = _rows({"message_logs": {"receipts_delay_minutes": 20, "without_template": 0.5,
+                                   "baseline": {"failure_rate": 0.0, "bounce_rate": 0.0}}})
+    recent = [r for r in rows if 1 < _minutes_ago(r) < 20]
+    assert recent and {r["status"] for r in recent} == {"SENT"}
+    assert 0.4 < sum(r["template"] is None for r in rows) / len(rows) < 0.6
+
+
+def test_a_channel_mix_seeds_each_channel() -> None:
+    rows = _rows({"message_logs": {"channels": {"SMS": 2, "EMAIL": 1}}})
+    share = sum(r["channel"] == "SMS" for r in rows) / len(rows)
+    assert 0.6 < share < 0.72 and {r["channel"] for r in rows} == {"SMS", "EMAIL"}
+
+
+def test_bullmq_drills_fail_then_succeed_pause_and_hang(redis_server: object, tmp_path: Path) -> None:
+    from runbooklib.queues import QueueAdmin
+
+    spec = catalog.get("high_retry_volume")
+    scenario = Scenario.from_mapping({"bullmq": {
+        "jobs": [{"queue": "sms", "count": 10, "fail": "Twilio 30003: Unreachable", "fail_times": 2},
+                 {"queue": "email", "count": 5, "work": False}],
+        "paused": ["email"], "hung_queue": "whatsapp"}}, name="drill", defaults=dict(spec.scenario_defaults))
+    with Sandbox(scenario, workdir=tmp_path / "box", redis_url=redis_server.url,  # type: ignore[attr-defined]
+                 dependencies=spec.dependencies) as box:
+        admin = QueueAdmin(box.redis_url)
+        sms = admin.counts("sms")
+        assert (sms["completed"], sms["failed"]) == (10, 0)  # each failed twice, then went through
+        assert all(j["attemptsMade"] == 3 for j in admin.jobs("sms", ["completed"], limit=100))  # 2 failed, 1 went
+        assert admin.is_paused("email") and admin.counts("email")["waiting"] == 5
+        hung = admin.counts("whatsapp")
+        assert hung["active"] >= 20 and hung["completed"] == 0 and hung["waiting"] > 0
+        admin.close()

@@ -113,3 +113,29 @@ def test_not_configured_is_skipped() -> None:
 ])
 def test_every_smtplib_failure_maps_to_a_class(exc: BaseException, stage: str, expected: str) -> None:
     assert classify(exc, stage)[0] == expected
+
+
+@pytest.mark.parametrize(("code", "failed_step"), [(421, "EHLO"), (451, "EHLO"), (454, "AUTH")])
+def test_a_throttling_relay_is_deferred_not_a_credential_or_tls_problem(certs: dict[str, tuple[Path, Path]], code: int,
+                                                                         failed_step: str) -> None:
+    """A relay over its rate answers 4xx (421 at EHLO, 454 at AUTH): `deferred`, never `auth_rejected` or `tls`."""
+    srv = SmtpServer("throttled", username=USER, password=PASSWORD, certs=certs,
+                     throttle={"after": 1, "per_seconds": 60, "code": code, "message": "4.7.0 Slow down"}).start()
+    try:
+        first = check_smtp("smtp", endpoint(srv, certs), timeout=3)
+        second = check_smtp("smtp", endpoint(srv, certs), timeout=3)
+    finally:
+        srv.stop()
+    assert first.status == "ok", first.summary  # under the rate
+    assert (second.status, second.classification) == ("fail", "deferred"), second.summary
+    assert [s.name for s in second.steps if not s.ok] == [failed_step]
+    assert str(code) in second.summary
+
+
+def test_a_refusing_relay_is_a_server_error(certs: dict[str, tuple[Path, Path]]) -> None:
+    srv = SmtpServer("refusing", username=USER, password=PASSWORD, certs=certs).start()
+    try:
+        result = check_smtp("smtp", endpoint(srv, certs), timeout=3)
+    finally:
+        srv.stop()
+    assert (result.status, result.classification) == ("fail", "server_error") and "554" in result.summary

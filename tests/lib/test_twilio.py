@@ -113,3 +113,11 @@ class _Response:
 def test_every_twilio_failure_is_normalised(exc: BaseException, error: type[Exception], code: str) -> None:
     mapped = tw.normalise(exc)
     assert isinstance(mapped, error) and mapped.code == code
+
+
+@pytest.mark.parametrize("standin", [{"throttle": {"after": 1, "per_seconds": 60}}], indirect=True)
+def test_a_throttled_api_answers_429_and_the_check_says_it_could_not_check(standin: TwilioStandIn) -> None:
+    first = tw.check_account(endpoint(standin.url), timeout=3)
+    second = tw.check_numbers(endpoint(standin.url), timeout=3)
+    assert first.status == "ok", first.summary
+    assert second.status == "error" and "20429" in second.summary, second.summary  # a 429 establishes nothing

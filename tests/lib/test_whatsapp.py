@@ -136,3 +136,11 @@ def test_transport_errors_are_provider_timeouts(exc: Exception, expected: str) -
     with pytest.raises(ProviderTimeout) as info:
         client.phone_number()
     assert info.value.code == expected
+
+
+@pytest.mark.parametrize("graph", [{"unknown_ids": True}], indirect=True)
+def test_ids_that_do_not_exist_are_a_configuration_state(graph: GraphStandIn) -> None:
+    phone = wa.check_phone_number(endpoint(graph.url), timeout=3)
+    templates, _ = wa.check_templates(endpoint(graph.url), timeout=3)
+    for result in (phone, templates):
+        assert (result.status, result.classification) == ("fail", "config"), result.summary

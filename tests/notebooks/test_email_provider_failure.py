@@ -21,6 +21,9 @@ from tests.notebooks.helpers import database_url, decisions
 
 SLUG = "email_provider_failure"
 SCENARIOS = catalog.get(SLUG).scenarios()
+WHOLE_RUNS = ['healthy_noisy', 'ses_daily_quota_exceeded', 'smtp_tenants_only', 'small_tenant_down']
+"""A representative slice run as whole notebooks (papermill, a kernel); every scenario is triaged in-process by
+tests/test_triage.py."""
 pytestmark = pytest.mark.notebook
 
 
@@ -30,12 +33,12 @@ def run(box: Sandbox, tmp_path: Path, **parameters: Any) -> RunResult:
 
 def test_every_cause_code_has_a_scenario() -> None:
     spec = catalog.get(SLUG)
-    expected = {spec.load_scenario(s).expect for s in SCENARIOS}
-    assert expected == set(spec.causes) - {"unknown"}
+    assert set(spec.causes) - {"unknown"} <= set(SCENARIOS), "every cause has a scenario named after it"
+    assert {spec.load_scenario(s).expect for s in SCENARIOS} <= set(spec.causes)
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
-@pytest.mark.parametrize("scenario", SCENARIOS)
+@pytest.mark.parametrize("scenario", WHOLE_RUNS)
 def test_dry_run_names_the_cause_and_changes_nothing(scenario: str, database: str, make_sandbox: SandboxFactory,
                                                      tmp_path: Path, request: pytest.FixtureRequest) -> None:
     box = make_sandbox(scenario, database_url=database_url(request, database))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ from runbooklib.thresholds import (
     POISON_MAX_MESSAGES,
     POISON_MAX_SHARE,
     POISON_RETRIES,
+    POISON_TRAFFIC,
     QUEUE_FAILED_WARN,
     SYSTEMIC_SHARE,
 )
@@ -119,6 +120,8 @@ class BullState:
     dlq_size: int
     failed_jobs: int
     paused: tuple[str, ...] = ()
+    completed: dict[str, int] = field(default_factory=dict)
+    """Completed jobs per source queue: how much of the traffic goes through."""
 
     def to_facts(self) -> dict[str, Any]:
         return {"busiest_failed_queue": self.busiest_failed_queue, "dlq_size": self.dlq_size,
@@ -321,7 +324,8 @@ def check_queues(ctx: RunContext) -> CheckResult:
     busiest = str(source.sort_values("failed", ascending=False).iloc[0]["queue"])
     paused = [q for q in QUEUES if bull[q]["paused"]]
     ctx.evidence.put(BULL_STATE, BullState(busiest, int(bull[DLQ]["backlog"]), int(source["failed"].sum()),
-                                           tuple(q for q in paused if q != DLQ)))
+                                           tuple(q for q in paused if q != DLQ),
+                                           {q: int(bull[q]["completed"]) for q in SOURCE_QUEUES}))
     summary = (f"{int(source['waiting'].sum()):,} waiting, {int(source['active'].sum()):,} active, "
                f"{int(source['failed'].sum()):,} failed; DLQ {bull[DLQ]['backlog']:,}"
                + (f"; PAUSED: {', '.join(paused)}" if paused else "") + (f"; metrics API: {api_error}" if api_error else ""))
@@ -548,15 +552,33 @@ def _evidence(ctx: RunContext, *names: str) -> list[str]:
     return [f"{f.title}: {f.summary}" for f in (finding(ctx, n) for n in names) if f is not None]
 
 
+def _poison_job_groups(ctx: RunContext) -> dict[tuple[str, str], list[str]]:
+    """Failed jobs that exhausted their attempts with a reason that names no provider error (a crash on the payload),
+    a few of them, in a queue whose other jobs go through: (queue, reason) → job ids."""
+    bull = ctx.evidence.find(BULL_STATE)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for job in ctx.evidence.find(FAILED_JOBS) or []:
+        reason = str(job.get("failedReason") or "")
+        if job["exhausted"] and category_of(reason, job["queue"])[1] == "unknown":
+            groups.setdefault((job["queue"], reason), []).append(job["id"])
+    completed = bull.completed if bull is not None else {}
+    return {k: ids for k, ids in groups.items()
+            if len(ids) <= POISON_MAX_MESSAGES and completed.get(k[0], 0) >= POISON_TRAFFIC * len(ids)}
+
+
 def _poison(ctx: RunContext) -> Match | None:
-    """A few specific messages fail at every attempt while the rest of the traffic behaves differently (per message:
-    an error's messages are few, and most of them were retried again and again)."""
+    """A few specific messages fail at every attempt while the rest of the traffic behaves differently: per message in
+    message_logs (an error's messages are few, most retried again and again), or per job in BullMQ (a few jobs
+    exhausted by a crash on their payload while their queue's other jobs complete)."""
     groups = _patterns(ctx).poison_groups
-    if not groups:
+    jobs = _poison_job_groups(ctx)
+    if not groups and not jobs:
         return None
-    count = sum(g.messages for g in groups)
-    return Match(f"{count} message(s) fail at every attempt while the rest go through: "
-                 + "; ".join(g.describe() for g in groups), _evidence(ctx, "retry_patterns", "failed_jobs"))
+    parts = [g.describe() for g in groups]
+    parts += [f"{len(ids)} {queue} job(s) exhausted by {REDACTOR.text(reason)[:120]!r}" for (queue, reason), ids in jobs.items()
+              if not any(g.error and (g.error in reason or reason in g.error) for g in groups)]
+    return Match("a few messages fail at every attempt while the rest go through: " + "; ".join(parts),
+                 _evidence(ctx, "retry_patterns", "failed_jobs"))
 
 
 def _systemic(ctx: RunContext) -> Match | None:
@@ -624,7 +646,7 @@ def diagnose_retries(ctx: RunContext) -> Diagnosis:
     ]
     p = _patterns(ctx)
     growth = finding(ctx, "queue_growth")
-    present = (p.problems_elevated or _amplification(ctx) is not None or bool(p.poison_groups)
+    present = (p.problems_elevated or _amplification(ctx) is not None or _poison(ctx) is not None
                or (growth is not None and growth.status == "fail"))
     result = diagnose(SLUG, rules, CAUSES, incident_present=present,
                       incident_evidence=_evidence(ctx, "retry_patterns", "queues"), needed=needed(ctx),
@@ -758,7 +780,7 @@ def _poison_jobs(ctx: RunContext) -> dict[str, list[str]]:
     again, or whose failure reason is a poison error. Never any other failed job."""
     poison = _patterns(ctx).poison_groups
     offenders = ctx.evidence.find(REPEAT_OFFENDERS)
-    errors = {g.error for g in poison}
+    errors = {g.error for g in poison} | {reason for _, reason in _poison_job_groups(ctx)}
     messages = ({str(m) for m, e in zip(offenders["id"], offenders["error"], strict=True) if e in errors}
                 if offenders is not None and not offenders.empty else set())
     out: dict[str, list[str]] = {}

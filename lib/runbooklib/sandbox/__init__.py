@@ -197,6 +197,17 @@ class Sandbox:
                                        ids=list(body["ids"]), created_before=datetime.fromisoformat(body["created_before"]))
         return 0
 
+    def changes(self) -> list[str]:
+        """What anything asked the stand-ins to change or send since they started: mutating Lineup API requests,
+        mail accepted, SMS and WhatsApp messages sent, templates submitted (a dry run leaves this empty)."""
+        out = [f"Lineup API {m['method']} {m['path']}" for m in (self.platform.mutations() if self.platform else [])]
+        for name, standin in self.standins.items():
+            for attribute in ("messages", "sent", "submitted"):
+                found = getattr(standin, attribute, None)
+                if isinstance(found, list) and found:
+                    out.append(f"{name}: {len(found)} {attribute}")
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Endpoints and secret variable names for the demo profile (no secret values)."""
         assert self.platform is not None, "the sandbox is not started"

@@ -106,26 +106,24 @@ class SmtpServer:
     def messages(self) -> list[dict[str, Any]]:
         return self.recorder.messages
 
-    def _throttled(self, session: Session) -> bool:
-        """Whether this connection is over the throttle's rate (each connection counted once, at its first EHLO)."""
+    def _over_rate(self) -> bool:
+        """Whether the connections within the throttle's period are over its rate."""
         now = time.monotonic()
-        if not getattr(session, "counted", False):
-            session.counted = True  # type: ignore[attr-defined]
-            self._connections.append(now)
         window = float(self.throttle["per_seconds"])
-        recent = [t for t in self._connections if now - t < window]
-        return len(recent) > int(self.throttle["after"])
+        return len([t for t in self._connections if now - t < window]) > int(self.throttle["after"])
 
     def _ehlo(self, session: Session) -> str | None:
+        if session.ssl is None:  # each connection counted once, at its EHLO before TLS
+            self._connections.append(time.monotonic())
         if self.mode == "refusing":
             return "554 5.7.1 Service unavailable; client host refused"
-        if self.mode == "throttled" and int(self.throttle["code"]) != 454 and self._throttled(session):
+        if self.mode == "throttled" and int(self.throttle["code"]) != 454 and session.ssl is None and self._over_rate():
             return f"{int(self.throttle['code'])} {self.throttle['message']}"
         return None
 
     def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str,
                       auth_data: Any) -> AuthResult:
-        if self.mode == "throttled" and int(self.throttle["code"]) == 454 and self._throttled(session):
+        if self.mode == "throttled" and int(self.throttle["code"]) == 454 and self._over_rate():
             return AuthResult(success=False, handled=False, message=f"454 {self.throttle['message']}")
         ok = (self.mode != "auth_reject" and isinstance(auth_data, LoginPassword)
               and auth_data.login.decode() == self.username and auth_data.password.decode() == self.password)
