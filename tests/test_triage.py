@@ -43,3 +43,37 @@ def test_every_drill_names_its_cause_with_no_forbidden_outcome(slug: str, scenar
     assert not result.missing, (result.missing, result.summary.get("diagnosis"))
     assert result.changes == [], result.changes
     assert result.summary["diagnosis"]["figures"] or result.cause == "inconclusive", "the card shows its figures"
+
+
+def test_a_retry_plan_holds_exactly_the_incident_windows_failures_of_the_causes_codes(tmp_path: Path) -> None:
+    """The same rate-limit codes failed all day at a low level: the plan re-queues only the window's, and only the
+    rate limit's codes — never the background carrier errors, never the previous day."""
+    import sqlalchemy as sa
+
+    drill = tmp_path / "drill.yaml"
+    drill.write_text("""
+expect: rate_limited
+message_logs:
+  baseline_errors:
+    - {error: "Too Many Requests", error_code: "20429"}
+    - {error: "Unreachable destination handset", error_code: "30003"}
+  incident:
+    started_minutes_ago: 30
+    failure_rate: 0.4
+    errors: [{error: "Too Many Requests", error_code: "20429"}, {error: "Queue overflow", error_code: "30001"}]
+""")
+    result = triage("sms_delivery_failure", drill, workdir=tmp_path / "run")
+    assert result.cause == "rate_limited" and "retry_failed_sms" in result.proposed
+    plan = next(a["plan"] for a in result.summary["actions"] if a["action"] == "retry_failed_sms")
+    planned = set(plan["steps"][0]["message_ids"])
+    since = result.summary["window"]["since"]
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'run' / 'sandbox' / 'message_logs.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT id, created_at, json_extract(metadata, '$.error_code') AS code "
+                                    "FROM message_logs WHERE status = 'FAILED'")).all()
+    engine.dispose()
+    in_window = {r.id for r in rows if r.created_at >= since.replace("T", " ")[:19] and r.code in ("20429", "30001")}
+    earlier = {r.id for r in rows if r.created_at < since.replace("T", " ")[:19] and r.code == "20429"}
+    assert earlier, "the drill has rate-limit failures before the window"
+    assert planned == in_window, (len(planned), len(in_window))
+    assert plan["steps"][0]["error_codes"] == ["14107", "20429", "21611", "30001", "30022", "30036"]

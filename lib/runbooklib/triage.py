@@ -113,8 +113,9 @@ def triage(slug: str, scenario: str | Path, *, workdir: Path | None = None, redi
             description = box.describe()
             register_profile_secrets(demo_profile(description))
             with contextlib.redirect_stdout(io.StringIO()):  # what the cells print is in the record
-                outcome = run_cells(slug, description, folder / "run", incident="TRIAGE-1", scenario=loaded.name,
-                                    **{**dict(spec.demo_parameters), "recovery_samples": 2, **parameters})
+                named = {"scenario": loaded.name} if loaded.name in spec.scenarios() else {}  # a file of one's own: none
+                outcome = run_cells(slug, description, folder / "run", incident="TRIAGE-1",
+                                    **{**dict(spec.demo_parameters), "recovery_samples": 2, **named, **parameters})
             changes = box.changes()
     finally:
         seconds = time.monotonic() - started

@@ -79,7 +79,7 @@ def test_approved_do_not_contact_is_applied_verified_audited_and_undone(
     methods = [m["method"] for m in box.platform.mutations()]
     assert methods.count("POST") == methods.count("DELETE") == len(marked["plan"]["steps"])
     assert all(not v for v in box.platform.do_not_contact.values())
-    assert decisions(result)["retry_failed_sms"] == "blocked"  # consent failures dominate: never retried
+    assert decisions(result)["retry_failed_sms"] == "not_needed"  # a retry cannot fix STOP replies: never proposed
     helpers.assert_nothing_sensitive(result.bundle, [], [PHONE])
 
 
@@ -125,11 +125,11 @@ def test_failures_that_arrive_after_the_dry_run_are_not_retried_under_its_approv
     planned = next(a for a in dry.actions if a["action"] == "retry_failed_sms")
     assert planned["decision"] == "dry_run", planned
     engine = sa.create_engine(box.database_url)
-    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(hours=30)  # before the window: the diagnosis stays
+    late = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=5)  # in the window: still a rate limit
     with engine.begin() as conn:
         conn.execute(message_logs.insert(), [{
             "id": f"late-{n:05d}", "tenant_id": "acme", "channel": "SMS", "status": "FAILED", "provider": "twilio",
-            "recipient": "+15550001111", "template": "booking_confirmation", "created_at": old, "updated_at": old,
+            "recipient": "+15550001111", "template": "booking_confirmation", "created_at": late, "updated_at": late,
             "retry_count": 3, "metadata": {"error": "Queue overflow", "error_code": "30001"}} for n in range(3000)])
     engine.dispose()
     stale = run(box, tmp_path, dry_run=False, operator="carol",

@@ -133,7 +133,7 @@ def test_window_expired_lists_conversations_and_switches_to_template_sends(make_
 
 def test_token_refresh_never_shows_a_token(make_sandbox: SandboxFactory, tmp_path: Path) -> None:
     planted = {"whatsapp_access_token": "EAAGPLANTEDtoken0000aaaa1111bbbb", "whatsapp_app_secret": "PLANTED-app-secret-77"}
-    box = make(make_sandbox, "token_expired", secret_values=planted)
+    box = make(make_sandbox, "token_expiring", secret_values=planted)  # still valid: Meta exchanges it
     assert box.platform is not None and box.graph is not None
     result = run(box, tmp_path, dry_run=False, operator="dana", approve=["refresh_access_token"])
 
