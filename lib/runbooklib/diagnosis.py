@@ -199,14 +199,17 @@ def _figures_html(figures: Sequence[Mapping[str, Any]]) -> str:
 def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, incident_present: bool,
              incident_evidence: Sequence[str] = (), needed: Sequence[Needed] = (),
              findings: Mapping[str, CheckResult] | None = None, figures: Sequence[Mapping[str, Any]] = (),
-             notes: Sequence[str] = ()) -> Diagnosis:
+             notes: Sequence[str] = (), ended: str | None = None) -> Diagnosis:
     """Try every rule; of those that hold, the best ranked (`Match.tier`, then `Match.weight`, then the rules'
     order) is the cause and the others are listed. Otherwise the verdict rests on `needed`:
 
     `inconclusive` when a needed check could not run; else `unknown` when `incident_present` or a
     needed check failed (citing `notes`: what was observed that might explain it); else `healthy`.
     Every cause a rule names must be documented in `causes`. `figures` are the comparisons the verdict
-    decided on, shown with it.
+    decided on, shown with it. `ended` says that the failures of the window are over (its end is back at
+    baseline): a cause that only the logs establish is then history, not the present — the verdict is `healthy`
+    (when every needed check ran) and what happened is kept beside it; a provider state a check observes now
+    never ends this way.
     """
     findings = findings or {}
     missing = unchecked(needed, findings)
@@ -221,6 +224,12 @@ def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, 
     if matches:
         ranked = sorted(matches, key=lambda m: (m[2].tier, -round(m[2].weight, 6), m[0]))
         _, cause, first = ranked[0]
+        blocking_unchecked = [u for u in missing if u["needed"]]
+        if ended and all(m.tier == SHARE for _, _, m in ranked) and not blocking_unchecked:
+            history = [f"ended in the window: {c} — {m.explanation}" for _, c, m in ranked]
+            return Diagnosis(runbook, HEALTHY, f"the failures of this window have ended ({ended}); what happened: "
+                                               f"{cause} — {first.explanation}", list(first.evidence),
+                             unchecked=missing, figures=shown["figures"], notes=[*history, *shown["notes"]])
         others = [{"cause": c, "explanation": m.explanation} for _, c, m in ranked[1:]]
         return Diagnosis(runbook, cause, first.explanation, list(first.evidence), others, unchecked=missing, **shown)
     failed = [findings[n.check] for n in needed if n.check in findings and findings[n.check].status == "fail"]

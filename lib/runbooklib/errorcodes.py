@@ -15,17 +15,20 @@ EMAIL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (cls, re.compile(pattern, re.IGNORECASE))
     for cls, pattern in (
         ("ses_daily_quota", r"daily message quota exceeded"),
-        ("ses_rate", r"maximum sending rate exceeded|\bthrottl"),
+        ("ses_rate", r"maximum sending rate exceeded|^\W*throttling\b|throttlingexception"),
         ("ses_permission", r"accessdenied|not authorized to perform|invalidclienttokenid|signaturedoesnotmatch"),
         ("ses_sending_paused", r"sendingpaused|accountsendingpaused|sending (is )?(paused|disabled)"),
+        # the recipient's address or mailbox (enhanced status X.1.x and X.2.1-2, whatever the reply code): a list
+        # problem, not the relay's
+        ("bounce", r"bounce|mailbox (unavailable|full)|user unknown|no such user|domain not found|host not found"
+                   r"|recipient address rejected|invalid (recipient|address)|\b[45]\.1\.\d+\b|\b[45]\.2\.[12]\b"),
         ("smtp_deferred", r"^\W*(421|450|451|452|454)\b|\b(421|450|451|452|454)[ -]4\.\d\.\d+"
-                          r"|too many (connections|messages|recipients)|try again later|rate limit|slow down"),
+                          r"|too many (connections|messages|recipients)|try again later|rate limit|slow down|throttl"),
         ("smtp_tls", r"certificate|\btls\b|\bssl\b|handshake|starttls"),
         ("smtp_auth", r"\b535\b|\b534\b|authentication (credentials invalid|failed|unsuccessful)|invalid login"
                       r"|username and password not accepted"),
         ("smtp_connect", r"econnrefused|etimedout|ehostunreach|enotfound|econnreset|connection refused"
                          r"|connection timed out|timeout waiting for|greeting never received|getaddrinfo"),
-        ("bounce", r"bounce|mailbox (unavailable|full)|user unknown|no such user|\b5\.1\.1\b|\b5\.2\.2\b"),
         ("rejected", r"messagerejected|not verified|\b550\b|\b553\b|\b554\b"),
     )
 )
@@ -36,6 +39,8 @@ EMAIL_CATEGORIES = {
     "rejected": "permanent", "bounce": "permanent", "other": "transient",
 }
 """What a retry can do for each email class (as for the coded channels: transient, permanent, consent, config)."""
+RATE_LIMIT_CLASSES = frozenset({"ses_rate", "smtp_deferred", "rate_limited", "queue_overflow"})
+"""Classes of every channel that say "too much, too fast": retries without backoff feed them."""
 
 
 def classify_email_error(error: str | None, code: str | None = None) -> str:

@@ -90,15 +90,31 @@ def status_counts(*, by_tenant: bool = False) -> Query:
 
 
 def failure_totals(*, by_tenant: bool = False) -> Query:
-    """One row for the window: `total`, `failed`, `bounced`, `retrying`, `delivered`, `sent`."""
+    """One row for the window: `total`, `failed`, `bounced`, `retrying`, `delivered`, `sent`, `queued`, `problems`
+    (failed, bounced or retrying)."""
     return sa.select(
         sa.func.count().label("total"),
+        _count_if(T.c.status == "QUEUED").label("queued"),
         _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed"),
+        _count_if(T.c.status.in_(PROBLEM_STATUSES)).label("problems"),
         _count_if(T.c.status == "BOUNCED").label("bounced"),
         _count_if(T.c.status == "RETRYING").label("retrying"),
         _count_if(T.c.status == "DELIVERED").label("delivered"),
         _count_if(T.c.status == "SENT").label("sent"),
     ).where(*_where(by_tenant))
+
+
+def failure_buckets(bucket_seconds: int, *, by_tenant: bool = False) -> Query:
+    """Messages and failures per time bucket: `bucket` (see `status_over_time`), `total`, `failed`, `problems`
+    (failed, bounced or retrying)."""
+    bucket = epoch_bucket(T.c.created_at, bucket_seconds).label("bucket")
+    return (
+        sa.select(bucket, sa.func.count().label("total"), _count_if(T.c.status.in_(FAILED_STATUSES)).label("failed"),
+                  _count_if(T.c.status.in_(PROBLEM_STATUSES)).label("problems"))
+        .where(*_where(by_tenant))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
 
 
 def status_over_time(bucket_seconds: int, *, by_tenant: bool = False) -> Query:
@@ -324,11 +340,12 @@ def retry_distribution() -> Query:
 def errors_by_retry() -> Query:
     """Errors of failing and retrying messages per channel and retry_count, every channel.
 
-    Columns: `channel`, `error`, `retry_count`, `count`.
+    Columns: `channel`, `error`, `retry_count`, `count`, `error_code` (one code seen with it).
     """
     error = sa.func.coalesce(ERROR, "(no error recorded)").label("error")
     return (
-        sa.select(T.c.channel, error, T.c.retry_count, sa.func.count().label("count"))
+        sa.select(T.c.channel, error, T.c.retry_count, sa.func.count().label("count"),
+                  sa.func.max(ERROR_CODE).label("error_code"))
         .where(*_window_any_channel(), T.c.status.in_(PROBLEM_STATUSES))
         .group_by(T.c.channel, error, T.c.retry_count)
         .order_by(sa.desc("count"), T.c.channel, error, T.c.retry_count)

@@ -27,6 +27,15 @@ MIN_BASELINE_MESSAGES = 100
 ASSUMED_BASELINE_RATE = 0.02
 """With no baseline at all (no message before the window), the window is compared with this failure rate."""
 
+BASELINE_SEGMENTS = 4
+"""The baseline is read in this many segments: when the whole baseline is significantly above its quietest
+segment (an incident that began before the baseline did), the window is compared with that segment instead."""
+RECENT_MINUTES = 15
+"""The end of the window looked at on its own (at most a quarter of the window): failures that were elevated in the
+window but are back at baseline here have ended ..."""
+RECENT_MIN_MESSAGES = 50
+"""... when at least this many messages were created in it (fewer cannot show that they ended)."""
+
 # -- What the failures are ---------------------------------------------------------------------------
 CAUSE_SHARE = 0.2
 """An error class that rose above its own baseline names a cause when it carries at least this share of all the
@@ -59,9 +68,6 @@ POISON_MAX_MESSAGES = 50
 not poison ..."""
 POISON_MAX_SHARE = 0.1
 """... nor is one carried by more than this share of the window's messages (three messages always count as few)."""
-POISON_TRAFFIC = 10
-"""A few failed jobs are poison when their queue completed at least this many times as many jobs: the rest goes
-through."""
 AMPLIFICATION_RATIO = 1.0
 """Retry amplification: retries per first attempt at least this (retries outnumber new sends) ..."""
 AMPLIFICATION_GROWTH = 2.0

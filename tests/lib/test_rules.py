@@ -494,8 +494,8 @@ def test_a_paused_queue_is_a_cause_and_its_resume_is_offered_only_then(tmp_path:
 
 
 def _jobs(*reasons: tuple[str, str, bool]) -> list[dict[str, Any]]:
-    return [{"queue": q, "id": str(i), "exhausted": exhausted, "failedReason": reason, "message_id": f"m{i}"}
-            for i, (q, reason, exhausted) in enumerate(reasons)]
+    return [{"queue": q, "id": str(i), "exhausted": exhausted, "failedReason": reason, "message_id": f"m{i}",
+             "age_minutes": 3.0} for i, (q, reason, exhausted) in enumerate(reasons)]
 
 
 def test_cleaning_deletes_only_permanent_failures_after_the_review_list_and_never_during_a_provider_failure(
@@ -555,18 +555,64 @@ def test_a_replay_leaves_poison_and_permanent_failures_in_the_dlq_for_review(rea
 
 
 def test_poison_seen_only_in_bullmq_is_still_poison_but_a_provider_error_is_not(tmp_path: Path) -> None:
-    """Jobs exhausted by a crash on their payload, a few, while their queue completes many: poison — even when
-    message_logs shows them retried no more than anything else. A provider's error on a few jobs is not poison."""
+    """A few jobs exhausted by the same error a retry never fixes, while the rest of their queue behaves differently
+    (goes through, or fails for another reason): poison — even when message_logs shows them retried no more than
+    anything else. A transient provider error on a few jobs is not poison; nor are jobs that are a large share."""
     ctx = _ctx(hrv.SLUG, tmp_path)
     ctx.evidence.put(hrv.RETRY_PATTERNS, patterns())
-    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 200, "email": 0, "whatsapp": 0}))
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 200}, failed={"sms": 8}))
     ctx.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "SyntaxError: Unexpected token u in JSON", True)] * 5,
-                                            ("sms", "Twilio 21211: Invalid 'To' Phone Number", True)))
+                                            ("sms", "Twilio 30008: Unknown error", True),
+                                            ("sms", "Twilio 30008: Unknown error", True)))
     d = hrv.diagnose_retries(ctx)
     assert d.cause == "poison_messages" and "5 sms job(s)" in d.explanation
     assert hrv._poison_jobs(ctx) == {"sms": ["0", "1", "2", "3", "4"]}
-    busy = _ctx(hrv.SLUG, tmp_path / "b")
-    busy.evidence.put(hrv.RETRY_PATTERNS, patterns())
-    busy.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 20}))  # the rest does not go through
-    busy.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "SyntaxError: Unexpected token u in JSON", True)] * 5))
-    assert hrv.diagnose_retries(busy).cause != "poison_messages"
+    outage = _ctx(hrv.SLUG, tmp_path / "o")  # the rest fails too, with another error: still poison beside it
+    outage.evidence.put(hrv.RETRY_PATTERNS, patterns())
+    outage.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 185, completed={"sms": 0}, failed={"sms": 185}))
+    outage.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "TypeError: x", True)] * 4,
+                                               *[("sms", "Twilio 20503: Service unavailable", True)] * 181))
+    assert hrv._poison_jobs(outage) == {"sms": ["0", "1", "2", "3"]}
+    many = _ctx(hrv.SLUG, tmp_path / "b")
+    many.evidence.put(hrv.RETRY_PATTERNS, patterns())
+    many.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", 0, 5, completed={"sms": 20}, failed={"sms": 5}))
+    many.evidence.put(hrv.FAILED_JOBS, _jobs(*[("sms", "SyntaxError: Unexpected token u in JSON", True)] * 5))
+    assert hrv.diagnose_retries(many).cause != "poison_messages"  # a fifth of the queue: not a few
+
+
+def ended_rate(recent_problems: int, recent_total: int = 450) -> WindowRate:
+    """Elevated in the window; the last minutes' failing or retrying messages as given."""
+    found = rate(800)
+    latest = compare("the last 15 minutes", recent_problems, recent_total, 480, BASELINE)
+    return WindowRate(found.total, found.failed, found.rate, found.baseline_total, found.baseline_rate,
+                      elevated=True, baseline_failed=480, comparison=found.comparison, recent=latest)
+
+
+def test_failures_that_ended_in_the_window_are_history_while_a_current_state_is_not(tmp_path: Path) -> None:
+    over = _ctx(sms.SLUG, tmp_path / "a", evidence=[ended_rate(5), classes(provider_error=700)])
+    d = sms.diagnose_sms(over)
+    assert d.cause == "healthy" and "have ended" in d.explanation
+    assert any(n.startswith("ended in the window: twilio_api_errors") for n in d.notes)
+    assert sms.RouteUrgentToWhatsApp(over).needed()[0] is False
+    going = _ctx(sms.SLUG, tmp_path / "b", evidence=[ended_rate(200), classes(provider_error=700)])
+    assert sms.diagnose_sms(going).cause == "twilio_api_errors"
+    too_few = _ctx(sms.SLUG, tmp_path / "c", evidence=[ended_rate(0, recent_total=20), classes(provider_error=700)])
+    assert sms.diagnose_sms(too_few).cause == "twilio_api_errors", "twenty messages cannot show an end"
+    blocked = _ctx(sms.SLUG, tmp_path / "d", failing={"twilio_account": "auth_failed"},
+                   evidence=[ended_rate(5), classes(auth=700)])
+    assert sms.diagnose_sms(blocked).cause == "twilio_auth_failure", "a state a check observes now has not ended"
+
+
+def test_a_rate_limit_fed_by_retries_is_amplification_not_a_provider_failure(tmp_path: Path) -> None:
+    throttled = group("Throttling: Maximum sending rate exceeded.", 900, levels=6, channel="EMAIL")
+    throttled = hrv.ErrorGroup(**{**vars(throttled), "cls": "ses_rate"})
+    ctx = _ctx(hrv.SLUG, tmp_path)
+    ctx.evidence.put(hrv.RETRY_PATTERNS, patterns(throttled, ratio=4, retried=900))
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("email", dlq_size=0, failed_jobs=10))
+    d = hrv.diagnose_retries(ctx)
+    assert d.cause == "retry_amplification" and "feeding a rate limit" in d.explanation
+    outage = hrv.ErrorGroup(**{**vars(group("Service unavailable", 900, levels=6)), "cls": "provider_error"})
+    ctx2 = _ctx(hrv.SLUG, tmp_path / "b")
+    ctx2.evidence.put(hrv.RETRY_PATTERNS, patterns(outage, ratio=4, retried=900))
+    ctx2.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", dlq_size=0, failed_jobs=10))
+    assert hrv.diagnose_retries(ctx2).cause == "systemic_provider_failure"

@@ -44,6 +44,7 @@ from runbooklib.runbooks.rules import rate
 from runbooklib.schema import FAILED_STATUSES, STATUSES
 from runbooklib.stats import CHANNEL, Comparison, compare, family_alpha
 from runbooklib.thresholds import (
+    BASELINE_SEGMENTS,
     MAX_TENANTS_NAMED,
     MIN_BASELINE_MESSAGES,
     MIN_TENANT_FAILURES,
@@ -52,6 +53,7 @@ from runbooklib.thresholds import (
     QUEUE_GROWTH_MIN,
     QUEUE_WAITING_WARN,
     RECEIPTS_LOW,
+    RECENT_MINUTES,
     SENT_AWAITING_SHARE,
     SIGNIFICANCE,
 )
@@ -133,6 +135,38 @@ def _risen(classes: ErrorClasses) -> str:
         f"{c} ({classes.comparisons[c].failed:,} vs {classes.comparisons[c].expected:,.1f} expected)" for c in risen[:4])
 
 
+def _quietest(ctx: RunContext, buckets: pd.DataFrame, seconds: int,
+              base: dict[str, Any]) -> tuple[tuple[datetime, datetime], dict[str, int], dict[str, Any]] | None:
+    """When the baseline as a whole is significantly above its quietest segment (an incident that began before the
+    baseline did: a slow burn), that segment — (its bounds, its counts, the whole baseline) — else None."""
+    full = buckets[buckets["total"] >= MIN_BASELINE_MESSAGES] if not buckets.empty else buckets
+    if len(full) < 2:
+        return None
+    rates = full["failed"] / full["total"]
+    quiet = full.loc[rates.idxmin()]
+    counts = {"failed": int(quiet["failed"]), "total": int(quiet["total"]), "problems": int(quiet["problems"]),
+              "queued": 0}
+    whole = compare("the baseline", int(base.get("failed") or 0), int(base.get("total") or 0), counts["failed"],
+                    counts["total"])
+    if not whole.rose:
+        return None
+    start = datetime.fromtimestamp(int(quiet["bucket"]) * seconds, UTC)
+    bounds = (max(start, ctx.baseline_since), min(start + timedelta(seconds=seconds), ctx.since))
+    whole_total = max(int(base.get("total") or 0), 1)  # the receipts' share stays the whole baseline's
+    counts["delivered"] = round(int(base.get("delivered") or 0) * counts["total"] / whole_total)
+    return bounds, counts, base
+
+
+def reference_params(ctx: RunContext, **extra: Any) -> dict[str, Any]:
+    """Bound values for the period the window is compared with: the baseline, or its quietest segment when the
+    baseline was itself elevated (`WindowRate.reference`)."""
+    found = ctx.evidence.find(WINDOW_RATE)
+    params = ctx.baseline_params(**extra)
+    if found is not None and found.reference is not None:
+        params.update(since=found.reference[0], until=found.reference[1])
+    return params
+
+
 def db_error(ctx: RunContext, name: str, title: str, exc: Exception) -> CheckResult:
     """A message_logs check that could not run (no database URL, database down, query failed): it establishes
     nothing, so it is `error`, never a pass."""
@@ -198,36 +232,55 @@ class ChannelChecks:
                                       classification="backlog" if status == "warn" else None))
 
     def check_failure_rate(self, ctx: RunContext) -> CheckResult:
-        """Failure rate in the window against the baseline window before it."""
+        """Failure rate in the window against the baseline window before it (or, when the baseline was itself
+        elevated, against its quietest segment), and the end of the window on its own: have the failures ended?"""
         name, title = "failure_rate", f"{self.label} failure rate vs baseline"
         stmt = queries.failure_totals(by_tenant=ctx.by_tenant)
+        segment = max(3600, int(ctx.params.baseline_delta.total_seconds() // BASELINE_SEGMENTS))
+        recent_since = ctx.until - min(timedelta(minutes=RECENT_MINUTES), ctx.params.window_delta / 4)
         with timed() as ms:
             try:
                 window = ctx.db.one(stmt, ctx.window_params(channel=self.channel))
                 base = ctx.db.one(stmt, ctx.baseline_params(channel=self.channel))
+                buckets = ctx.db.fetch(queries.failure_buckets(segment, by_tenant=ctx.by_tenant),
+                                       ctx.baseline_params(channel=self.channel))
+                recent = ctx.db.one(stmt, ctx.window_params(channel=self.channel, since=recent_since))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
-        now_rate, base_rate = rate(window), rate(base)
         failed, total = int(window.get("failed") or 0), int(window.get("total") or 0)
         if total == 0:
             return ctx.record(self._no_messages(ctx, name, title, int(base.get("total") or 0), ms()))
-        test = compare(f"{self.label} failure rate", failed, total, int(base.get("failed") or 0), int(base.get("total") or 0))
-        present = test.elevated
-        ctx.evidence.put(WINDOW_RATE, WindowRate(total, failed, now_rate, int(base.get("total") or 0), base_rate,
-                                                 delivered=int(window.get("delivered") or 0),
-                                                 baseline_delivered=int(base.get("delivered") or 0), elevated=present,
-                                                 baseline_failed=int(base.get("failed") or 0), comparison=test))
+        reference = _quietest(ctx, buckets, segment, base)
+        if reference is not None:
+            base = {**base, **reference[1]}
+        now_rate, base_rate = rate(window), rate(base)
+        base_failed, base_total = int(base.get("failed") or 0), int(base.get("total") or 0)
+        test = compare(f"{self.label} failure rate", failed, total, base_failed, base_total)
+        # of the messages that have an outcome: a message still QUEUED (a backlog behind an outage) says nothing yet
+        latest = compare(f"{self.label} failing or retrying, the last {int((ctx.until - recent_since).total_seconds() // 60)}"
+                         " minutes", int(recent.get("problems") or 0),
+                         int(recent.get("total") or 0) - int(recent.get("queued") or 0), int(base.get("problems") or 0),
+                         base_total - int(base.get("queued") or 0))
+        found = ctx.evidence.put(WINDOW_RATE, WindowRate(
+            total, failed, now_rate, base_total, base_rate, delivered=int(window.get("delivered") or 0),
+            baseline_delivered=int(base.get("delivered") or 0), elevated=test.elevated, baseline_failed=base_failed,
+            comparison=test, reference=reference[0] if reference is not None else None, recent=latest))
         ctx.measure("failure_rate", now_rate, scope=self.channel.lower(), basis=f"last {ctx.params.window}",
                     at=ctx.until)
         facts: dict[str, Any] = {"window_total": total, "window_failed": failed, "window_rate": round(now_rate, 4),
-                 "baseline_total": int(base.get("total") or 0), "baseline_failed": int(base.get("failed") or 0),
+                 "baseline_total": base_total, "baseline_failed": base_failed,
                  "baseline_rate": round(base_rate, 4), "bounced": int(window.get("bounced") or 0),
                  "failures_per_minute": round(failed / (ctx.params.window_delta.total_seconds() / 60), 2),
                  "retrying": int(window.get("retrying") or 0), "delivered": int(window.get("delivered") or 0)}
         facts.update(p_value=test.to_json()["p_value"], expected=round(test.expected, 1), test=test.verdict)
+        against = (f"the quietest {segment // 3600} h of the {ctx.params.baseline} before (the baseline as a whole was "
+                   f"already elevated: {rate(reference[2]):.1%})" if reference is not None
+                   else f"the {ctx.params.baseline} before")
         text = (f"{failed:,} of {total:,} failed in the last {ctx.params.window} ({now_rate:.1%}) vs "
-                f"{base_rate:.1%} in the {ctx.params.baseline} before ({test.expected:,.1f} expected; {test.verdict})")
-        if present:
+                f"{base_rate:.1%} in {against} ({test.expected:,.1f} expected; {test.verdict})")
+        if test.elevated and found.end_at_baseline:
+            text += f"; ended: the last minutes are back at baseline ({latest.rate:.1%} failing or retrying)"
+        if test.elevated:
             return ctx.record(CheckResult(name, title, "fail", "elevated: " + text, classification="elevated",
                                           facts=facts, duration_ms=ms()))
         status = "warn" if test.rose else "ok"
@@ -293,7 +346,7 @@ class ChannelChecks:
                 frame = ctx.db.fetch(queries.top_errors(by_tenant=ctx.by_tenant),
                                      ctx.window_params(channel=self.channel, limit=CLASS_ROWS))
                 base = ctx.db.fetch(queries.top_errors(by_tenant=ctx.by_tenant),
-                                    ctx.baseline_params(channel=self.channel, limit=CLASS_ROWS))
+                                    reference_params(ctx, channel=self.channel, limit=CLASS_ROWS))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
         baseline_counts = self._class_counts(base, "error")
@@ -568,7 +621,7 @@ class CodedChannelChecks(ChannelChecks):
                 frame = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
                                      ctx.window_params(channel=self.channel, limit=CLASS_ROWS))
                 base = ctx.db.fetch(queries.error_code_counts(by_tenant=ctx.by_tenant),
-                                    ctx.baseline_params(channel=self.channel, limit=CLASS_ROWS))
+                                    reference_params(ctx, channel=self.channel, limit=CLASS_ROWS))
             except (QueryError, ConfigError) as exc:
                 return db_error(ctx, name, title, exc)
         baseline_counts = self._class_counts(base, "sample_error")

@@ -28,7 +28,7 @@ from runbooklib.providers import smtp as smtp_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
 from runbooklib.runbooks.log_facts import PEAK
-from runbooklib.runbooks.rules import Conclusions, State, figures, finding, incident_present, log_evidence, tenant_rule
+from runbooklib.runbooks.rules import Conclusions, State, ended, figures, finding, incident_present, log_evidence, tenant_rule
 
 SLUG = "email_provider_failure"
 TITLE = "Email Provider Failure"
@@ -349,7 +349,7 @@ def diagnose_email(ctx: RunContext) -> Diagnosis:
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
-                      figures=figures(ctx), notes=c.notes(ctx))
+                      figures=figures(ctx), notes=c.notes(ctx), ended=ended(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result

@@ -13,14 +13,14 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from runbooklib import charts, queries
+from runbooklib import channels, charts, queries
 from runbooklib.actions import Action, Plan, canonical
 from runbooklib.actions.bases import MITIGATED_AT
 from runbooklib.catalog import Runbook
 from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
-from runbooklib.errorcodes import CONSENT, PERMANENT, TRANSIENT, category_of
+from runbooklib.errorcodes import CONSENT, PERMANENT, RATE_LIMIT_CLASSES, TRANSIENT, category_of
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, parse_duration
@@ -41,7 +41,6 @@ from runbooklib.thresholds import (
     POISON_MAX_MESSAGES,
     POISON_MAX_SHARE,
     POISON_RETRIES,
-    POISON_TRAFFIC,
     QUEUE_FAILED_WARN,
     SYSTEMIC_SHARE,
 )
@@ -122,6 +121,8 @@ class BullState:
     paused: tuple[str, ...] = ()
     completed: dict[str, int] = field(default_factory=dict)
     """Completed jobs per source queue: how much of the traffic goes through."""
+    failed: dict[str, int] = field(default_factory=dict)
+    """Failed jobs per source queue."""
 
     def to_facts(self) -> dict[str, Any]:
         return {"busiest_failed_queue": self.busiest_failed_queue, "dlq_size": self.dlq_size,
@@ -143,6 +144,8 @@ class ErrorGroup:
     retries: int
     """Retries these messages took (the sum of their retry_count)."""
     comparison: Comparison
+    cls: str = "other"
+    """The error's class by its channel's classifier (`errorcodes`)."""
 
     def poison(self, poison_max: float) -> bool:
         """A few specific messages failing every attempt: most of this error's messages were retried again and
@@ -325,7 +328,8 @@ def check_queues(ctx: RunContext) -> CheckResult:
     paused = [q for q in QUEUES if bull[q]["paused"]]
     ctx.evidence.put(BULL_STATE, BullState(busiest, int(bull[DLQ]["backlog"]), int(source["failed"].sum()),
                                            tuple(q for q in paused if q != DLQ),
-                                           {q: int(bull[q]["completed"]) for q in SOURCE_QUEUES}))
+                                           {q: int(bull[q]["completed"]) for q in SOURCE_QUEUES},
+                                           {q: int(bull[q]["failed"]) for q in SOURCE_QUEUES}))
     summary = (f"{int(source['waiting'].sum()):,} waiting, {int(source['active'].sum()):,} active, "
                f"{int(source['failed'].sum()):,} failed; DLQ {bull[DLQ]['backlog']:,}"
                + (f"; PAUSED: {', '.join(paused)}" if paused else "") + (f"; metrics API: {api_error}" if api_error else ""))
@@ -388,16 +392,19 @@ def check_queue_growth(ctx: RunContext) -> CheckResult:
         return _no_queues(ctx, name, title, exc)
     ctx.evidence.put(GROWTH_SAMPLES, samples)
     first, last = samples[0], samples[-1]
-    # stalled: the backlog grows and nothing completes (no worker, or workers that hang on their jobs)
-    stalled = [q for q in SOURCE_QUEUES if last[q]["backlog"] > first[q]["backlog"] and not last[q]["paused"]
-               and last[q]["completed"] <= first[q]["completed"]]
+    # stalled: nothing completes while jobs wait — the backlog grows (no worker, or workers hung on their jobs), or
+    # jobs sit waiting with nothing active at all (no worker on a quiet queue)
+    stalled = [q for q in SOURCE_QUEUES if not last[q]["paused"] and last[q]["completed"] <= first[q]["completed"]
+               and (last[q]["backlog"] > first[q]["backlog"]
+                    or (last[q]["waiting"] > 0 and all(s[q]["active"] == 0 for s in samples)))]
     dlq_growth = last[DLQ]["backlog"] - first[DLQ]["backlog"]
     ctx.facts.update(stalled_queues=",".join(stalled), dlq_growth=dlq_growth)
     facts = {"samples": len(samples), "interval_seconds": interval, "stalled": stalled, "dlq_growth": dlq_growth,
              "backlog": {q: [s[q]["backlog"] for s in samples] for q in QUEUES}}
     if stalled:
-        moves = ", ".join(f"{q} {first[q]['backlog']} → {last[q]['backlog']}" for q in stalled)
-        return ctx.record(CheckResult(name, title, "fail", f"backlog growing and nothing completing: {moves}",
+        moves = ", ".join(f"{q} {first[q]['backlog']} → {last[q]['backlog']} ({last[q]['active']} active)"
+                          for q in stalled)
+        return ctx.record(CheckResult(name, title, "fail", f"jobs waiting and nothing completing: {moves}",
                                       classification="stalled", facts=facts))
     if dlq_growth > 0:
         return ctx.record(CheckResult(name, title, "fail", f"DLQ grew by {dlq_growth:,} in {len(samples)} samples",
@@ -500,6 +507,13 @@ def check_retry_patterns(ctx: RunContext) -> CheckResult:
     return ctx.record(CheckResult(name, title, status, summary, facts=facts, table=dist))
 
 
+def _classify(channel: str, error: str, code: str | None) -> str:
+    try:
+        return channels.get(channel).classify(error, code)
+    except KeyError:  # a channel this version does not know
+        return "other"
+
+
 def _groups(errors: pd.DataFrame, base_errors: pd.DataFrame, messages: int, base_messages: int) -> tuple[ErrorGroup, ...]:
     """Per (channel, error): the window's messages by retry level, against the same error in the baseline."""
     if errors.empty:
@@ -511,10 +525,12 @@ def _groups(errors: pd.DataFrame, base_errors: pd.DataFrame, messages: int, base
         repeat = int(frame[frame["retry_count"] >= POISON_RETRIES]["count"].sum())
         retries = int((frame["retry_count"] * frame["count"]).sum())
         before = int(base.get((channel, error), 0))
+        codes = [c for c in frame["error_code"] if isinstance(c, str) and c]
         out.append(ErrorGroup(str(channel), str(error), count, int(frame["retry_count"].nunique()), repeat,
                               int(frame["retry_count"].max()), retries,
                               compare(f"{channel} error {str(error)[:80]}", count, messages, before, base_messages,
-                                      min_failures=MIN_CLASS_FAILURES)))
+                                      min_failures=MIN_CLASS_FAILURES),
+                              _classify(str(channel), str(error), codes[0] if codes else None)))
     return tuple(sorted(out, key=lambda g: (-g.messages, g.channel, g.error)))
 
 
@@ -553,17 +569,20 @@ def _evidence(ctx: RunContext, *names: str) -> list[str]:
 
 
 def _poison_job_groups(ctx: RunContext) -> dict[tuple[str, str], list[str]]:
-    """Failed jobs that exhausted their attempts with a reason that names no provider error (a crash on the payload),
-    a few of them, in a queue whose other jobs go through: (queue, reason) → job ids."""
+    """A few failed jobs that exhausted their attempts with the same reason, one a retry never fixes (a crash on the
+    payload, a permanent provider error), while the rest of their queue behaves differently (goes through, or fails
+    for another reason): (queue, reason) → job ids."""
     bull = ctx.evidence.find(BULL_STATE)
     groups: dict[tuple[str, str], list[str]] = {}
+    recent = ctx.params.window_delta.total_seconds() / 60
     for job in ctx.evidence.find(FAILED_JOBS) or []:
         reason = str(job.get("failedReason") or "")
-        if job["exhausted"] and category_of(reason, job["queue"])[1] == "unknown":
+        if (job["exhausted"] and float(job.get("age_minutes") or 0) <= recent
+                and category_of(reason, job["queue"])[1] in ("unknown", PERMANENT, CONSENT)):
             groups.setdefault((job["queue"], reason), []).append(job["id"])
-    completed = bull.completed if bull is not None else {}
+    jobs = {q: (bull.completed.get(q, 0) + bull.failed.get(q, 0)) if bull is not None else 0 for q in SOURCE_QUEUES}
     return {k: ids for k, ids in groups.items()
-            if len(ids) <= POISON_MAX_MESSAGES and completed.get(k[0], 0) >= POISON_TRAFFIC * len(ids)}
+            if len(ids) <= min(POISON_MAX_MESSAGES, POISON_MAX_SHARE * jobs.get(k[0], 0))}
 
 
 def _poison(ctx: RunContext) -> Match | None:
@@ -588,6 +607,8 @@ def _systemic(ctx: RunContext) -> Match | None:
     if top is None or not p.problems_elevated or not top.comparison.rose:
         return None
     share = p.share(top)
+    if top.cls in RATE_LIMIT_CLASSES and _amplification(ctx) is not None:
+        return None  # a rate limit fed by retries without backoff: the retry loop is the problem, not the provider
     if share >= SYSTEMIC_SHARE and top.retry_levels >= 2:
         return Match(f"one error carries {share:.0%} of the failures above baseline at {top.retry_levels} retry levels "
                      f"({REDACTOR.text(top.error)[:120]}) — run the {_channel_runbook(top.channel)} runbook",
@@ -600,8 +621,11 @@ def _amplification(ctx: RunContext) -> Match | None:
     p = _patterns(ctx)
     now, base = p.retry_ratio, p.baseline_retry_ratio
     if now >= max(AMPLIFICATION_GROWTH * base, AMPLIFICATION_RATIO) and p.retried_messages >= AMPLIFIED_MESSAGES:
+        top = p.top
+        fed = (f"; the retries are feeding a rate limit ({REDACTOR.text(top.error)[:100]})"
+               if top is not None and top.cls in RATE_LIMIT_CLASSES and top.comparison.rose else "")
         return Match(f"{now:.2f} retries per first attempt against {base:.2f} at baseline, across "
-                     f"{p.retried_messages:,} retried messages", _evidence(ctx, "retry_patterns"))
+                     f"{p.retried_messages:,} retried messages{fed}", _evidence(ctx, "retry_patterns"))
     return None
 
 
@@ -967,8 +991,11 @@ class CleanFailedJobs(Action):
     def _permanent(self) -> list[dict[str, Any]]:
         """The reviewed failed jobs that exhausted their attempts with a permanent or consent failure (an invalid
         number, an unsubscribed recipient, a refused message): no retry, now or later, can deliver them."""
+        poison = {i for ids in _poison_jobs(self.ctx).values() for i in ids} if holding(
+            self.ctx, {"poison_messages"}) else set()  # those go to the DLQ for review, not away
         return [j for j in self.ctx.evidence.get(FAILED_JOBS)
-                if j["exhausted"] and category_of(str(j.get("failedReason") or ""), j["queue"])[1] in (PERMANENT, CONSENT)]
+                if j["exhausted"] and j["id"] not in poison
+                and category_of(str(j.get("failedReason") or ""), j["queue"])[1] in (PERMANENT, CONSENT)]
 
     def needed(self) -> tuple[bool, str]:
         d = self.ctx.diagnosis

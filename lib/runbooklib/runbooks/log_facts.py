@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 
@@ -35,6 +36,19 @@ class WindowRate:
     baseline_failed: int | None = None
     comparison: Comparison | None = None
     """The test behind `elevated`, with its figures."""
+    reference: tuple[datetime, datetime] | None = None
+    """When the baseline was itself elevated (an incident that began before it), the quietest segment of it that the
+    window is compared with instead; the baseline figures above are that segment's."""
+    recent: Comparison | None = None
+    """The end of the window on its own (failing, bounced and retrying messages) against the baseline: failures that
+    were elevated in the window but are not here have ended."""
+
+    @property
+    def end_at_baseline(self) -> bool:
+        """The end of the window is at baseline (not even risen), on enough messages to tell."""
+        from runbooklib.thresholds import RECENT_MIN_MESSAGES
+
+        return self.recent is not None and self.recent.total >= RECENT_MIN_MESSAGES and not self.recent.rose
 
     @property
     def test(self) -> Comparison:
@@ -46,10 +60,15 @@ class WindowRate:
         return compare("failure rate", self.failed, self.total, base_failed, self.baseline_total)
 
     def to_facts(self) -> dict[str, Any]:
-        return {"window_total": self.total, "window_failed": self.failed, "failure_rate": self.rate,
-                "baseline_rate": self.baseline_rate, "baseline_total": self.baseline_total,
-                "window_delivered": self.delivered, "baseline_delivered": self.baseline_delivered,
-                "incident_present": self.elevated}
+        out: dict[str, Any] = {"window_total": self.total, "window_failed": self.failed, "failure_rate": self.rate,
+                               "baseline_rate": self.baseline_rate, "baseline_total": self.baseline_total,
+                               "window_delivered": self.delivered, "baseline_delivered": self.baseline_delivered,
+                               "incident_present": self.elevated}
+        if self.reference is not None:
+            out["baseline_reference"] = [t.isoformat(timespec="seconds") for t in self.reference]
+        if self.recent is not None:
+            out.update(recent_problem_rate=round(self.recent.rate, 4), end_at_baseline=self.end_at_baseline)
+        return out
 
 
 @dataclass(frozen=True)

@@ -42,15 +42,6 @@ def passed(ctx: RunContext, name: str) -> bool:
     return found is not None and found.passed
 
 
-def from_check(ctx: RunContext, names: tuple[str, ...], classifications: tuple[str, ...], lead: str) -> Match | None:
-    """Holds when one of the named checks failed with one of the classifications (a blocking state)."""
-    for name in names:
-        f = finding(ctx, name)
-        if f is not None and f.status == "fail" and f.classification in classifications:
-            return Match(f"{lead}: {f.summary}", [f"{f.title}: {f.summary}", *log_evidence(ctx)])
-    return None
-
-
 def holding(ctx: RunContext, causes: Iterable[str]) -> list[str]:
     """Which of `causes` this run's diagnosis names: its cause first, then those listed beside it."""
     d = ctx.diagnosis
@@ -93,10 +84,12 @@ def incident_present(ctx: RunContext) -> bool:
     return classes is not None and any(c.elevated for c in classes.comparisons.values())
 
 
-def class_share(ctx: RunContext, cls: str) -> float:
-    """The share of the window's errors in class `cls` (from the top-errors check; 0 when it did not run)."""
-    classes = error_classes(ctx)
-    return classes.share(cls) if classes is not None else 0.0
+def ended(ctx: RunContext) -> str | None:
+    """When failures were elevated in the window but its end is back at baseline: what says so (else None)."""
+    found = window(ctx)
+    if found is None or found.recent is None or not found.end_at_baseline or not incident_present(ctx):
+        return None
+    return found.recent.line()
 
 
 def log_evidence(ctx: RunContext) -> list[str]:
@@ -161,7 +154,10 @@ def figures(ctx: RunContext) -> list[dict[str, Any]]:
     out = []
     found = window(ctx)
     if found is not None:
-        out.append(found.test.to_json() | {"what": "the channel's failure rate"})
+        out.append(found.test.to_json() | {"what": "the channel's failure rate"
+                                           + (" (against the quietest part of the baseline)" if found.reference else "")})
+        if found.recent is not None:
+            out.append(found.recent.to_json())
     split = tenant_split(ctx)
     if split is not None:
         shown = [c for c in split.comparisons if c.what.removeprefix("tenant ") in split.elevated_tenants]

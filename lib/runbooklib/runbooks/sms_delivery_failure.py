@@ -35,6 +35,7 @@ from runbooklib.runbooks.rules import (
     State,
     channel_elevated,
     class_match,
+    ended,
     figures,
     finding,
     holding,
@@ -233,7 +234,7 @@ def diagnose_sms(ctx: RunContext) -> Diagnosis:
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
-                      figures=figures(ctx), notes=c.notes(ctx))
+                      figures=figures(ctx), notes=c.notes(ctx), ended=ended(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result

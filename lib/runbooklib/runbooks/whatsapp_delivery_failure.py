@@ -27,7 +27,17 @@ from runbooklib.params import CommonParams, param, shown
 from runbooklib.providers import whatsapp as wa
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import CodedChannelChecks, db_error, guard_checks, not_run, sampling_needs
-from runbooklib.runbooks.rules import Conclusions, State, figures, finding, holding, incident_present, log_evidence, tenant_rule
+from runbooklib.runbooks.rules import (
+    Conclusions,
+    State,
+    ended,
+    figures,
+    finding,
+    holding,
+    incident_present,
+    log_evidence,
+    tenant_rule,
+)
 
 SLUG = "whatsapp_delivery_failure"
 TITLE = "WhatsApp Delivery Failure"
@@ -280,7 +290,7 @@ def diagnose_whatsapp(ctx: RunContext) -> Diagnosis:
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
-                      figures=figures(ctx), notes=c.notes(ctx))
+                      figures=figures(ctx), notes=c.notes(ctx), ended=ended(ctx))
     ctx.diagnosis = result
     ctx.write_summary()
     return result

@@ -46,6 +46,7 @@ CORE: dict[str, Any] = {
         "volume": {"diurnal": 0.0, "bursts": []},
         "without_template": 0.0,
         "receipts_delay_minutes": 1,
+        "backlog_minutes": 0,
     },
     "platform": {
         "providers": {c.name: c.default_provider for c in CHANNELS},
@@ -230,6 +231,7 @@ def _check_logs(logs: dict[str, Any], where: str) -> None:
         _number(weight, f"{where}.channels.{channel}", low=0, low_open=True)
     _number(logs["without_template"], f"{where}.without_template", low=0, high=1)
     _number(logs["receipts_delay_minutes"], f"{where}.receipts_delay_minutes", low=0, high=24 * 60)
+    _number(logs["backlog_minutes"], f"{where}.backlog_minutes", low=0, high=24 * 60)
 
 
 def _check_bullmq(bull: dict[str, Any], where: str) -> None:

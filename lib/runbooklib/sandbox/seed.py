@@ -143,6 +143,7 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
     providers = {c.upper(): p for c, p in scenario.section("platform")["providers"].items()}
     baseline_errors = [(e["error"], str(e.get("error_code", "")) or None) for e in logs["baseline_errors"]]
     delay = timedelta(minutes=float(logs["receipts_delay_minutes"]))
+    backlog = timedelta(minutes=float(logs["backlog_minutes"]))
     factor, most = _volume(logs)
 
     baseline_start = now - window - baseline
@@ -162,7 +163,9 @@ def generate_rows(scenario: Scenario, now: datetime) -> list[dict[str, Any]]:
         error: tuple[str, str | None] | None = None
         retry = 0
         status = ""
-        for incident in incidents:
+        if created > now - backlog:
+            status = "QUEUED"  # behind a backlog: not attempted yet, whatever would happen to it
+        for incident in incidents if not status else ():
             if incident.covers(created, tenant.name, provider, row_channel) and rng.random() < incident.failure_rate:
                 text, code, failing_template, retries, as_status = rng.choices(incident.errors, incident.weights)[0]
                 error = (text, code)

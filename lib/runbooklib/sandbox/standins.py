@@ -530,7 +530,9 @@ class GraphStandIn(StandIn):
         data: dict[str, Any] = {
             "app_id": self.app_id, "type": "USER", "application": "Lineup", "is_valid": token in self.tokens and not expired,
             "issued_at": now - 50 * 86400, "data_access_expires_at": now + 40 * 86400,
-            "expires_at": now + 60 * 86400 if fresh else now + int(float(self.state["token_expires_in_days"]) * 86400),
+            "expires_at": now + 60 * 86400 if fresh else (
+                0 if self.state["token_expires_in_days"] is None  # a system-user token: never expires
+                else now + int(float(self.state["token_expires_in_days"]) * 86400)),
             "scopes": list(self.state["scopes"]), "user_id": "10158221"}
         if expired:
             data["error"] = {"code": 190, "subcode": 463, "message": "Session has expired."}
