@@ -409,9 +409,9 @@ class ChannelChecks:
         total_failed, total = int(counts.get("failed") or 0), int(counts.get("total") or 0)
         tests = self._tenant_tests(frame)
         elevated = tuple(c.what.removeprefix("tenant ") for c in sorted(tests, key=lambda c: -c.excess) if c.elevated)
+        by_tenant = {c.what.removeprefix("tenant "): c for c in tests}
         frame["rate"] = (frame["failed"] / frame["total"].where(frame["total"] > 0)).fillna(0).round(4) if not frame.empty else []
         if not frame.empty:
-            by_tenant = {c.what.removeprefix("tenant "): c for c in tests}
             frame["baseline_rate"] = [round(by_tenant[t].baseline_rate, 4) if t in by_tenant else None
                                       for t in frame["tenant_id"]]
             frame["p_value"] = [by_tenant[t].to_json()["p_value"] if t in by_tenant else None for t in frame["tenant_id"]]
@@ -506,7 +506,7 @@ class ChannelChecks:
             return first
         frame = ctx.evidence.find(TENANT_FRAME)
         empty = pd.DataFrame(columns=["tenant_id", "total", "failed"])
-        return charts.plot_tenant_split(frame if frame is not None else empty, title=title)
+        return charts.plot_tenant_split(frame.head(TOP_TENANTS) if frame is not None else empty, title=title)
 
     def failure_sample(self, ctx: RunContext) -> pd.DataFrame:
         """A capped sample of the newest failures (recipients masked)."""
