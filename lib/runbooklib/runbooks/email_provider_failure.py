@@ -28,7 +28,18 @@ from runbooklib.providers import smtp as smtp_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ChannelChecks, guard_checks, sampling_needs
 from runbooklib.runbooks.log_facts import PEAK
-from runbooklib.runbooks.rules import Conclusions, State, ended, figures, finding, incident_present, log_evidence, tenant_rule
+from runbooklib.runbooks.rules import (
+    QUEUE_CHECK,
+    Conclusions,
+    State,
+    ended,
+    figures,
+    finding,
+    incident_present,
+    log_evidence,
+    queue_states,
+    tenant_rule,
+)
 
 SLUG = "email_provider_failure"
 TITLE = "Email Provider Failure"
@@ -302,14 +313,12 @@ CONCLUSIONS = Conclusions(
         State("ses_reputation", "reputation", "ses_reputation_risk", blocking=False),
         State("ses_reputation", "reputation", None, ("warn",), why="above the level AWS reviews, below the one it "
                                                                   "pauses at"),
-        State("email_queue", "paused", "queue_paused", ("warn",)),
-        State("email_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and the "
-                                                            "providers say why"),
+        *queue_states("email_queue", "the providers"),
     ),
     sources={"smtp_primary": "runbooklib.providers.smtp:check_smtp", "smtp_backup": "runbooklib.providers.smtp:check_smtp",
              "ses_quota": "runbooklib.providers.ses:check_quota", "ses_account": "runbooklib.providers.ses:check_account",
              "ses_reputation": "runbooklib.providers.ses:check_reputation",
-             "email_queue": "runbooklib.runbooks.channel_checks:check_queue"})
+             "email_queue": QUEUE_CHECK})
 
 
 def _ses_rate(ctx: RunContext) -> Match | None:

@@ -191,6 +191,16 @@ class State:
     """Error classes, beyond those of its cause, that this state accounts for (ranks it among the shares)."""
 
 
+QUEUE_CHECK = "runbooklib.runbooks.channel_checks:check_queue"
+
+
+def queue_states(check: str, who: str) -> tuple[State, State]:
+    """What a channel's queue in the metrics API concludes: paused is `queue_paused` (nothing is sent), a deep
+    backlog is noted (`who` — the provider — says why)."""
+    return (State(check, "paused", "queue_paused", ("warn",)),
+            State(check, "backlog", None, ("warn",), why=f"a deep queue on its own; the failure rate and {who} say why"))
+
+
 @dataclass(frozen=True)
 class Conclusions:
     """One runbook's tables: error class → cause, and every not-OK provider state it can see."""

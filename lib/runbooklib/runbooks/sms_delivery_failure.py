@@ -31,6 +31,7 @@ from runbooklib.providers import twilio as twilio_provider
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import ERROR_CODES_FRAME, CodedChannelChecks, guard_checks, sampling_needs
 from runbooklib.runbooks.rules import (
+    QUEUE_CHECK,
     Conclusions,
     State,
     channel_elevated,
@@ -42,6 +43,7 @@ from runbooklib.runbooks.rules import (
     incident_present,
     log_evidence,
     passed,
+    queue_states,
     tenant_rule,
 )
 
@@ -90,14 +92,12 @@ CONCLUSIONS = Conclusions(
         State("twilio_numbers", "sender_inactive", "sender_number_inactive"),
         State("status_page", "outage", "twilio_outage", needs_failures=True),
         State("status_page", "degraded", "twilio_outage", ("warn",), needs_failures=True, blocking=False),
-        State("sms_queue", "paused", "queue_paused", ("warn",)),
-        State("sms_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and Twilio "
-                                                          "say why"),
+        *queue_states("sms_queue", "Twilio"),
     ),
     sources={"twilio_account": "runbooklib.providers.twilio:check_account",
              "twilio_numbers": "runbooklib.providers.twilio:check_numbers",
              "status_page": "runbooklib.providers.statuspage:check_status_page",
-             "sms_queue": "runbooklib.runbooks.channel_checks:check_queue"})
+             "sms_queue": QUEUE_CHECK})
 RETRY_CAUSES = {"rate_limited", "carrier_delivery_errors", "twilio_api_errors"}
 """Causes whose failed messages can go through once the cause abates: a retry re-drives exactly those."""
 FIX_FIRST = {"twilio_outage", "twilio_auth_failure", "twilio_account_suspended", "sender_number_inactive",

@@ -28,6 +28,7 @@ from runbooklib.providers import whatsapp as wa
 from runbooklib.results import CheckResult
 from runbooklib.runbooks.channel_checks import CodedChannelChecks, db_error, guard_checks, not_run, sampling_needs
 from runbooklib.runbooks.rules import (
+    QUEUE_CHECK,
     Conclusions,
     State,
     ended,
@@ -36,6 +37,7 @@ from runbooklib.runbooks.rules import (
     holding,
     incident_present,
     log_evidence,
+    queue_states,
     tenant_rule,
 )
 
@@ -101,14 +103,12 @@ CONCLUSIONS = Conclusions(
         State("wa_phone", "quality", "phone_number_quality", blocking=False),
         State("wa_phone", "quality", None, ("warn",), why="quality YELLOW or rate-limited: worth watching, still sending"),
         State("wa_token", "token_expiring", "token_expiring", ("warn",), blocking=False),
-        State("whatsapp_queue", "paused", "queue_paused", ("warn",)),
-        State("whatsapp_queue", "backlog", None, ("warn",), why="a deep queue on its own; the failure rate and Meta "
-                                                               "say why"),
+        *queue_states("whatsapp_queue", "Meta"),
     ),
     sources={"wa_templates": "runbooklib.providers.whatsapp:check_templates",
              "wa_phone": "runbooklib.providers.whatsapp:check_phone_number",
              "wa_token": "runbooklib.providers.whatsapp:check_token",
-             "whatsapp_queue": "runbooklib.runbooks.channel_checks:check_queue"})
+             "whatsapp_queue": QUEUE_CHECK})
 MITIGATES = {"use_fallback_template": {"template_rejected"}, "submit_corrected_template": {"template_rejected"},
              "use_template_outside_window": {"window_expired"}, "refresh_access_token": {"token_expiring"}}
 """Action → the causes it can fix (docs/cause-codes.md says why). Not `token_expired`: Meta exchanges a token only
