@@ -77,3 +77,25 @@ message_logs:
     assert earlier, "the drill has rate-limit failures before the window"
     assert planned == in_window, (len(planned), len(in_window))
     assert plan["steps"][0]["error_codes"] == ["14107", "20429", "21611", "30001", "30022", "30036"]
+
+
+def test_the_judge_calls_out_an_all_clear_a_harmful_plan_and_what_is_missing() -> None:
+    """The judge itself can fail a run: each forbidden outcome and each unmet expectation is named."""
+    from runbooklib.triage import judge
+
+    spec = catalog.get("sms_delivery_failure")
+    scenario = {"expect": "invalid_numbers", "expect_also": ["recipients_unsubscribed"], "expect_tenants": ["hooli"],
+                "forbid": ["mark_do_not_contact"]}
+    summary = {"diagnosis": {"cause": "healthy", "others": [], "explanation": "all fine"},
+               "actions": [{"action": "retry_failed_sms", "decision": "dry_run"},
+                           {"action": "mark_do_not_contact", "decision": "dry_run"},
+                           {"action": "send_test_sms", "decision": "dry_run"},
+                           {"action": "route_urgent_to_whatsapp", "decision": "not_needed"}]}
+    forbidden, missing = judge(spec, scenario, summary)
+    assert forbidden == ["all-clear during an incident: healthy where the scenario has invalid_numbers",
+                         "harmful mitigation planned: retry_failed_sms cannot fix invalid_numbers, recipients_unsubscribed",
+                         "harmful mitigation planned: mark_do_not_contact (the scenario forbids it)"]
+    assert missing == ["recipients_unsubscribed not listed beside the cause", "tenant hooli not named"]
+    fine = {"diagnosis": {"cause": "invalid_numbers", "others": [{"cause": "recipients_unsubscribed"}],
+                          "explanation": "tenant hooli …"}, "actions": [{"action": "send_test_sms", "decision": "dry_run"}]}
+    assert judge(spec, scenario, fine) == ([], [])

@@ -31,8 +31,14 @@ from runbooklib.cells import run_cells
 
 PROPOSED = "dry_run"
 """A gate decision that puts a plan in front of a responder, ready to approve."""
-CONFIRMATIONS = ("send_test_email", "send_test_sms", "send_test_whatsapp")
-"""Test messages: recovery confirmation a responder asks for, not a fix (never proposed in a triage run)."""
+
+
+def confirmations(spec: catalog.Runbook) -> set[str]:
+    """The runbook's test-message actions: recovery confirmation a responder asks for, not a fix."""
+    from runbooklib.actions.bases import SendTestMessage
+
+    return {cls.name for cls in vars(spec.module).values()
+            if isinstance(cls, type) and issubclass(cls, SendTestMessage) and cls.name}
 
 
 @dataclass
@@ -74,7 +80,7 @@ def judge(spec: catalog.Runbook, scenario: Mapping[str, Any], summary: Mapping[s
     mitigates: Mapping[str, Iterable[str]] = getattr(spec.module, "MITIGATES", {})
     allowed_causes = {expect, *scenario.get("expect_also", [])}
     for action in _proposed(summary):
-        if action in CONFIRMATIONS:
+        if action in confirmations(spec):
             continue
         if action in scenario.get("forbid", []):
             forbidden.append(f"harmful mitigation planned: {action} (the scenario forbids it)")
