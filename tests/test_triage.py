@@ -18,6 +18,8 @@ from runbooklib.triage import every_scenario, triage
 
 CASES = every_scenario()
 ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = sorted((p.parent.name, p) for p in (ROOT / "benchmarks" / "variants").glob("*/*.yaml"))
+"""Drills written by a tester from the providers' documented behaviour, without reading the rules."""
 
 
 def _artifacts() -> Path:
@@ -43,6 +45,18 @@ def test_every_drill_names_its_cause_with_no_forbidden_outcome(slug: str, scenar
     assert not result.missing, (result.missing, result.summary.get("diagnosis"))
     assert result.changes == [], result.changes
     assert result.summary["diagnosis"]["figures"] or result.cause == "inconclusive", "the card shows its figures"
+
+
+@pytest.mark.parametrize(("slug", "path"), VARIANTS, ids=[f"{s}-{p.stem}" for s, p in VARIANTS])
+def test_every_independently_written_variant_is_named_right(slug: str, path: Path, tmp_path: Path,
+                                                              request: pytest.FixtureRequest) -> None:
+    bull = catalog.get(slug).load_scenario(str(path)).section("bullmq")["enabled"]
+    redis = request.getfixturevalue("redis_server").url if bull else None
+    result = triage(slug, path, workdir=tmp_path, redis_url=redis)
+    assert result.crash is None, result.crash
+    assert result.cause == result.expect, result.summary.get("diagnosis")
+    assert not result.forbidden and not result.missing, (result.forbidden, result.missing)
+    assert result.changes == [], result.changes
 
 
 def test_a_retry_plan_holds_exactly_the_incident_windows_failures_of_the_causes_codes(tmp_path: Path) -> None:
