@@ -199,14 +199,16 @@ def _figures_html(figures: Sequence[Mapping[str, Any]]) -> str:
 def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, incident_present: bool,
              incident_evidence: Sequence[str] = (), needed: Sequence[Needed] = (),
              findings: Mapping[str, CheckResult] | None = None, figures: Sequence[Mapping[str, Any]] = (),
-             notes: Sequence[str] = (), ended: str | None = None) -> Diagnosis:
+             notes: Sequence[str] = (), ended: str | None = None,
+             unconcluded: Callable[[Sequence[str]], Sequence[str]] | None = None) -> Diagnosis:
     """Try every rule; of those that hold, the best ranked (`Match.tier`, then `Match.weight`, then the rules'
     order) is the cause and the others are listed. Otherwise the verdict rests on `needed`:
 
     `inconclusive` when a needed check could not run; else `unknown` when `incident_present` or a
     needed check failed (citing `notes`: what was observed that might explain it); else `healthy`.
     Every cause a rule names must be documented in `causes`. `figures` are the comparisons the verdict
-    decided on, shown with it. `ended` says that the failures of the window are over (its end is back at
+    decided on, shown with it. `unconcluded(causes that held)` gives what was observed that names a cause which did
+    not hold, kept beside the verdict. `ended` says that the failures of the window are over (its end is back at
     baseline): a cause that only the logs establish is then history, not the present — the verdict is `healthy`
     (when every needed check ran) and what happened is kept beside it; a provider state a check observes now
     never ends this way.
@@ -220,7 +222,8 @@ def diagnose(runbook: str, rules: Sequence[Rule], causes: Mapping[str, str], *, 
         found = rule.test()
         if found is not None and rule.cause not in {c for _, c, _ in matches}:
             matches.append((index, rule.cause, found))
-    shown: dict[str, Any] = {"figures": [dict(f) for f in figures], "notes": list(notes)}
+    extra = list(unconcluded([c for _, c, _ in matches])) if unconcluded is not None else []
+    shown: dict[str, Any] = {"figures": [dict(f) for f in figures], "notes": [*notes, *extra]}
     if matches:
         ranked = sorted(matches, key=lambda m: (m[2].tier, -round(m[2].weight, 6), m[0]))
         _, cause, first = ranked[0]

@@ -36,7 +36,7 @@ EMAIL_CLASSES = tuple(cls for cls, _ in EMAIL_PATTERNS) + ("other",)
 EMAIL_CATEGORIES = {
     "ses_daily_quota": "transient", "ses_rate": "transient", "ses_permission": "config", "ses_sending_paused": "config",
     "smtp_deferred": "transient", "smtp_tls": "config", "smtp_auth": "config", "smtp_connect": "transient",
-    "rejected": "permanent", "bounce": "permanent", "other": "transient",
+    "rejected": "permanent", "bounce": "permanent", "other": "unknown",
 }
 """What a retry can do for each email class (as for the coded channels: transient, permanent, consent, config)."""
 RATE_LIMIT_CLASSES = frozenset({"ses_rate", "smtp_deferred", "rate_limited", "queue_overflow"})
@@ -203,3 +203,12 @@ def category_of(reason: str | None, channel: str) -> tuple[str, str]:
         cls = classify_email_error(text)
         return cls, EMAIL_CATEGORIES[cls]
     return "other", "unknown"
+
+
+def class_category(channel: str, cls: str) -> str:
+    """The retry category of an error class of `channel` (EMAIL, SMS, WHATSAPP): transient, permanent, consent,
+    config, or unknown."""
+    if channel.upper() == "EMAIL":
+        return EMAIL_CATEGORIES.get(cls, "unknown")
+    table = TWILIO_CODES if channel.upper() == "SMS" else GRAPH_CODES if channel.upper() == "WHATSAPP" else {}
+    return next((i.category for i in table.values() if i.cls == cls), "unknown")

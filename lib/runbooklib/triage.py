@@ -78,18 +78,22 @@ def judge(spec: catalog.Runbook, scenario: Mapping[str, Any], summary: Mapping[s
     if expect not in ("healthy", "unknown", "inconclusive") and cause == "healthy":
         forbidden.append(f"all-clear during an incident: healthy where the scenario has {expect}")
     mitigates: Mapping[str, Iterable[str]] = getattr(spec.module, "MITIGATES", {})
-    allowed_causes = {expect, *scenario.get("expect_also", [])}
+    others = [str(o.get("cause")) for o in diagnosis.get("others", []) if isinstance(o, dict)]
+    # an action for a cause the run lists beside the named one is not harmful (the scenario's `forbid` says otherwise)
+    allowed_causes = {expect, *scenario.get("expect_also", []), *(others if cause == expect else [])}
     for action in _proposed(summary):
         if action in confirmations(spec):
             continue
         if action in scenario.get("forbid", []):
             forbidden.append(f"harmful mitigation planned: {action} (the scenario forbids it)")
         elif action in mitigates and not allowed_causes & set(mitigates[action]):
-            forbidden.append(f"harmful mitigation planned: {action} cannot fix {', '.join(sorted(allowed_causes))}")
+            forbidden.append(f"harmful mitigation planned: {action} cannot fix "
+                             f"{', '.join(sorted({expect, *scenario.get('expect_also', [])}))}")
     for also in scenario.get("expect_also", []):
         if also not in others and also != cause:
             missing.append(f"{also} not listed beside the cause")
-    named = str(diagnosis.get("explanation", ""))
+    named = " ".join([str(diagnosis.get("explanation", "")), *(str(o.get("explanation", ""))
+                                                                 for o in diagnosis.get("others", []) if isinstance(o, dict))])
     for tenant in scenario.get("expect_tenants", []):
         if tenant not in named:
             missing.append(f"tenant {tenant} not named")

@@ -616,3 +616,23 @@ def test_a_rate_limit_fed_by_retries_is_amplification_not_a_provider_failure(tmp
     ctx2.evidence.put(hrv.RETRY_PATTERNS, patterns(outage, ratio=4, retried=900))
     ctx2.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", dlq_size=0, failed_jobs=10))
     assert hrv.diagnose_retries(ctx2).cause == "systemic_provider_failure"
+
+
+def test_one_permanent_error_at_every_retry_level_is_not_a_provider_failure(tmp_path: Path) -> None:
+    """Carrier-filtered content failing at every level says the messages are wrong, not that the provider is down:
+    no pause of the whole queue for it."""
+    filtered = hrv.ErrorGroup(**{**vars(group("Message filtered", 600, levels=3)), "cls": "carrier_filtered"})
+    ctx = _ctx(hrv.SLUG, tmp_path)
+    ctx.evidence.put(hrv.RETRY_PATTERNS, patterns(filtered))
+    ctx.evidence.put(hrv.BULL_STATE, hrv.BullState("sms", dlq_size=0, failed_jobs=10))
+    d = hrv.diagnose_retries(ctx)
+    assert d.cause != "systemic_provider_failure"
+    assert hrv.PauseQueue(ctx).needed()[0] is False
+
+
+def test_a_provider_state_whose_cause_did_not_hold_is_still_shown(tmp_path: Path) -> None:
+    ctx = _ctx(sms.SLUG, tmp_path, evidence=[ELEVATED, classes(invalid_number=800)])
+    ctx.findings["status_page"] = PAGE_OUTAGE
+    d = sms.diagnose_sms(ctx)
+    assert d.cause == "invalid_numbers"
+    assert any("observed, but not what the failures show (not twilio_outage)" in n for n in d.notes), d.notes

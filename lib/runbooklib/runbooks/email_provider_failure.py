@@ -358,7 +358,8 @@ def diagnose_email(ctx: RunContext) -> Diagnosis:
     ]
     result = diagnose(SLUG, rules, CAUSES, incident_present=incident_present(ctx),
                       incident_evidence=log_evidence(ctx), needed=needed(ctx), findings=ctx.findings,
-                      figures=figures(ctx), notes=c.notes(ctx), ended=ended(ctx))
+                      figures=figures(ctx), notes=c.notes(ctx), ended=ended(ctx),
+                      unconcluded=lambda held: c.unconcluded(ctx, held))
     ctx.diagnosis = result
     ctx.write_summary()
     return result

@@ -20,7 +20,7 @@ from runbooklib.catalog import Runbook
 from runbooklib.checklist import Checklist
 from runbooklib.context import RunContext
 from runbooklib.diagnosis import Diagnosis, Match, Needed, Rule, diagnose
-from runbooklib.errorcodes import CONSENT, PERMANENT, RATE_LIMIT_CLASSES, TRANSIENT, category_of
+from runbooklib.errorcodes import CONSENT, PERMANENT, RATE_LIMIT_CLASSES, TRANSIENT, category_of, class_category
 from runbooklib.errors import ConfigError, MitigationFailed, PlatformAPIError, QueryError, QueueError
 from runbooklib.evidence import Key
 from runbooklib.params import CommonParams, param, parse_duration
@@ -609,6 +609,8 @@ def _systemic(ctx: RunContext) -> Match | None:
     share = p.share(top)
     if top.cls in RATE_LIMIT_CLASSES and _amplification(ctx) is not None:
         return None  # a rate limit fed by retries without backoff: the retry loop is the problem, not the provider
+    if class_category(top.channel, top.cls) in (PERMANENT, CONSENT):
+        return None  # filtered content, invalid numbers, STOP replies: the messages, not the provider
     if share >= SYSTEMIC_SHARE and top.retry_levels >= 2:
         return Match(f"one error carries {share:.0%} of the failures above baseline at {top.retry_levels} retry levels "
                      f"({REDACTOR.text(top.error)[:120]}) — run the {_channel_runbook(top.channel)} runbook",
@@ -896,26 +898,32 @@ class ReplayDlq(Action):
         return set(map(str, frame["id"])) if not frame.empty else set()
 
     def plan(self) -> Plan:
-        """Every DLQ job whose failure was transient (a provider or carrier hiccup, a rate limit: gone now that the
-        system is healthy) is replayed; a job whose failure was permanent, or that names no known provider error (a
-        poison payload), stays in the DLQ for review."""
+        """Every DLQ job of this window whose failure was transient (a provider or carrier hiccup, a rate limit: gone
+        now that the system is healthy) is replayed; a job whose failure was permanent, that names no known provider
+        error (a poison payload), or that arrived before the window (stale: an old reminder may do harm) stays in the
+        DLQ for review."""
         jobs = _admin(self.ctx).dlq_jobs()
         delivered = self._delivered(jobs)
         p = _params(self.ctx)
-        skip = sorted(j["id"] for j in jobs if _message_id(j) in delivered)
-        review = sorted(j["id"] for j in jobs if j["id"] not in set(skip) and not _replayable(j))
+        since_ms = self.ctx.since.timestamp() * 1000
+        stale = sorted(j["id"] for j in jobs if float(j.get("timestamp") or 0) < since_ms)
+        skip = sorted(j["id"] for j in jobs if _message_id(j) in delivered and j["id"] not in set(stale))
+        review = sorted(j["id"] for j in jobs
+                        if j["id"] not in set(skip) | set(stale) and not _replayable(j)) + stale
         replay = [j["id"] for j in jobs if j["id"] not in set(skip) | set(review)]
         by_id = {j["id"]: j for j in jobs}
         if not replay and not skip:
-            return Plan(self.name, "nothing to replay", details={"left_for_review": review},
-                        blocked=(f"every DLQ job ({len(review):,}) failed for a reason a replay does not fix (permanent, "
-                                 "or no known provider error): review them by hand"))
+            return Plan(self.name, "nothing to replay", details={"left_for_review": review, "older_than_window": stale},
+                        blocked=(f"no DLQ job of this window to replay: {len(stale):,} arrived before it (stale: review "
+                                 "them, or widen the window to replay them), "
+                                 f"{len(review) - len(stale):,} failed for a reason a replay does not fix"))
         targets = sorted({str((by_id[i]["data"] or {}).get("sourceQueue")) for i in replay})
         payloads = hashlib.sha256(canonical([[i, by_id[i]["name"], by_id[i]["data"]] for i in replay + skip]).encode())
         return Plan(self.name, f"replay {len(replay):,} DLQ jobs (listed by id) in batches {', '.join(p.replay_batches)}; "
                                f"remove {len(skip):,} whose message is already delivered"
-                               + (f"; leave {len(review):,} for review (permanent or unknown failures)" if review else ""),
-                    details={"left_for_review": review},
+                               + (f"; leave {len(review):,} for review (permanent or unknown failures, or older than "
+                                  "the window)" if review else ""),
+                    details={"left_for_review": review, "older_than_window": stale},
                     steps=[{"bullmq": "replay", "dlq": DLQ, "job_ids": replay, "jobs": len(replay), "to_queues": targets,
                             "payloads_sha256": payloads.hexdigest(),  # names, data and source of every listed job
                             "remove_delivered_ids": skip, "batches": list(p.replay_batches),

@@ -242,6 +242,19 @@ class Conclusions:
         """`cause` from the provider states that establish it, else from its error classes in the logs."""
         return Rule(cause, lambda: self.observed(ctx, cause, lead) or self.logged(ctx, cause, explanation or lead))
 
+    def unconcluded(self, ctx: RunContext, causes: Iterable[str]) -> list[str]:
+        """Provider states observed that name a cause which did not hold (neither named nor listed): an outage page
+        while our failures are something else. They are true, and shown, but not why messages fail now."""
+        held = set(causes)
+        out = []
+        for state in self.states:
+            f = finding(ctx, state.check)
+            if (state.cause is None or state.cause in held or f is None or f.status not in state.statuses
+                    or f.classification != state.classification or (state.needs_failures and not incident_present(ctx))):
+                continue
+            out.append(f"{f.title}: {f.summary} — observed, but not what the failures show (not {state.cause})")
+        return list(dict.fromkeys(out))
+
     def notes(self, ctx: RunContext) -> list[str]:
         """What the provider checks observed that establishes no cause here (noted states; states whose cause
         needs elevated failures when there are none), and error classes that rose but name no known cause."""

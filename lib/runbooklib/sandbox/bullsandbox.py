@@ -84,10 +84,14 @@ class BullSandbox:
         failed = self.admin.jobs(queue, ["failed"], limit=100_000)
         mine = [j for j in failed if str(j["data"].get("message_id", "")).startswith(f"{self.scenario}-dlq-{queue}")]
         self.admin.move_to_dlq(queue, [j["id"] for j in mine])
+        age = float(group.get("age_minutes") or 0)
+        prefix = f"{self.scenario}-dlq-{queue}"
         for job in self.admin.dlq_jobs():
             if job["data"].get("data", {}).get(FAIL):
                 # the cause is fixed by the time anyone replays: the replayed job will succeed
                 run(_strip_failure(self.url, job["id"]))
+            if age and str(job["data"].get("data", {}).get("message_id", "")).startswith(prefix):
+                run(_age(self.url, job["id"], age))
         delivered = [j["data"]["message_id"] for j in jobs[: int(group.get("delivered", 0))]]
         if delivered:
             now = datetime.now(UTC).replace(tzinfo=None) if self.writer.dialect.name == "sqlite" else datetime.now(UTC)
@@ -152,6 +156,16 @@ async def _flush(url: str) -> None:
     conn = client(url)
     try:
         await conn.flushdb()
+    finally:
+        await conn.aclose()
+
+
+async def _age(url: str, dlq_job_id: str, minutes: float) -> None:
+    """Date a DLQ job back: it arrived `minutes` ago (last month's incident)."""
+    conn = client(url)
+    try:
+        when = int((datetime.now(UTC).timestamp() - minutes * 60) * 1000)
+        await conn.hset(f"bull:{DLQ}:{dlq_job_id}", "timestamp", str(when))
     finally:
         await conn.aclose()
 

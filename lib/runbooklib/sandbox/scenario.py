@@ -128,7 +128,7 @@ INCIDENT_KEYS = ("started_minutes_ago", "ended_minutes_ago", "failure_rate", "te
 ERROR_KEYS = ("error", "error_code", "weight", "template", "retry_count", "status")
 ERROR_STATUSES = ("FAILED", "RETRYING", "BOUNCED")
 TENANT_KEYS = ("weight", "provider", "failure_rate")
-JOB_KEYS = ("queue", "count", "fail", "fail_times", "work", "delivered")
+JOB_KEYS = ("queue", "count", "fail", "fail_times", "work", "delivered", "age_minutes")
 
 
 def _number(value: Any, where: str, *, low: float | None = None, high: float | None = None,
@@ -247,6 +247,10 @@ def _check_bullmq(bull: dict[str, Any], where: str) -> None:
             _number(group.get("count"), f"{where}.{key}[{i}].count", low=0, high=100_000)
             if "fail_times" in group:
                 _number(group["fail_times"], f"{where}.{key}[{i}].fail_times", low=1, high=50)
+            if "age_minutes" in group:
+                if key != "dlq":
+                    raise ConfigError(f"scenario {where}.{key}[{i}].age_minutes: only DLQ jobs have an age (bullmq.dlq)")
+                _number(group["age_minutes"], f"{where}.{key}[{i}].age_minutes", low=0, high=366 * 24 * 60)
     for key in ("stalled_queue", "hung_queue"):
         if bull[key] is not None and bull[key] not in queues:
             raise ConfigError(f"scenario {where}.{key}: {bull[key]!r}; allowed: {', '.join(queues)} (or null)")
