@@ -367,18 +367,18 @@ def test_a_replay_id_held_by_an_earlier_replay_of_another_job_still_replays(admi
     """The same message, failed again after a counter reset, gets the DLQ id and replay id of one replayed
     before: the completed earlier replay must not pass for this one (the DLQ job would be dropped)."""
     message = [{"name": "send-sms", "data": {"message_id": "same"}}]
-    worker = start_worker(redis_server.url, "sms", prefix=prefix)
-    try:
-        for _ in range(2):
-            reset_job_counter(redis_server, prefix, "sms")
-            seed_jobs(redis_server.url, "sms", message, attempts=1, work=False, prefix=prefix)
-            admin.move_to_dlq("sms", ["1"])
-            dlq_job = admin.job(DLQ, "sms-1")
-            assert dlq_job is not None
+    for _ in range(2):
+        reset_job_counter(redis_server, prefix, "sms")
+        seed_jobs(redis_server.url, "sms", message, attempts=1, work=False, prefix=prefix)
+        admin.move_to_dlq("sms", ["1"])  # before a worker runs: the seeded job must not be processed in place
+        dlq_job = admin.job(DLQ, "sms-1")
+        assert dlq_job is not None
+        worker = start_worker(redis_server.url, "sms", prefix=prefix)
+        try:
             report = admin.replay(batches=[1.0], max_failure_rate=0.2, settle_seconds=20, delivered=lambda job: False)
-            assert report.replayed == ["sms-1"] and report.already_replayed == []
-    finally:
-        stop_worker(worker)
+        finally:
+            stop_worker(worker)
+        assert report.replayed == ["sms-1"] and report.already_replayed == []
     assert report.collisions == {"sms-1": f"replay-sms-1-{dlq_job['timestamp']}"}
     assert admin.dlq_jobs() == [] and admin.counts("sms")["completed"] == 2
 
